@@ -1,0 +1,47 @@
+"""The `r1deploy` command: a thin layer that parses, calls the library and prints.
+
+Each feature package exposes ``register(subparsers)`` in its ``cli`` module; the
+registered handler returns the process exit code (0 ok, 1 failed checks, 2 usage
+or could not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from r1deploy import __version__
+
+# Feature packages that contribute verbs, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "r1deploy.tools.cli",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="r1deploy",
+        description="Validate, export, serve, smoke-test and benchmark an r1deploy stack.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

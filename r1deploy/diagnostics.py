@@ -1,0 +1,106 @@
+"""Findings shared by every validator: where, what, and how to fix it.
+
+A ``Diagnostic`` names the file, the JSON pointer (and line/column where the
+source is known), says what is wrong and what to do. Validators return lists of
+them; the CLI decides how to print them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import json_source_map
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    file: str
+    pointer: str
+    rule: str
+    message: str
+    fix: str = ""
+    severity: Severity = "error"
+    line: int | None = None
+    column: int | None = None
+
+    @property
+    def location(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return where
+
+    def __str__(self) -> str:
+        pointer = f" {self.pointer}:" if self.pointer else ""
+        text = f"{self.location}: {self.severity} [{self.rule}]{pointer} {self.message}"
+        if self.fix:
+            text += f"\n    fix: {self.fix}"
+        return text
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def errors(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.severity == "error"]
+
+
+def warnings(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.severity == "warning"]
+
+
+def json_pointer(path: Iterable[str | int]) -> str:
+    """RFC 6901 pointer for a path of keys and indexes ('' is the document)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+class SourceMap:
+    """Maps JSON pointers of a parsed document back to 1-based lines and columns."""
+
+    def __init__(self, text: str):
+        try:
+            self._entries = json_source_map.calculate(text)
+        except Exception:  # the map is a convenience: never let it hide the real finding
+            self._entries = {}
+
+    def position(self, pointer: str, key: bool = False) -> tuple[int | None, int | None]:
+        """Line and column of the value at ``pointer`` (or of its key when ``key``).
+
+        Falls back to the nearest enclosing value that the map knows.
+        """
+        while True:
+            entry = self._entries.get(pointer)
+            if entry is not None:
+                location = entry.key_start if key and entry.key_start else entry.value_start
+                return location.line + 1, location.column + 1
+            if not pointer:
+                return None, None
+            pointer = pointer.rsplit("/", 1)[0]
+            key = False
+
+
+def load_json(path: str, text: str) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
+    """Parse ``text``; a syntax error becomes a diagnostic with line and column."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, None, [
+            Diagnostic(
+                file=path,
+                pointer="",
+                rule="json-syntax",
+                message=f"invalid JSON: {exc.msg}",
+                fix="correct the JSON syntax at this line and column "
+                "(a missing comma, quote or bracket is the usual cause)",
+                line=exc.lineno,
+                column=exc.colno,
+            )
+        ]
+    return document, SourceMap(text), []
