@@ -35,3 +35,8 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache
+
+.PHONY: test-infra
+test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 min)
+	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
+	time $(BIN)/pytest -p no:cacheprovider -o testpaths=tests/provision -v --durations=10 tests/provision
