@@ -236,12 +236,38 @@ def _parse_len(text: str) -> int | None:
 # --- the rules ------------------------------------------------------------------------------
 
 
+def _declared_keys(schema: dict, depth: int = 0) -> tuple[set[str], set[str]]:
+    """Property names and patterns a (sub)schema declares, through allOf/anyOf/oneOf/$ref."""
+    names = set(schema.get("properties", {}))
+    patterns = set(schema.get("patternProperties", {}))
+    if depth > 8:
+        return names, patterns
+    parts = [p for key in ("allOf", "anyOf", "oneOf") for p in schema.get(key, [])]
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        parts.append(compose_schema()["$defs"].get(ref.removeprefix("#/$defs/"), {}))
+    for part in parts:
+        if isinstance(part, dict):
+            more_names, more_patterns = _declared_keys(part, depth + 1)
+            names |= more_names
+            patterns |= more_patterns
+    return names, patterns
+
+
 def _check_schema(document: object, found: _Findings) -> None:
     for error in sorted(_schema_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
         path = tuple(error.absolute_path)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = sorted(error.schema.get("properties", {}))
-            for key in sorted(k for k in error.instance if k not in allowed and not str(k).startswith("x-")):
+        if error.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(
+            error.instance, dict
+        ):
+            # Only keys the schema does not declare: with unevaluatedProperties, an error
+            # inside a declared key also marks it "unevaluated", a cascade already reported.
+            declared, pattern_texts = _declared_keys(error.schema)
+            allowed = sorted(declared)
+            patterns = [re.compile(p) for p in pattern_texts]
+            unknown = [k for k in error.instance
+                       if k not in allowed and not any(p.search(str(k)) for p in patterns)]
+            for key in sorted(unknown):
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 fix = (f'did you mean "{close[0]}"? Rename the key' if close
                        else "remove it (see https://docs.docker.com/reference/compose-file/)")
