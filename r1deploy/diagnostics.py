@@ -65,10 +65,18 @@ class SourceMap:
     """Maps JSON pointers of a parsed document back to 1-based lines and columns."""
 
     def __init__(self, text: str):
-        try:
-            self._entries = json_source_map.calculate(text)
-        except Exception:  # the map is a convenience: never let it hide the real finding
-            self._entries = {}
+        self._text = text
+        self._map: dict | None = None
+
+    @property
+    def _entries(self) -> dict:
+        # Built on first use: a valid file never pays for the position map.
+        if self._map is None:
+            try:
+                self._map = json_source_map.calculate(self._text)
+            except Exception:  # the map is a convenience: never let it hide the real finding
+                self._map = {}
+        return self._map
 
     def position(self, pointer: str, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column of the value at ``pointer`` (or of its key when ``key``).
@@ -91,16 +99,20 @@ def load_json(path: str, text: str) -> tuple[object | None, SourceMap | None, li
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, None, [
-            Diagnostic(
-                file=path,
-                pointer="",
-                rule="json-syntax",
-                message=f"invalid JSON: {exc.msg}",
-                fix="correct the JSON syntax at this line and column "
-                "(a missing comma, quote or bracket is the usual cause)",
-                line=exc.lineno,
-                column=exc.colno,
-            )
-        ]
+        return (
+            None,
+            None,
+            [
+                Diagnostic(
+                    file=path,
+                    pointer="",
+                    rule="json-syntax",
+                    message=f"invalid JSON: {exc.msg}",
+                    fix="correct the JSON syntax at this line and column "
+                    "(a missing comma, quote or bracket is the usual cause)",
+                    line=exc.lineno,
+                    column=exc.colno,
+                )
+            ],
+        )
     return document, SourceMap(text), []
