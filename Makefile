@@ -51,3 +51,8 @@ clean: ## Remove build outputs (keeps .venv and secrets/)
 test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 min)
 	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
 	time $(BIN)/pytest -p no:cacheprovider -o testpaths=tests/provision -v --durations=10 tests/provision
+.PHONY: test-e2e
+test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM + Open WebUI + headless Chromium (~10 min)
+	tests/e2e/envs.sh
+	tests/e2e/browser.sh
+	$(BIN)/pytest -q tests/e2e

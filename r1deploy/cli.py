@@ -17,6 +17,8 @@ from r1deploy import __version__
 COMMAND_MODULES = [
     "r1deploy.tools.cli",
     "r1deploy.compose.cli",
+    "r1deploy.smoke.cli",
+    "r1deploy.testmodel.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
