@@ -240,7 +240,8 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
         else:
             progress.failed += 1
             consecutive_failures += 1
-            if consecutive_failures >= ABORT_AFTER_CONSECUTIVE_FAILURES and not stop_sending.is_set():
+            too_many = consecutive_failures >= ABORT_AFTER_CONSECUTIVE_FAILURES
+            if too_many and not stop_sending.is_set():
                 stop_reason.append(
                     f"aborted after {consecutive_failures} failed requests in a row "
                     f"(last: {result.error})")

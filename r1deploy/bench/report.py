@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
@@ -60,11 +61,10 @@ def table_row(level: dict) -> str:
 
 
 def progress_line(label: str, total: int, progress) -> str:
-    import time
-
     elapsed = max(time.perf_counter() - progress.started, 1e-9)
     return (f"  {label}: {progress.done}/{total} done, {progress.failed} failed, "
-            f"{progress.done / elapsed:.1f} req/s, {progress.output_tokens / elapsed:.0f} out tok/s")
+            f"{progress.done / elapsed:.1f} req/s, "
+            f"{progress.output_tokens / elapsed:.0f} out tok/s")
 
 
 def roofline_line(roof: dict | None) -> str | None:
@@ -89,7 +89,8 @@ def final_report(result: dict) -> str:
     workload = result["settings"]
     lines.append(
         f"r1deploy bench: {server.get('model', '?')} at {result['target']['base_url']} "
-        f"(vLLM {server.get('version') or '?'}, max_model_len {server.get('max_model_len', '?')}); "
+        f"(vLLM {server.get('version') or '?'}, "
+        f"max_model_len {server.get('max_model_len', '?')}); "
         f"input {workload['input_len'] or 'dataset'} tok, output {workload['output_len']} tok"
         f"{' (ignore_eos)' if workload['ignore_eos'] else ''}")
     if result["levels"]:

@@ -15,7 +15,7 @@ GPU_BANDWIDTH = {
     "H100-SXM": {"bytes_per_s": 3.35e12, "match": ("H100 80GB HBM3", "H100 SXM")},
     "H200": {"bytes_per_s": 4.8e12, "match": ("H200",)},
     "A100-80GB": {"bytes_per_s": 2.04e12, "match": ("A100-SXM4-80GB", "A100 80GB")},
-    "RTX-4090": {"bytes_per_s": 1.0e12, "match": ("RTX 4090",)},
+    "RTX-4090": {"bytes_per_s": 1.008e12, "match": ("RTX 4090",)},
     "RTX-3060-12GB": {"bytes_per_s": 0.36e12, "match": ("RTX 3060",)},
 }
 
@@ -59,7 +59,8 @@ def roofline(gpu_name: str | None, single_stream_tpot_ms: float | None, model_ro
     key = gpu_key(gpu_name)
     if key is None:
         return {"gpu": gpu_name, "source": source, "known": False,
-                "note": f"not in the bandwidth table; use --gpu with one of {', '.join(GPU_BANDWIDTH)}"}
+                "note": "not in the bandwidth table; use --gpu with one of "
+                        f"{', '.join(GPU_BANDWIDTH)}"}
     ceiling = ceiling_tokens_per_s(key)
     measured = 1000.0 / single_stream_tpot_ms if single_stream_tpot_ms else None
     note = None

@@ -38,11 +38,12 @@ def random_text(rng: random.Random, words: int) -> str:
 
 
 def read_dataset(path: Path) -> list[str]:
-    """Prompts from ``.jsonl`` (one object a line with a string ``prompt``) or text (a line each)."""
+    """Prompts from ``.jsonl`` (objects with a string ``prompt``) or text (a line each)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise WorkloadError(f"{path}: cannot read ({exc.strerror}). Fix: check --dataset.") from None
+        raise WorkloadError(
+            f"{path}: cannot read ({exc.strerror}). Fix: check --dataset.") from None
     prompts: list[str] = []
     is_jsonl = path.suffix in (".jsonl", ".json")
     for number, line in enumerate(lines, start=1):
