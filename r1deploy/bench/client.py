@@ -309,6 +309,10 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
     level["client_overhead"] = {
         "cpu_seconds": cpu,
         "cpu_fraction_of_one_core": cpu / duration if duration > 0 else None,
+        # Requests the client could drive per second of one core: its rate ceiling when the
+        # server costs nothing and the host is not shared.
+        "cpu_ms_per_request": cpu / progress.done * 1000 if progress.done else None,
+        "requests_per_cpu_second": progress.done / cpu if cpu > 0 else None,
         "loop_lag": summarize(lag.lags, (99.0,)),
         "parse_us_per_read": clock.seconds / clock.events * 1e6 if clock.events else None,
     }

@@ -103,7 +103,8 @@ def final_report(result: dict) -> str:
         if overhead:
             lines.append(
                 f"client overhead {level_label(level)}: "
-                f"{_fmt((overhead.get('cpu_fraction_of_one_core') or 0) * 100, 0)}% of one core, "
+                f"{_fmt((overhead.get('cpu_fraction_of_one_core') or 0) * 100, 0)}% of one core "
+                f"({_fmt(overhead.get('cpu_ms_per_request'), 2)} ms CPU a request), "
                 f"event-loop lag p99 {_fmt(lag.get('p99_ms'), 2)} ms, "
                 f"{_fmt(overhead.get('parse_us_per_read'), 0)} us parsing per network read")
         for reason in level.get("partial_reasons", []):

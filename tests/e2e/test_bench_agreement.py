@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.vllm_tiny import (VllmServer, r1deploy_bench, tiny_model, vllm_bench_serve,
-                                   vllm_env_missing)
+from tests.bench.vllm_tiny import (
+    VllmServer,
+    r1deploy_bench,
+    tiny_model,
+    vllm_bench_serve,
+    vllm_env_missing,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -48,6 +48,7 @@ class InstantStub:
         self.requests = 0
         self.vocab: dict[str, int] = {}
         self.words: list[str] = []
+        self._streams: dict[tuple, bytes] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -103,6 +104,13 @@ class InstantStub:
         prompt_tokens = len(str(body["messages"][0]["content"]).split())
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        broken = (faults.cut_stream_every and number % faults.cut_stream_every == 0) or \
+            (faults.error_event_every and number % faults.error_event_every == 0)
+        if not broken:
+            # The whole stream in one write: the server costs (almost) nothing, so a run
+            # against it measures the client.
+            await response.write(self._stream(tokens, prompt_tokens))
+            return response
         head = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk",
                 "model": self.model}
 
@@ -113,24 +121,34 @@ class InstantStub:
         await send({**head, "choices": [{"index": 0, "delta": {"role": "assistant",
                                                                 "content": ""}}]})
         for i in range(tokens):
-            if faults.cut_stream_every and number % faults.cut_stream_every == 0 \
-                    and i == tokens // 2:
-                request.transport.close()
-                return response
-            if faults.error_event_every and number % faults.error_event_every == 0 \
-                    and i == tokens // 2:
+            if i == tokens // 2:
+                if faults.cut_stream_every:
+                    request.transport.close()
+                    return response
                 await send({"error": {"message": "injected mid-stream error", "code": 500}})
                 await send("[DONE]")
                 return response
-            await send({**head, "choices": [{"index": 0, "delta": {"content": f" t{i}"},
-                                             "finish_reason": None if i < tokens - 1 else
-                                             "length"}]})
-        if not faults.omit_usage:
-            await send({**head, "choices": [], "usage": {
-                "prompt_tokens": prompt_tokens, "completion_tokens": tokens,
-                "total_tokens": prompt_tokens + tokens}})
-        await send("[DONE]")
+            await send({**head, "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]})
         return response
+
+    def _stream(self, tokens: int, prompt_tokens: int) -> bytes:
+        """The SSE body of a complete answer (cached: the stub must not be the bottleneck)."""
+        key = (tokens, prompt_tokens, self.faults.omit_usage)
+        if key not in self._streams:
+            head = {"id": "chatcmpl-stub", "object": "chat.completion.chunk",
+                    "model": self.model}
+            events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant",
+                                                                   "content": ""}}]}]
+            events += [{**head, "choices": [{"index": 0, "delta": {"content": f" t{i}"},
+                                             "finish_reason": None if i < tokens - 1
+                                             else "length"}]} for i in range(tokens)]
+            if not self.faults.omit_usage:
+                events.append({**head, "choices": [], "usage": {
+                    "prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                    "total_tokens": prompt_tokens + tokens}})
+            body = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+            self._streams[key] = (body + "data: [DONE]\n\n").encode()
+        return self._streams[key]
 
 
 class StubThread:
