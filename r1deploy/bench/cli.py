@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "server's first)")
     where.add_argument("--api-key", help="bearer key (default: the stack's VLLM_API_KEY, "
                                          "else $OPENAI_API_KEY)")
+    where.add_argument("--via", choices=("vllm", "webui"), default="vllm",
+                       help="load vLLM directly (default) or through Open WebUI's "
+                            "/api/chat/completions (with --stack-dir: signs in as the admin)")
     work = run.add_argument_group("workload")
     work.add_argument("--input-len", type=_positive_int, default=None,
                       help="prompt tokens (random text; default 128 without --dataset)")
@@ -142,7 +145,8 @@ def handle_run(args: argparse.Namespace) -> int:
     from r1deploy.bench.workload import WorkloadError
 
     try:
-        target = resolve_target(args.stack_dir, args.base_url, args.model, args.api_key)
+        target = resolve_target(args.stack_dir, args.base_url, args.model, args.api_key,
+                                args.via)
         sweep = _sweep_from_args(args)
     except (TargetError, WorkloadError, ValueError) as exc:
         print(f"r1deploy bench: {exc}", file=sys.stderr)

@@ -89,7 +89,7 @@ def final_report(result: dict) -> str:
     workload = result["settings"]
     lines.append(
         f"r1deploy bench: {server.get('model', '?')} at {result['target']['base_url']} "
-        f"(vLLM {server.get('version') or '?'}, "
+        f"({server.get('via', 'vllm')} {server.get('version') or '?'}, "
         f"max_model_len {server.get('max_model_len', '?')}); "
         f"input {workload['input_len'] or 'dataset'} tok, output {workload['output_len']} tok"
         f"{' (ignore_eos)' if workload['ignore_eos'] else ''}")

@@ -79,7 +79,7 @@ def new_result(target: Target, sweep: SweepSettings) -> dict:
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "status": "running", "partial": True, "error": None,
         "target": {"base_url": target.base_url, "chat_path": target.chat_path,
-                   "model": target.model, "source": target.source},
+                   "model": target.model, "source": target.source, "via": target.via},
         "server": None, "client": client_info(), "machine": machine_info(),
         "settings": settings, "levels": [], "roofline": None,
     }

@@ -12,6 +12,10 @@ import aiohttp
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+# Open WebUI's OpenAI-shaped routes (FACTS.md), for load that goes through the UI's backend.
+WEBUI_PATHS = {"chat_path": "/api/chat/completions", "models_path": "/api/models",
+               "version_path": "/api/version"}
+VIA = ("vllm", "webui")
 
 
 class TargetError(Exception):
@@ -26,6 +30,10 @@ class Target:
     chat_path: str = CHAT_PATH
     models_path: str = MODELS_PATH
     source: str = "flags"
+    via: str = "vllm"
+    version_path: str = "/version"
+    # Open WebUI admin sign-in from the stack's .env, used when no key is given; never saved.
+    credentials: dict | None = field(default=None, repr=False)
     server_args: list[str] | None = None  # vLLM flags as the stack dir rendered them
     extra: dict = field(default_factory=dict)
 
@@ -55,8 +63,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def target_from_stack_dir(stack_dir: Path) -> Target:
-    """The vLLM endpoint of a rendered stack: ``settings.json`` (url, model) and ``.env`` (key)."""
+def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
+    """A rendered stack's endpoint: ``settings.json`` (url, model) and ``.env`` (key, or the
+    Open WebUI admin sign-in with ``via="webui"``)."""
     settings_path = stack_dir / "settings.json"
     try:
         settings = json.loads(settings_path.read_text(encoding="utf-8"))
@@ -71,31 +80,36 @@ def target_from_stack_dir(stack_dir: Path) -> Target:
             "Fix: re-render the stack (make render)."
         ) from None
     try:
-        url = settings["vllm"]["url"]
+        url = settings[via]["url"]
         model = settings["model"]["served_name"]
     except (KeyError, TypeError) as exc:
         raise TargetError(
-            f"{settings_path}: /vllm/url or /model/served_name missing ({exc}). "
+            f"{settings_path}: /{via}/url or /model/served_name missing ({exc}). "
             "Fix: re-render the stack (make render); docs/stack-dir.md lists the fields."
         ) from None
     env_path = stack_dir / ".env"
-    key = read_env_file(env_path).get("VLLM_API_KEY") if env_path.exists() else None
-    return Target(
+    env = read_env_file(env_path) if env_path.exists() else {}
+    target = Target(
         base_url=url,
         model=model,
-        api_key=key or None,
         source=str(stack_dir),
         server_args=settings.get("vllm", {}).get("args"),
         extra={"max_model_len": settings.get("model", {}).get("max_model_len"),
                "profile": settings.get("profile")},
     )
+    if via == "webui":
+        target.credentials = {"email": env.get("WEBUI_ADMIN_EMAIL"),
+                              "password": env.get("WEBUI_ADMIN_PASSWORD")}
+    else:
+        target.api_key = env.get("VLLM_API_KEY") or None
+    return target
 
 
 def resolve_target(stack_dir: str | None, base_url: str | None, model: str | None,
-                   api_key: str | None) -> Target:
+                   api_key: str | None, via: str = "vllm") -> Target:
     """Flags win over the stack dir; the key may also come from ``OPENAI_API_KEY``."""
     if stack_dir:
-        target = target_from_stack_dir(Path(stack_dir))
+        target = target_from_stack_dir(Path(stack_dir), via)
     elif base_url:
         target = Target(base_url=base_url, model=None)
     else:
@@ -108,7 +122,33 @@ def resolve_target(stack_dir: str | None, base_url: str | None, model: str | Non
     if model:
         target.model = model
     target.api_key = api_key or target.api_key or os.environ.get("OPENAI_API_KEY") or None
+    target.via = via
+    if via == "webui":
+        for name, value in WEBUI_PATHS.items():
+            setattr(target, name, value)
     return target
+
+
+async def webui_sign_in(session: aiohttp.ClientSession, target: Target) -> None:
+    """Get an Open WebUI token with the stack's admin credentials (when no key was given)."""
+    creds = target.credentials or {}
+    if target.api_key or not creds:
+        return
+    url = target.base_url.rstrip("/") + "/api/v1/auths/signin"
+    if not creds.get("email") or not creds.get("password"):
+        raise TargetError(
+            f"{target.source}/.env: WEBUI_ADMIN_EMAIL or WEBUI_ADMIN_PASSWORD missing, needed "
+            "to sign in to Open WebUI. Fix: re-render the stack, or give --api-key.")
+    try:
+        async with session.post(url, json=creds) as response:
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        raise TargetError(f"{url}: sign-in failed ({type(exc).__name__}: {exc}). Fix: check "
+                          "Open WebUI is up (settings.json /webui/url).") from None
+    if response.status != 200 or not isinstance(body, dict) or not body.get("token"):
+        raise TargetError(f"{url}: HTTP {response.status}, sign-in refused. Fix: the stack's "
+                          ".env admin credentials must match Open WebUI's admin, or --api-key.")
+    target.api_key = body["token"]
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str, headers: dict) -> tuple[int, object]:
@@ -127,6 +167,7 @@ async def probe_server(session: aiohttp.ClientSession, target: Target) -> dict:
     """
     base = target.base_url.rstrip("/")
     models_url = base + target.models_path
+    await webui_sign_in(session, target)
     headers = target.headers()
     try:
         status, body = await _get_json(session, models_url, headers)
@@ -164,9 +205,10 @@ async def probe_server(session: aiohttp.ClientSession, target: Target) -> dict:
         "max_model_len": entry.get("max_model_len"),
         "owned_by": entry.get("owned_by"),
         "version": None,
+        "via": target.via,
     }
     try:
-        status, version = await _get_json(session, base + "/version", headers)
+        status, version = await _get_json(session, base + target.version_path, headers)
         if status == 200 and isinstance(version, dict):
             info["version"] = version.get("version")
     except (aiohttp.ClientError, OSError, TimeoutError):

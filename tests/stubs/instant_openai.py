@@ -39,6 +39,7 @@ class Faults:
     cut_stream_every: int = 0  # every k-th request's stream stops halfway, without [DONE]
     error_event_every: int = 0  # every k-th request sends an error event mid-stream
     omit_usage: bool = False
+    no_tokenize: bool = False  # like Open WebUI: no /tokenize, prompt lengths from usage
 
 
 class InstantStub:
@@ -57,7 +58,27 @@ class InstantStub:
         app.router.add_post("/tokenize", self.tokenize)
         app.router.add_post("/detokenize", self.detokenize)
         app.router.add_post("/v1/chat/completions", self.chat)
+        # Open WebUI's routes: sign-in gives a token the others require.
+        app.router.add_post("/api/v1/auths/signin", self.signin)
+        app.router.add_get("/api/models", self.webui_guard(self.models))
+        app.router.add_get("/api/version", self.version)
+        app.router.add_post("/api/chat/completions", self.webui_guard(self.chat))
         return app
+
+    WEBUI_ADMIN = {"email": "admin@r1deploy.local", "password": "pw-stub"}
+    WEBUI_TOKEN = "webui-token-stub"
+
+    async def signin(self, request: web.Request) -> web.Response:
+        if await request.json() != self.WEBUI_ADMIN:
+            return web.json_response({"detail": "wrong credentials"}, status=400)
+        return web.json_response({"token": self.WEBUI_TOKEN, "token_type": "Bearer"})
+
+    def webui_guard(self, handler):
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Authorization") != f"Bearer {self.WEBUI_TOKEN}":
+                return web.json_response({"detail": "Not authenticated"}, status=401)
+            return await handler(request)
+        return guarded
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -78,6 +99,8 @@ class InstantStub:
         return ids
 
     async def tokenize(self, request: web.Request) -> web.Response:
+        if self.faults.no_tokenize:
+            return web.Response(status=404, text="Not Found")
         body = await request.json()
         ids = self._ids(body["prompt"])
         return web.json_response({"tokens": ids, "count": len(ids)})
@@ -102,6 +125,12 @@ class InstantStub:
                                       "type": "InternalServerError", "code": 500}, status=500)
         tokens = int(body.get("max_tokens") or 16)
         prompt_tokens = len(str(body["messages"][0]["content"]).split())
+        if not body.get("stream"):
+            return web.json_response({"object": "chat.completion", "model": self.model,
+                                      "choices": [{"index": 0, "message": {
+                                          "role": "assistant", "content": " t0" * tokens}}],
+                                      "usage": {"prompt_tokens": prompt_tokens,
+                                                "completion_tokens": tokens}})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         broken = (faults.cut_stream_every and number % faults.cut_stream_every == 0) or \

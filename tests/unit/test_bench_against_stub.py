@@ -183,3 +183,50 @@ def test_missing_usage_is_flagged_not_silently_zero_against_instant_stub_server(
     assert level["metrics"]["usage_missing"] == 40
     assert level["metrics"]["output_throughput"] is None
     assert any("no usage" in reason for reason in level["partial_reasons"])
+
+
+def test_through_webui_signs_in_with_the_stack_admin_against_instant_stub_server(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({"model": {"served_name": "stub-model"},
+                                                        "vllm": {"url": "http://unused"},
+                                                        "webui": {"url": "PLACEHOLDER"}}))
+    admin = InstantStub.WEBUI_ADMIN
+    with StubThread(InstantStub()) as stub:
+        settings = json.loads((tmp_path / "settings.json").read_text())
+        settings["webui"]["url"] = stub.base_url
+        (tmp_path / "settings.json").write_text(json.dumps(settings))
+        (tmp_path / ".env").write_text(f"WEBUI_ADMIN_EMAIL={admin['email']}\n"
+                                       f"WEBUI_ADMIN_PASSWORD={admin['password']}\n")
+        out = tmp_path / "r.json"
+        code = run_cli("run", "--stack-dir", str(tmp_path), "--via", "webui", "--input-len",
+                       "16", "--output-len", "8", "--num-prompts", "20", "--quiet",
+                       "--json", str(out))
+        assert code == 0
+        saved = json.loads(out.read_text())
+        assert saved["target"]["chat_path"] == "/api/chat/completions"
+        assert saved["levels"][0]["metrics"]["completed"] == 20
+        assert InstantStub.WEBUI_TOKEN not in out.read_text()  # no secret in the result
+        (tmp_path / ".env").write_text(f"WEBUI_ADMIN_EMAIL={admin['email']}\n"
+                                       "WEBUI_ADMIN_PASSWORD=wrong\n")
+        assert run_cli("run", "--stack-dir", str(tmp_path), "--via", "webui", "--quiet") == 2
+
+
+def test_without_tokenize_prompt_length_is_calibrated_from_usage_against_instant_stub_server():
+    with StubThread(InstantStub(faults=Faults(no_tokenize=True))) as stub:
+        result = runner.run(Target(base_url=stub.base_url, model=None),
+                            sweep(input_len=50, num_prompts=10))
+    assert result["settings"]["prompt_length_method"].startswith("approximate (1.00 tokens/word")
+    metrics = result["levels"][0]["metrics"]
+    assert metrics["total_input_tokens"] == 10 * 50  # one stub token per word
+
+
+def test_dataset_file_prompts_are_sent_and_bad_lines_are_named(tmp_path, capsys):
+    good = tmp_path / "prompts.jsonl"
+    good.write_text('{"prompt": "one two three"}\n\n{"prompt": "four five"}\n')
+    with StubThread(InstantStub()) as stub:
+        result = runner.run(Target(base_url=stub.base_url, model=None), sweep(
+            input_len=None, dataset=["one two three", "four five"], num_prompts=4, warmup=0))
+        assert result["levels"][0]["metrics"]["total_input_tokens"] == 3 + 2 + 3 + 2
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
+        assert run_cli("run", "--base-url", stub.base_url, "--dataset", str(bad)) == 2
+    assert f"{bad}:2: /prompt must be a string" in capsys.readouterr().err
