@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 from pathlib import Path
 
@@ -74,7 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     work.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
                       help="let the model stop early (output length then varies)")
     work.add_argument("--temperature", type=float, default=None)
-    work.add_argument("--seed", type=int, default=0)
+    work.add_argument("--seed", type=int, default=None,
+                      help="prompt seed (default: a new one each run, recorded in the result; "
+                           "a repeated seed repeats prompts, which the server's prefix cache "
+                           "then serves faster)")
+    work.add_argument("--min-tokens", action="store_true",
+                      help="also send min_tokens = --output-len (for a proxy that drops "
+                           "ignore_eos; `vllm bench serve` sends ignore_eos alone)")
     load = run.add_argument_group("load")
     load.add_argument("--concurrency", type=_int_list, default=[1],
                       help="concurrency levels to sweep, e.g. 1,4,16,64 (default 1; inf: no cap)")
@@ -136,7 +143,8 @@ def _sweep_from_args(args: argparse.Namespace):
         request_rate=args.request_rate or [math.inf], num_prompts=args.num_prompts,
         warmup=args.warmup, max_seconds=args.max_seconds, ignore_eos=args.ignore_eos,
         temperature=args.temperature, goodput_slos_ms=goodput, percentiles=percentiles,
-        seed=args.seed, request_timeout_s=args.request_timeout)
+        seed=args.seed if args.seed is not None else random.randrange(2**31),
+        request_timeout_s=args.request_timeout, min_tokens=args.min_tokens)
 
 
 def handle_run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ class LoadSettings:
     seed: int = 0
     percentiles: tuple[float, ...] = (50.0, 90.0, 99.0)
     goodput_slos_ms: dict[str, float] = field(default_factory=dict)
+    min_tokens: bool = False
 
 
 def request_body(target: Target, prompt: str, settings: LoadSettings) -> dict:
@@ -55,7 +56,8 @@ def request_body(target: Target, prompt: str, settings: LoadSettings) -> dict:
     if settings.ignore_eos:
         # Fixed output length: R1's reasoning length varies per prompt, so let it not stop.
         body["ignore_eos"] = True
-        body["min_tokens"] = settings.output_len
+        if settings.min_tokens:
+            body["min_tokens"] = settings.output_len
     if settings.temperature is not None:
         body["temperature"] = settings.temperature
     return body
@@ -295,7 +297,8 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
         if wrong:
             level["partial_reasons"].append(
                 f"{wrong} requests returned a different number of tokens than "
-                f"--output-len {settings.output_len} (the server ignored ignore_eos/min_tokens?)")
+                f"--output-len {settings.output_len} (the server ignored ignore_eos? "
+                "try --min-tokens)")
     bounded_by = stop_reason[0] if stop_reason else "num_prompts"
     level["bounded_by"] = bounded_by if bounded_by in ("max_seconds", "num_prompts") else "aborted"
     if bounded_by not in ("max_seconds", "num_prompts"):

@@ -39,6 +39,7 @@ class SweepSettings:
     percentiles: tuple[float, ...] = (50.0, 90.0, 99.0)
     seed: int = 0
     request_timeout_s: float = 300.0
+    min_tokens: bool = False
 
     def levels(self) -> list[tuple[int | None, float]]:
         return [(c, r) for r in self.request_rate for c in self.concurrency]
@@ -73,6 +74,7 @@ def new_result(target: Target, sweep: SweepSettings) -> dict:
         "max_seconds": sweep.max_seconds, "temperature": sweep.temperature,
         "goodput_slos_ms": sweep.goodput_slos_ms, "percentiles": list(sweep.percentiles),
         "seed": sweep.seed, "request_timeout_s": sweep.request_timeout_s,
+        "min_tokens": sweep.min_tokens,
     }
     return {
         "kind": "r1deploy-bench", "schema_version": SCHEMA_VERSION,
@@ -116,7 +118,8 @@ async def run_sweep(target: Target, sweep: SweepSettings, result: dict,
                 concurrency=conc, request_rate=rate, warmup=warm,
                 max_seconds=sweep.max_seconds, temperature=sweep.temperature,
                 request_timeout_s=sweep.request_timeout_s, seed=sweep.seed,
-                percentiles=sweep.percentiles, goodput_slos_ms=sweep.goodput_slos_ms)
+                percentiles=sweep.percentiles, goodput_slos_ms=sweep.goodput_slos_ms,
+                min_tokens=sweep.min_tokens)
             label = f"c={conc or 'inf'}" + ("" if math.isinf(rate) else f" rate={rate:g}/s")
             if on_level_start:
                 on_level_start(label, n)

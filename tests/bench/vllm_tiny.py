@@ -91,36 +91,3 @@ class VllmServer:
                 self.proc.wait(10)
         self.log.close()
 
-
-def vllm_bench_serve(url: str, model: Path, concurrency: int, num_prompts: int,
-                     input_len: int, output_len: int, result_dir: Path, name: str) -> dict:
-    """`vllm bench serve` (the reference) through its module; its saved result as a dict."""
-    import json
-
-    subprocess.run(
-        [str(VLLM_PYTHON), str(REPO / "tests" / "e2e" / "run_vllm_bench.py"),
-         "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", url,
-         "--model", str(model), "--served-model-name", SERVED_NAME,
-         "--dataset-name", "random", "--random-input-len", str(input_len),
-         "--random-output-len", str(output_len), "--ignore-eos",
-         "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency),
-         "--num-warmups", str(concurrency), "--percentile-metrics", "ttft,tpot,itl,e2el",
-         "--metric-percentiles", "50,90,99", "--disable-tqdm", "--save-result",
-         "--result-dir", str(result_dir), "--result-filename", f"{name}.json"],
-        check=True, capture_output=True, text=True, timeout=600)
-    return json.loads((result_dir / f"{name}.json").read_text())
-
-
-def r1deploy_bench(url: str, concurrency: int, num_prompts: int, input_len: int,
-                   output_len: int, result_dir: Path, name: str, python: str) -> dict:
-    """`r1deploy bench run` (as ``python -m r1deploy.bench``); its --json result."""
-    import json
-
-    path = result_dir / f"{name}.json"
-    subprocess.run(
-        [python, "-m", "r1deploy.bench", "run", "--base-url", url, "--model", SERVED_NAME,
-         "--input-len", str(input_len), "--output-len", str(output_len),
-         "--concurrency", str(concurrency), "--num-prompts", str(num_prompts),
-         "--warmup", str(concurrency), "--quiet", "--json", str(path)],
-        cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
-    return json.loads(path.read_text())
