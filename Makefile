@@ -21,7 +21,7 @@ help: ## List the targets
 $(VENV_STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev,bench]'
 	@touch $@
 
 venv: $(VENV_STAMP) ## Create .venv with the pinned toolchain
@@ -43,6 +43,7 @@ lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile)
 
 bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.tools_validate
+	$(BIN)/python -m tests.bench.bench_serving
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "r1deploy.compose.cli",
     "r1deploy.smoke.cli",
     "r1deploy.testmodel.cli",
+    "r1deploy.bench.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

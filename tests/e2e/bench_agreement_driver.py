@@ -1,0 +1,82 @@
+"""Run `vllm bench serve` and `r1deploy bench` alternately, in one process, against the same
+server with the same workload; print one JSON object of per-round results.
+
+One process (the vLLM env's python, with this repository on PYTHONPATH; r1deploy.bench needs
+only aiohttp, which that env has at the pinned version) so that rounds are seconds apart
+with no interpreter start-up between them: on a shared host, load drifts, and short
+alternating rounds let both tools see the same drift. Each run gets its own prompt seed so
+the server's prefix cache never serves a repeated prompt.
+
+Usage: <vllm-env>/bin/python tests/e2e/bench_agreement_driver.py URL MODEL_DIR SERVED_NAME
+       CONCURRENCY NUM_PROMPTS ROUNDS INPUT_LEN OUTPUT_LEN
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+
+import vllm.benchmarks.serve as serve
+
+from r1deploy.bench import runner
+from r1deploy.bench.target import Target
+
+KEYS = ("completed", "total_input_tokens", "total_output_tokens", "output_throughput",
+        "median_ttft_ms", "median_tpot_ms", "median_itl_ms", "median_e2el_ms")
+
+
+def vllm_run(url, model_dir, served, concurrency, num_prompts, input_len, output_len, seed):
+    parser = argparse.ArgumentParser()
+    serve.add_cli_args(parser)
+    args = parser.parse_args([
+        "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", url,
+        "--model", model_dir, "--served-model-name", served, "--dataset-name", "random",
+        "--random-input-len", str(input_len), "--random-output-len", str(output_len),
+        "--ignore-eos", "--num-prompts", str(num_prompts), "--max-concurrency",
+        str(concurrency), "--num-warmups", str(concurrency), "--seed", str(seed),
+        "--percentile-metrics", "ttft,tpot,itl,e2el", "--disable-tqdm"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = serve.main(args)
+    return {key: result[key] for key in KEYS}
+
+
+def r1deploy_run(url, served, concurrency, num_prompts, input_len, output_len, seed):
+    sweep = runner.SweepSettings(output_len=output_len, input_len=input_len,
+                                 concurrency=[concurrency], num_prompts=num_prompts,
+                                 warmup=concurrency, seed=seed)
+    result = runner.run(Target(base_url=url, model=served), sweep)
+    if result["status"] != "complete":
+        raise SystemExit(f"r1deploy bench: {result['status']}: {result['error']}")
+    m = result["levels"][0]["metrics"]
+    return {"completed": m["completed"], "total_input_tokens": m["total_input_tokens"],
+            "total_output_tokens": m["total_output_tokens"],
+            "output_throughput": m["output_throughput"],
+            "median_ttft_ms": m["ttft"]["median_ms"], "median_tpot_ms": m["tpot"]["median_ms"],
+            "median_itl_ms": m["itl"]["median_ms"], "median_e2el_ms": m["e2el"]["median_ms"],
+            "client_cpu_fraction": result["levels"][0]["client_overhead"][
+                "cpu_fraction_of_one_core"]}
+
+
+def main():
+    url, model_dir, served = sys.argv[1:4]
+    concurrency, num_prompts, rounds, input_len, output_len = map(int, sys.argv[4:9])
+    rounds_out = []
+    for i in range(rounds):
+        order = ("vllm", "r1deploy") if i % 2 == 0 else ("r1deploy", "vllm")
+        entry = {}
+        for tool in order:
+            seed = 1000 * concurrency + 2 * i + (tool == "r1deploy")
+            if tool == "vllm":
+                entry[tool] = vllm_run(url, model_dir, served, concurrency, num_prompts,
+                                       input_len, output_len, seed)
+            else:
+                entry[tool] = r1deploy_run(url, served, concurrency, num_prompts, input_len,
+                                           output_len, seed)
+        rounds_out.append(entry)
+        print(json.dumps({"round": i, **entry}), file=sys.stderr, flush=True)
+    print(json.dumps({"rounds": rounds_out}))
+
+
+if __name__ == "__main__":
+    main()
