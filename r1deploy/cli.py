@@ -16,6 +16,7 @@ from r1deploy import __version__
 # Feature packages that contribute verbs, in the order `--help` lists them.
 COMMAND_MODULES = [
     "r1deploy.tools.cli",
+    "r1deploy.gateway.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
