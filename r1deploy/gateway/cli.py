@@ -35,7 +35,9 @@ def read_key(key_file: Path | None) -> str:
         try:
             return key_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise SystemExit(f"r1deploy serve-tools: cannot read --key-file {key_file}: {exc}")
+            raise SystemExit(
+                f"r1deploy serve-tools: cannot read --key-file {key_file}: {exc}"
+            ) from None
     return os.environ.get(KEY_ENV, "").strip()
 
 

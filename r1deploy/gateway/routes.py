@@ -138,7 +138,7 @@ def _resolve_headers(plugin: dict, environ: Mapping[str, str]) -> dict[str, str]
         if not secret:
             raise GatewayConfigError(
                 f'plugin "{plugin["name"]}" (id {plugin["id"]}): header "{name}" takes its '
-                f'value from the environment variable {value["env"]}, which is not set; '
+                f"value from the environment variable {value['env']}, which is not set; "
                 f"set {value['env']} where the gateway runs (the stack's .env)"
             )
         headers[name] = value.get("prefix", "") + secret

@@ -158,9 +158,9 @@ async def _read_capped(route: Route, response: httpx.Response) -> bytes:
         "raise max_response_bytes in tools.json or ask the API for less",
     )
     declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and "content-encoding" not in response.headers:
-        if int(declared) > cap:
-            raise too_large
+    plain = "content-encoding" not in response.headers
+    if plain and declared and declared.isdigit() and int(declared) > cap:
+        raise too_large
     chunks, size = [], 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)

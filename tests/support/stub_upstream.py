@@ -107,7 +107,8 @@ class StubUpstream:
             return int(path.rsplit("/", 1)[1]), {"Content-Type": "text/plain"}, b"no such thing"
         if path.startswith("/weather/"):
             city = unquote(path.rsplit("/", 1)[1])
-            return 200, {"Content-Type": "text/plain; charset=utf-8"}, f"{city}: Sunny, +21°C".encode()
+            text = f"{city}: Sunny, +21°C".encode()
+            return 200, {"Content-Type": "text/plain; charset=utf-8"}, text
         return 404, {"Content-Type": "text/plain"}, b"stub: unknown path"
 
     def __enter__(self) -> StubUpstream:

@@ -138,8 +138,12 @@ def test_invalid_arguments_are_refused_with_their_pointer_against_stub_upstream(
 def test_get_arguments_travel_in_the_query_after_the_fixed_one_against_stub_upstream(stub):
     params = {
         "type": "object",
-        "properties": {"item": {"type": "string"}, "lang": {"type": "string"},
-                       "limit": {"type": "integer"}, "exact": {"type": "boolean"}},
+        "properties": {
+            "item": {"type": "string"},
+            "lang": {"type": "string"},
+            "limit": {"type": "integer"},
+            "exact": {"type": "boolean"},
+        },
         "required": ["item"],
     }
     tools = [
@@ -151,8 +155,9 @@ def test_get_arguments_travel_in_the_query_after_the_fixed_one_against_stub_upst
         )
     ]
     with gateway(tools) as client:
-        answer = call(client, "lookup", {"item": "Paris", "lang": "fr & en", "limit": 3,
-                                         "exact": True})
+        answer = call(
+            client, "lookup", {"item": "Paris", "lang": "fr & en", "limit": 3, "exact": True}
+        )
     assert answer.status_code == 200
     seen = stub.seen[0]
     assert seen.method == "GET"
@@ -167,8 +172,9 @@ def test_post_arguments_travel_as_a_json_body_against_stub_upstream(stub):
         "required": ["item"],
     }
     tools = [
-        plugin("store", f"{stub.url}/echo/{{item}}", "PUT", params=params,
-               allow_private_network=True)
+        plugin(
+            "store", f"{stub.url}/echo/{{item}}", "PUT", params=params, allow_private_network=True
+        )
     ]
     with gateway(tools) as client:
         answer = call(client, "store", {"item": "x y", "tags": ["a", "b"]})
@@ -216,8 +222,7 @@ def test_at_sign_argument_cannot_reach_another_host_against_stub_upstream(stub, 
 
 
 def test_slow_upstream_times_out_with_504_against_stub_upstream(stub):
-    tools = [plugin("slow", f"{stub.url}/slow/{{item}}", timeout_s=0.3,
-                    allow_private_network=True)]
+    tools = [plugin("slow", f"{stub.url}/slow/{{item}}", timeout_s=0.3, allow_private_network=True)]
     with gateway(tools) as client:
         answer = call(client, "slow", {"item": "2"})
     assert answer.status_code == 504
@@ -226,8 +231,11 @@ def test_slow_upstream_times_out_with_504_against_stub_upstream(stub):
 
 
 def test_answer_over_the_size_cap_is_refused_with_502_against_stub_upstream(stub):
-    tools = [plugin("big", f"{stub.url}/big/{{item}}", max_response_bytes=1000,
-                    allow_private_network=True)]
+    tools = [
+        plugin(
+            "big", f"{stub.url}/big/{{item}}", max_response_bytes=1000, allow_private_network=True
+        )
+    ]
     with gateway(tools) as client:
         small = call(client, "big", {"item": "1000"})
         large = call(client, "big", {"item": "1001"})
@@ -248,8 +256,14 @@ def test_upstream_error_status_is_reported_as_502_against_stub_upstream(stub):
 
 def test_redirect_to_another_host_is_not_followed_against_stub_upstream(stub, other_host):
     target = f"http://localhost:{other_host.port}/echo/stolen"
-    tools = [plugin("hop", f"{stub.url}/redirect", allow_private_network=True,
-                    params={"type": "object", "properties": {"to": {"type": "string"}}})]
+    tools = [
+        plugin(
+            "hop",
+            f"{stub.url}/redirect",
+            allow_private_network=True,
+            params={"type": "object", "properties": {"to": {"type": "string"}}},
+        )
+    ]
     with gateway(tools) as client:
         answer = call(client, "hop", {"to": target})
     assert answer.status_code == 502
@@ -258,8 +272,14 @@ def test_redirect_to_another_host_is_not_followed_against_stub_upstream(stub, ot
 
 
 def test_redirect_on_the_same_host_is_followed_against_stub_upstream(stub):
-    tools = [plugin("hop", f"{stub.url}/redirect", allow_private_network=True,
-                    params={"type": "object", "properties": {"to": {"type": "string"}}})]
+    tools = [
+        plugin(
+            "hop",
+            f"{stub.url}/redirect",
+            allow_private_network=True,
+            params={"type": "object", "properties": {"to": {"type": "string"}}},
+        )
+    ]
     with gateway(tools) as client:
         answer = call(client, "hop", {"to": "/echo/landed"})
     assert answer.status_code == 200
@@ -326,8 +346,13 @@ def test_header_secrets_come_from_named_env_vars_against_stub_upstream(stub):
 
 
 def test_missing_header_secret_stops_startup_naming_plugin_and_variable():
-    tools = [plugin("lookup", "https://api.example.com/{item}",
-                    headers={"Authorization": {"env": "LOOKUP_TOKEN"}})]
+    tools = [
+        plugin(
+            "lookup",
+            "https://api.example.com/{item}",
+            headers={"Authorization": {"env": "LOOKUP_TOKEN"}},
+        )
+    ]
     with pytest.raises(GatewayConfigError) as raised:
         create_app(tools, KEY, environ={})
     assert 'plugin "lookup"' in str(raised.value)
@@ -335,8 +360,14 @@ def test_missing_header_secret_stops_startup_naming_plugin_and_variable():
 
 
 def test_base_url_env_moves_scheme_and_host_against_stub_upstream(stub):
-    tools = [plugin("lookup", "https://api.example.com/v1/{item}?x=1",
-                    base_url_env="LOOKUP_BASE_URL", allow_private_network=True)]
+    tools = [
+        plugin(
+            "lookup",
+            "https://api.example.com/v1/{item}?x=1",
+            base_url_env="LOOKUP_BASE_URL",
+            allow_private_network=True,
+        )
+    ]
     with gateway(tools, environ={"LOOKUP_BASE_URL": f"{stub.url}/echo"}) as client:
         answer = call(client, "lookup", {"item": "a"})
     assert answer.status_code == 200
