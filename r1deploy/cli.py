@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "r1deploy.tools.cli",
     "r1deploy.gateway.cli",
     "r1deploy.agent.cli",
+    "r1deploy.webui.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
