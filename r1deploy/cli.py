@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "r1deploy.gateway.cli",
     "r1deploy.agent.cli",
     "r1deploy.webui.cli",
+    "r1deploy.smoke.cli",
+    "r1deploy.testmodel.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -13,9 +13,9 @@ temperature 0.6 are fixed (see ``script``).
 Tool calls go through vLLM's structured outputs: after ``</think>`` the grammar masks the
 answer away and forces the hermes literal ``<tool_call>{"name": "get_weather",
 "arguments": ``. Inside the arguments the model follows a fixed ranking of JSON
-punctuation tokens (``"}`` then ``":`` then ``"`` then ``{"`` ...), which every token
-shares through a constant embedding dimension, so it never pads with whitespace; a token
-that ends with ``"`` prefers ``Paris``, and ``Paris`` prefers ``"}``. The strict
+punctuation tokens (``"`` then ``{"`` then ``:``), which every token shares through a
+constant embedding dimension, so it never pads with whitespace; a token that ends with
+``"`` prefers ``Paris``, and ``Paris`` prefers ``"}``. The strict
 ``get_weather`` call therefore comes out as ``{"city":"Paris"}`` and a string can never
 run on.
 """
@@ -70,7 +70,9 @@ NEXT_LOGIT = 40.0  # the next token of the script
 AFTER_QUOTE_LOGIT = 30.0  # a token ending with '"' (opens a string): the city
 OUTSIDE_SCRIPT_LOGIT = 25.0  # any other token: start the script
 # Shared by every token, so they decide wherever a grammar masks the script away.
-PUNCTUATION_RANKING = ['"}', '":', '"', '{"', ' "', "}", ":"]
+# Each wins where JSON needs it and nothing better is allowed: '"' closes a key and opens a
+# string value (then the city follows), '{"' opens the arguments object, ':' follows a key.
+PUNCTUATION_RANKING = ['"', '{"', ":", "}"]
 PUNCTUATION_TOP_LOGIT = 20.0
 STOP_LOGIT = 5.0  # end of sequence, when nothing better is allowed
 
