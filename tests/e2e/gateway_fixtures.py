@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,13 +19,14 @@ import yaml
 
 from r1deploy.tools.validate import load_plugins
 from tests.support.ports import free_port
-from tests.support.processes import OPEN_WEBUI_ENV, ServerProcess, require_env
+from tests.support.processes import OPEN_WEBUI_ENV, VLLM_ENV, ServerProcess, require_env
 from tests.support.stub_upstream import StubUpstream
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_EMAIL = "admin@r1deploy.test"
 TOOL_SERVER_ID = "r1deploy-tools"
 WEBUI_SERVICE = "open-webui"
+SCRIPTED_MODEL = "scripted-r1"
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +126,63 @@ def open_webui(e2e_dir, keys):
         yield server
 
 
+@pytest.fixture(scope="session")
+def scripted_model_dir(e2e_dir) -> Path:
+    """The tiny scripted model (r1deploy.testmodel), built offline."""
+    path = e2e_dir / "scripted-model"
+    subprocess.run(
+        [sys.executable, "-m", "r1deploy.testmodel", "build", str(path), "--kind", "scripted"],
+        check=True,
+        timeout=600,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def vllm(e2e_dir, keys, scripted_model_dir):
+    """Real vLLM (CPU) serving the scripted model with the R1 tools chat template and the
+    hermes tool parser, as the stack runs it."""
+    env_dir = require_env(VLLM_ENV)
+    port = free_port()
+    server = ServerProcess(
+        "vllm",
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(scripted_model_dir),
+            "--served-model-name",
+            SCRIPTED_MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-model-len",
+            "2048",
+            "--chat-template",
+            str(REPO / "compose" / "chat_template_r1_tools.jinja"),
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
+            "--reasoning-parser",
+            "deepseek_r1",
+            "--generation-config",
+            "auto",
+        ],
+        f"http://127.0.0.1:{port}/health",
+        e2e_dir,
+        env={
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_API_KEY": keys["VLLM_API_KEY"],
+            "HF_HUB_OFFLINE": "1",
+        },
+    )
+    with server.start(timeout_s=420):
+        server.url = f"http://127.0.0.1:{port}"
+        yield server
+
+
 def tool_server_connection(gateway_url: str) -> dict:
     """The connection as roles/r1_stack renders it, the key left to compose interpolation."""
     return {
@@ -138,7 +197,14 @@ def tool_server_connection(gateway_url: str) -> dict:
 
 
 def write_stack_dir(
-    root: Path, keys: dict, *, webui_url: str, gateway_url: str, vllm_url: str, model: str
+    root: Path,
+    keys: dict,
+    *,
+    webui_url: str,
+    gateway_url: str,
+    vllm_url: str,
+    model: str,
+    tools_file: Path,
 ) -> Path:
     """A stack directory in the shape of docs/stack-dir.md, for servers on loopback."""
     root.mkdir(parents=True, exist_ok=True)
@@ -165,4 +231,5 @@ def write_stack_dir(
     env_lines.append(f"WEBUI_ADMIN_EMAIL='{ADMIN_EMAIL}'")
     (root / ".env").write_text("\n".join(env_lines) + "\n")
     (root / ".env").chmod(0o600)
+    (root / "tools.json").write_text(tools_file.read_text())
     return root

@@ -53,7 +53,7 @@ def admin(open_webui, keys) -> WebUIClient:
 
 
 @pytest.fixture(scope="module")
-def stack_dir(e2e_dir, keys, open_webui, gateway):
+def stack_dir(e2e_dir, keys, open_webui, gateway, tools_file):
     return write_stack_dir(
         e2e_dir / "stack",
         keys,
@@ -61,6 +61,7 @@ def stack_dir(e2e_dir, keys, open_webui, gateway):
         gateway_url=gateway.url,
         vllm_url="http://127.0.0.1:18199",
         model=MODEL,
+        tools_file=tools_file,
     )
 
 
