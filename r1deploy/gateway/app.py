@@ -14,6 +14,8 @@ from r1deploy.gateway.upstream import GatewayError, Upstream
 from r1deploy.tools.export import operation_path, to_openapi
 
 OPEN_PATHS = frozenset({"/health"})
+# Tool arguments are small; a larger body is a mistake or an attack.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def _error(exc: GatewayError) -> JSONResponse:
@@ -82,7 +84,7 @@ def create_app(
 def _endpoint(route: Route, upstream: Upstream):
     async def call_tool(request: Request) -> Response:
         try:
-            arguments = _parse_arguments(await request.body())
+            arguments = _parse_arguments(await _read_capped_body(request))
             problems = route.argument_errors(arguments)
             if problems:
                 pointer, message = problems[0]
@@ -99,6 +101,18 @@ def _endpoint(route: Route, upstream: Upstream):
 
     call_tool.__name__ = f"call_{route.name}"
     return call_tool
+
+
+async def _read_capped_body(request: Request) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise GatewayError(
+                413, "request-too-large", f"the arguments exceed {MAX_REQUEST_BYTES} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse_arguments(raw: bytes) -> object:

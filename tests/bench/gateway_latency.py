@@ -19,8 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.ports import free_port
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, start_on_free_port
 from tests.support.stub_upstream import StubUpstream
 
 KEY = "bench-gateway-key"
@@ -94,28 +93,31 @@ def main() -> int:
     with StubUpstream() as stub:
         tools_file = work / "tools.json"
         tools_file.write_text(json.dumps(tools(stub.url)))
-        port = free_port()
-        gateway = ServerProcess(
-            "gateway",
-            [
-                sys.executable,
-                "-m",
-                "r1deploy.cli",
-                "serve-tools",
-                "--tools",
-                str(tools_file),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            f"http://127.0.0.1:{port}/health",
-            work,
-            env={"TOOLS_GATEWAY_KEY": KEY},
-        )
-        with gateway.start(timeout_s=60):
+
+        def build(port: int) -> ServerProcess:
+            return ServerProcess(
+                "gateway",
+                [
+                    sys.executable,
+                    "-m",
+                    "r1deploy.cli",
+                    "serve-tools",
+                    "--tools",
+                    str(tools_file),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                f"http://127.0.0.1:{port}/health",
+                work,
+                env={"TOOLS_GATEWAY_KEY": KEY},
+            )
+
+        gateway, port = start_on_free_port(build, timeout_s=60)
+        with gateway:
             gateway_url = f"http://127.0.0.1:{port}"
             direct_ms, via_ms = sequential(gateway_url, stub.url)
             via_rps, via_lat = asyncio.run(

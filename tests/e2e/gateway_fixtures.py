@@ -18,8 +18,13 @@ import pytest
 import yaml
 
 from r1deploy.tools.validate import load_plugins
-from tests.support.ports import free_port
-from tests.support.processes import OPEN_WEBUI_ENV, VLLM_ENV, ServerProcess, require_env
+from tests.support.processes import (
+    OPEN_WEBUI_ENV,
+    VLLM_ENV,
+    ServerProcess,
+    require_env,
+    start_on_free_port,
+)
 from tests.support.stub_upstream import StubUpstream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,31 +69,33 @@ def tools_file(e2e_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def gateway(e2e_dir, keys, weather_stub, tools_file):
-    port = free_port()
-    server = ServerProcess(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "r1deploy.cli",
-            "serve-tools",
-            "--tools",
-            str(tools_file),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        f"http://127.0.0.1:{port}/health",
-        e2e_dir,
-        env={
-            "TOOLS_GATEWAY_KEY": keys["TOOLS_GATEWAY_KEY"],
-            "R1_WEATHER_BASE_URL": f"{weather_stub.url}/weather",
-        },
-    )
-    with server.start(timeout_s=60):
+    def build(port: int) -> ServerProcess:
+        return ServerProcess(
+            "gateway",
+            [
+                sys.executable,
+                "-m",
+                "r1deploy.cli",
+                "serve-tools",
+                "--tools",
+                str(tools_file),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            f"http://127.0.0.1:{port}/health",
+            e2e_dir,
+            env={
+                "TOOLS_GATEWAY_KEY": keys["TOOLS_GATEWAY_KEY"],
+                "R1_WEATHER_BASE_URL": f"{weather_stub.url}/weather",
+            },
+        )
+
+    server, port = start_on_free_port(build, timeout_s=60)
+    with server:
         server.url = f"http://127.0.0.1:{port}"
         yield server
 
@@ -98,30 +105,40 @@ def open_webui(e2e_dir, keys):
     """A real Open WebUI, first started with an outdated configuration: a backend that does
     not exist, no tool server (what a previous deploy could have left)."""
     env_dir = require_env(OPEN_WEBUI_ENV)
-    port = free_port()
     data = e2e_dir / "webui-data"
     data.mkdir()
-    server = ServerProcess(
-        "open-webui",
-        [str(env_dir / "bin" / "open-webui"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        f"http://127.0.0.1:{port}/health",
-        e2e_dir,
-        env={
-            "DATA_DIR": str(data),
-            "OFFLINE_MODE": "true",
-            "RAG_EMBEDDING_MODEL": "",
-            "ENABLE_OLLAMA_API": "false",
-            "WEBUI_SECRET_KEY": keys["WEBUI_SECRET_KEY"],
-            "WEBUI_ADMIN_EMAIL": ADMIN_EMAIL,
-            "WEBUI_ADMIN_PASSWORD": keys["WEBUI_ADMIN_PASSWORD"],
-            "WEBUI_ADMIN_NAME": "Admin",
-            "OPENAI_API_BASE_URL": "http://127.0.0.1:9/v1",
-            "OPENAI_API_KEY": "outdated",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        },
-    )
-    with server.start(timeout_s=240):
+
+    def build(port: int) -> ServerProcess:
+        return ServerProcess(
+            "open-webui",
+            [
+                str(env_dir / "bin" / "open-webui"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            f"http://127.0.0.1:{port}/health",
+            e2e_dir,
+            env={
+                "DATA_DIR": str(data),
+                "OFFLINE_MODE": "true",
+                "RAG_EMBEDDING_MODEL": "",
+                "ENABLE_OLLAMA_API": "false",
+                "WEBUI_SECRET_KEY": keys["WEBUI_SECRET_KEY"],
+                "WEBUI_ADMIN_EMAIL": ADMIN_EMAIL,
+                "WEBUI_ADMIN_PASSWORD": keys["WEBUI_ADMIN_PASSWORD"],
+                "WEBUI_ADMIN_NAME": "Admin",
+                "OPENAI_API_BASE_URL": "http://127.0.0.1:9/v1",
+                "OPENAI_API_KEY": "outdated",
+                "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost",
+            },
+        )
+
+    server, port = start_on_free_port(build, timeout_s=240)
+    with server:
         server.url = f"http://127.0.0.1:{port}"
         yield server
 
@@ -143,42 +160,45 @@ def vllm(e2e_dir, keys, scripted_model_dir):
     """Real vLLM (CPU) serving the scripted model with the R1 tools chat template and the
     hermes tool parser, as the stack runs it."""
     env_dir = require_env(VLLM_ENV)
-    port = free_port()
-    server = ServerProcess(
-        "vllm",
-        [
-            str(env_dir / "bin" / "python"),
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(scripted_model_dir),
-            "--served-model-name",
-            SCRIPTED_MODEL,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--max-model-len",
-            "2048",
-            "--chat-template",
-            str(REPO / "compose" / "chat_template_r1_tools.jinja"),
-            "--enable-auto-tool-choice",
-            "--tool-call-parser",
-            "hermes",
-            "--reasoning-parser",
-            "deepseek_r1",
-            "--generation-config",
-            "auto",
-        ],
-        f"http://127.0.0.1:{port}/health",
-        e2e_dir,
-        env={
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "VLLM_API_KEY": keys["VLLM_API_KEY"],
-            "HF_HUB_OFFLINE": "1",
-        },
-    )
-    with server.start(timeout_s=420):
+
+    def build(port: int) -> ServerProcess:
+        return ServerProcess(
+            "vllm",
+            [
+                str(env_dir / "bin" / "python"),
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                str(scripted_model_dir),
+                "--served-model-name",
+                SCRIPTED_MODEL,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max-model-len",
+                "2048",
+                "--chat-template",
+                str(REPO / "compose" / "chat_template_r1_tools.jinja"),
+                "--enable-auto-tool-choice",
+                "--tool-call-parser",
+                "hermes",
+                "--reasoning-parser",
+                "deepseek_r1",
+                "--generation-config",
+                "auto",
+            ],
+            f"http://127.0.0.1:{port}/health",
+            e2e_dir,
+            env={
+                "VLLM_CPU_KVCACHE_SPACE": "1",
+                "VLLM_API_KEY": keys["VLLM_API_KEY"],
+                "HF_HUB_OFFLINE": "1",
+            },
+        )
+
+    server, port = start_on_free_port(build, timeout_s=420)
+    with server:
         server.url = f"http://127.0.0.1:{port}"
         yield server
 

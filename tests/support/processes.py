@@ -21,6 +21,10 @@ def require_env(path: Path) -> Path:
     return path
 
 
+class PortClash(RuntimeError):
+    """The server could not bind its port: someone took it between probe and bind."""
+
+
 class ServerProcess:
     """One server process; stopped (its own process group) when the context ends."""
 
@@ -38,6 +42,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self.log_tail().lower():
+                    raise PortClash(self.log_tail())
                 raise RuntimeError(
                     f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
@@ -68,3 +74,18 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_on_free_port(build, timeout_s: float, attempts: int = 3) -> tuple[ServerProcess, int]:
+    """``build(port)`` -> ServerProcess, started on a free port of the project's range;
+    tried again on another port when the probed one was taken before the server bound it."""
+    from tests.support.ports import free_port
+
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            return build(port).start(timeout_s), port
+        except PortClash:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -129,6 +129,9 @@ def test_invalid_arguments_are_refused_with_their_pointer_against_stub_upstream(
     assert nested.json()["pointer"] == "/filter/limit"
     assert not_json.status_code == 400
     assert not_json.json()["error"] == "invalid-json"
+    with gateway(tools) as client:
+        huge = client.post("/tools/search", content=b" " * (1024 * 1024 + 1), headers=AUTH)
+    assert huge.status_code == 413
     assert stub.seen == [], "nothing may leave the host before the arguments validate"
 
 
