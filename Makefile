@@ -36,3 +36,9 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache
+
+.PHONY: test-e2e
+test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM + Open WebUI + headless Chromium (~10 min)
+	tests/e2e/envs.sh
+	tests/e2e/browser.sh
+	$(BIN)/pytest -q tests/e2e

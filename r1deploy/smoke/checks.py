@@ -225,7 +225,8 @@ def vllm_tool_call(ctx: Context):
     message = _json(response, "vLLM tool call")["choices"][0]["message"]
     calls = message.get("tool_calls") or []
     if not calls:
-        raise CheckFailed(f"no tool_calls in the answer (content {_excerpt(message.get('content'))!r})"
+        content = _excerpt(message.get("content"))
+        raise CheckFailed(f"no tool_calls in the answer (content {content!r})"
                           "\n    fix: start vLLM with --enable-auto-tool-choice "
                           "--tool-call-parser hermes", {"message": message})
     call = calls[0]["function"]

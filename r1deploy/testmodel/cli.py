@@ -43,9 +43,9 @@ def run_build(args) -> int:
         )
         if not os.access(python, os.X_OK):
             print(
-                f"r1deploy testmodel: torch/transformers/tokenizers are not importable here and "
-                f"{python} does not exist.\n    fix: run tests/e2e/envs.sh vllm (creates it) or set "
-                "R1DEPLOY_TESTMODEL_PYTHON to a python that has them",
+                "r1deploy testmodel: torch/transformers/tokenizers are not importable here "
+                f"and {python} does not exist.\n    fix: run tests/e2e/envs.sh vllm (creates "
+                "it) or set R1DEPLOY_TESTMODEL_PYTHON to a python that has them",
                 file=sys.stderr,
             )
             return 2

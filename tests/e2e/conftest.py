@@ -1,0 +1,130 @@
+"""Session fixtures of the real-server tier: the test models, a stack directory, and the
+real vLLM and Open WebUI started once from it (make test-e2e)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import stack as stacklib
+
+REPO = stacklib.REPO
+BUILD = REPO / "build" / "e2e"
+# Servers listen on loopback ports PORT_BASE .. PORT_BASE+9.
+PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
+VLLM_PORT, WEBUI_PORT = PORT_BASE, PORT_BASE + 1
+FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
+CLOSED_PORT = PORT_BASE + 9  # nothing listens here: a wrong backend URL
+VLLM_READY_S, WEBUI_READY_S = 420, 300
+
+
+def pytest_collection_modifyitems(items):
+    # Tests that stop a shared server run last, so the others see a whole stack.
+    items.sort(key=lambda item: item.get_closest_marker("stops_servers") is not None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "stops_servers: stops a session server; runs last")
+
+
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "r1deploy" / "testmodel").glob("*.*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_test_model(kind: str) -> Path:
+    """Build (or reuse, when the builder is unchanged) a test model under build/e2e."""
+    out = BUILD / "models" / kind
+    stamp = out / ".built-from"
+    digest = _sources_digest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return out
+    subprocess.run([sys.executable, "-m", "r1deploy.cli", "testmodel", "build", str(out),
+                    "--kind", kind], check=True, cwd=REPO)
+    stamp.write_text(digest)
+    return out
+
+
+@pytest.fixture(scope="session")
+def scripted_model() -> Path:
+    return build_test_model("scripted")
+
+
+@pytest.fixture(scope="session")
+def random_model() -> Path:
+    return build_test_model("random")
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory) -> Path:
+    return stacklib.render_test_stack(tmp_path_factory.mktemp("stack"), vllm_port=VLLM_PORT,
+                                      webui_port=WEBUI_PORT)
+
+
+def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
+    server.start()
+    try:
+        server.wait_healthy(timeout_s)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def vllm_server(stack_dir, scripted_model):
+    server = stacklib.Server(
+        "vllm",
+        stacklib.vllm_command(stack_dir, scripted_model, VLLM_PORT),
+        stacklib.vllm_env(stack_dir, BUILD / "vllm-cache"),
+        f"http://127.0.0.1:{VLLM_PORT}/health",
+        BUILD / "logs" / "vllm.log",
+        BUILD / "run" / "vllm",
+    ).start()
+    try:
+        server.wait_healthy(VLLM_READY_S)
+        yield server
+    finally:
+        server.stop()
+
+
+def webui_server(name: str, stack: Path, port: int, data_dir: Path, **env_overrides):
+    return stacklib.Server(
+        name,
+        [str(stacklib.WEBUI_BIN), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stacklib.webui_env(stack, data_dir, **env_overrides),
+        f"http://127.0.0.1:{port}/health",
+        BUILD / "logs" / f"{name}.log",
+        BUILD / "run" / name,
+    )
+
+
+@pytest.fixture(scope="session")
+def webui(stack_dir, vllm_server, tmp_path_factory):
+    server = webui_server("open-webui", stack_dir, WEBUI_PORT, tmp_path_factory.mktemp("webui"))
+    _start(server, WEBUI_READY_S)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir, vllm_server, webui):
+    """The whole stack up: the stack directory, with both servers healthy."""
+    return stack_dir
+
+
+def fault_stack(stack_dir: Path, tmp_path: Path, webui_port: int) -> Path:
+    """A copy of the stack directory whose settings point at another Open WebUI."""
+    copy = tmp_path / "stack"
+    subprocess.run(["cp", "-a", str(stack_dir), str(copy)], check=True)
+    settings = stacklib.read_settings(copy)
+    settings["webui"]["url"] = f"http://127.0.0.1:{webui_port}"
+    (copy / "settings.json").write_text(stacklib.json.dumps(settings, indent=2))
+    return copy
