@@ -44,6 +44,7 @@ lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile)
 bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.tools_validate
 	$(BIN)/python -m tests.bench.bench_serving
+	$(BIN)/python -m tests.bench.gateway_latency
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache

@@ -17,6 +17,9 @@ from r1deploy import __version__
 COMMAND_MODULES = [
     "r1deploy.tools.cli",
     "r1deploy.compose.cli",
+    "r1deploy.gateway.cli",
+    "r1deploy.agent.cli",
+    "r1deploy.webui.cli",
     "r1deploy.smoke.cli",
     "r1deploy.testmodel.cli",
     "r1deploy.bench.cli",

@@ -383,6 +383,42 @@ def webui_tool_server(ctx: Context):
     return f"verified {verified}"
 
 
+def agent_round_trip(ctx: Context):
+    """The agent loop end to end: a named tool call, run through the gateway, fed back."""
+    if not ctx.config.gateway_enabled:
+        raise CheckSkipped("the tool gateway is disabled (settings.json gateway.enabled)")
+    from r1deploy.agent.loop import AgentError, Endpoint, run_agent
+
+    tool = _pick_tool(ctx)
+    name = tool["function"]["name"]
+    try:
+        result = run_agent(
+            TOOL_PROMPT,
+            llm=Endpoint(f"{ctx.config.vllm_url}/v1", ctx.config.vllm_key or ""),
+            model=ctx.config.model,
+            gateway=Endpoint(ctx.config.gateway_url, ctx.config.gateway_key or ""),
+            tools=ctx.config.tools,
+            tool_choice=name,
+            max_rounds=2,
+            timeout_s=ctx.timeout,
+        )
+    except AgentError as exc:
+        raise CheckFailed(str(exc)) from exc
+    data = result.to_dict()
+    if not result.tool_runs:
+        raise CheckFailed(f"the model called no tool under tool_choice {name!r}", data)
+    run = result.tool_runs[0]
+    if not 200 <= run.status < 300:
+        raise CheckFailed(
+            f"the gateway answered HTTP {run.status} for {run.name}({run.arguments}): "
+            f"{_excerpt(run.result, 200)}\n    fix: 502/504 mean the upstream API is not "
+            "reachable from the gateway (network, or point the plugin's base_url_env at a "
+            "mirror); 400 means the arguments broke params (mark the tool strict)", data)
+    if not result.answer.strip():
+        raise CheckFailed("no final answer after the tool result was fed back", data)
+    return (f"{run.name} -> HTTP {run.status}, answer {_excerpt(result.answer)!r}", data)
+
+
 # ---------------------------------------------------------------- quality
 
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
@@ -440,6 +476,8 @@ CHECKS = [
     Check("gateway.health", "the tool gateway answers /health", gateway_health),
     Check("webui.tool_server", "Open WebUI verifies the tool gateway connection",
           webui_tool_server, ("webui.signin",)),
+    Check("agent.round_trip", "the agent loop: tool call through the gateway, then an answer",
+          agent_round_trip, ("vllm.tool_call", "gateway.health")),
     Check("quality", "the product guide's worked problem (real model only)", quality,
           ("vllm.health",)),
 ]
