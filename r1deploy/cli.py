@@ -17,6 +17,7 @@ from r1deploy import __version__
 COMMAND_MODULES = [
     "r1deploy.tools.cli",
     "r1deploy.compose.cli",
+    "r1deploy.gateway.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -1,0 +1,120 @@
+"""A local HTTP server standing in for the upstream APIs that tools.json names.
+
+The real APIs (wttr.in, Wikipedia, ...) are not reachable from the test machines, so
+the tests that use this say so in their names (``..._against_stub_upstream``). It
+records every request as it arrived on the wire (raw path, headers, body) and answers
+by path:
+
+- ``/echo...``           200, JSON of what it received
+- ``/slow/<seconds>``    sleeps, then 200
+- ``/big/<bytes>``       200 with that many bytes
+- ``/redirect?to=URL``   302 to URL
+- ``/status/<code>``     that status, a short text body
+- ``/weather/<city>``    200, ``<city>: Sunny, +21°C`` (the agent tests' weather API)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.ports import bind_free_port
+
+
+@dataclass
+class Seen:
+    method: str
+    raw_path: str
+    headers: dict
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.raw_path).path
+
+    @property
+    def query(self) -> dict:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.raw_path).query).items()}
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class StubUpstream:
+    host: str = "127.0.0.1"
+    seen: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self):
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen = Seen(self.command, self.path, dict(self.headers.items()), body)
+                stub.seen.append(seen)
+                status, headers, payload = stub.answer(seen)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        ThreadingHTTPServer.allow_reuse_address = False
+        self.server = ThreadingHTTPServer((self.host, 0), Handler, bind_and_activate=False)
+        self.port = bind_free_port(self.server.socket, self.host)
+        self.server.server_activate()
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def answer(self, seen: Seen) -> tuple[int, dict, bytes]:
+        path = seen.path
+        if path.startswith("/echo"):
+            echo = {
+                "method": seen.method,
+                "raw_path": seen.raw_path,
+                "body": seen.body.decode(),
+                "headers": seen.headers,
+            }
+            return 200, {"Content-Type": "application/json"}, json.dumps(echo).encode()
+        if path.startswith("/slow/"):
+            time.sleep(float(path.rsplit("/", 1)[1]))
+            return 200, {"Content-Type": "text/plain"}, b"late"
+        if path.startswith("/big/"):
+            return 200, {"Content-Type": "text/plain"}, b"x" * int(path.rsplit("/", 1)[1])
+        if path.startswith("/redirect"):
+            return 302, {"Location": seen.query["to"]}, b""
+        if path.startswith("/status/"):
+            return int(path.rsplit("/", 1)[1]), {"Content-Type": "text/plain"}, b"no such thing"
+        if path.startswith("/weather/"):
+            city = unquote(path.rsplit("/", 1)[1])
+            text = f"{city}: Sunny, +21°C".encode()
+            return 200, {"Content-Type": "text/plain; charset=utf-8"}, text
+        return 404, {"Content-Type": "text/plain"}, b"stub: unknown path"
+
+    def __enter__(self) -> StubUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

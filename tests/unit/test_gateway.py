@@ -1,0 +1,390 @@
+"""The tool gateway against a local HTTP server standing in for the upstream APIs.
+
+The real APIs are not reachable here; the stub records each request as it arrived on
+the wire, so the tests see exactly what left the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from r1deploy.gateway import GatewayConfigError, create_app
+from r1deploy.gateway.netpolicy import refusal
+from r1deploy.tools.export import to_openapi
+from tests.support.stub_upstream import StubUpstream
+
+KEY = "test-gateway-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def plugin(name: str, url: str, method: str = "GET", **extra) -> dict:
+    params = extra.pop(
+        "params",
+        {
+            "type": "object",
+            "properties": {"item": {"type": "string", "description": "the item"}},
+            "required": ["item"],
+            "additionalProperties": False,
+        },
+    )
+    return {
+        "id": name,
+        "name": name,
+        "description": f"test tool {name}",
+        "params": params,
+        "url": url,
+        "method": method,
+        **extra,
+    }
+
+
+@pytest.fixture
+def stub():
+    with StubUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def other_host():
+    """A second upstream on another host name (localhost vs 127.0.0.1): must stay unreached."""
+    with StubUpstream(host="127.0.0.1") as server:
+        yield server
+
+
+def gateway(plugins, environ=None, **kwargs) -> TestClient:
+    return TestClient(create_app(plugins, KEY, environ=environ or {}, **kwargs))
+
+
+def call(client: TestClient, name: str, arguments: object, headers=AUTH):
+    return client.post(f"/tools/{name}", json=arguments, headers=headers)
+
+
+# --- auth, health, spec --------------------------------------------------------------------
+
+
+def test_calls_and_spec_need_the_bearer_key_against_stub_upstream(stub):
+    tools = [plugin("lookup", f"{stub.url}/echo/{{item}}", allow_private_network=True)]
+    with gateway(tools) as client:
+        assert call(client, "lookup", {"item": "a"}, headers={}).status_code == 401
+        wrong = call(client, "lookup", {"item": "a"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert wrong.headers["www-authenticate"] == "Bearer"
+        assert client.get("/openapi.json").status_code == 401
+        assert stub.seen == []
+        assert call(client, "lookup", {"item": "a"}).status_code == 200
+        assert len(stub.seen) == 1
+
+
+def test_health_is_open():
+    with gateway([plugin("lookup", "https://api.example.com/{item}")]) as client:
+        answer = client.get("/health")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "tools": 1}
+
+
+def test_openapi_json_is_exactly_the_export():
+    tools = [plugin("lookup", "https://api.example.com/{item}")]
+    with gateway(tools, server_url="http://gw:8090") as client:
+        spec = client.get("/openapi.json", headers=AUTH).json()
+    assert spec == to_openapi(tools, "http://gw:8090")
+    assert spec["servers"] == [{"url": "http://gw:8090"}]
+    with gateway(tools) as client:
+        assert "servers" not in client.get("/openapi.json", headers=AUTH).json()
+
+
+def test_a_gateway_without_a_key_does_not_start():
+    with pytest.raises(ValueError, match="TOOLS_GATEWAY_KEY"):
+        create_app([], "")
+
+
+# --- argument validation ---------------------------------------------------------------------
+
+
+def test_invalid_arguments_are_refused_with_their_pointer_against_stub_upstream(stub):
+    params = {
+        "type": "object",
+        "properties": {
+            "item": {"type": "string"},
+            "filter": {
+                "type": "object",
+                "properties": {"limit": {"type": "integer", "minimum": 1}},
+            },
+        },
+        "required": ["item"],
+    }
+    tools = [
+        plugin("search", f"{stub.url}/echo", "POST", params=params, allow_private_network=True)
+    ]
+    with gateway(tools) as client:
+        missing = call(client, "search", {})
+        nested = call(client, "search", {"item": "a", "filter": {"limit": 0}})
+        not_json = client.post("/tools/search", content=b"{nope", headers=AUTH)
+    assert missing.status_code == 400
+    assert missing.json()["pointer"] == "/item"
+    assert "required" in missing.json()["detail"]
+    assert nested.status_code == 400
+    assert nested.json()["pointer"] == "/filter/limit"
+    assert not_json.status_code == 400
+    assert not_json.json()["error"] == "invalid-json"
+    assert stub.seen == [], "nothing may leave the host before the arguments validate"
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def test_get_arguments_travel_in_the_query_after_the_fixed_one_against_stub_upstream(stub):
+    params = {
+        "type": "object",
+        "properties": {
+            "item": {"type": "string"},
+            "lang": {"type": "string"},
+            "limit": {"type": "integer"},
+            "exact": {"type": "boolean"},
+        },
+        "required": ["item"],
+    }
+    tools = [
+        plugin(
+            "lookup",
+            f"{stub.url}/echo/{{item}}?format=%l:+%C",
+            params=params,
+            allow_private_network=True,
+        )
+    ]
+    with gateway(tools) as client:
+        answer = call(
+            client, "lookup", {"item": "Paris", "lang": "fr & en", "limit": 3, "exact": True}
+        )
+    assert answer.status_code == 200
+    seen = stub.seen[0]
+    assert seen.method == "GET"
+    assert seen.raw_path == "/echo/Paris?format=%l:+%C&lang=fr%20%26%20en&limit=3&exact=true"
+    assert seen.body == b""
+
+
+def test_post_arguments_travel_as_a_json_body_against_stub_upstream(stub):
+    params = {
+        "type": "object",
+        "properties": {"item": {"type": "string"}, "tags": {"type": "array"}},
+        "required": ["item"],
+    }
+    tools = [
+        plugin(
+            "store", f"{stub.url}/echo/{{item}}", "PUT", params=params, allow_private_network=True
+        )
+    ]
+    with gateway(tools) as client:
+        answer = call(client, "store", {"item": "x y", "tags": ["a", "b"]})
+    assert answer.status_code == 200
+    seen = stub.seen[0]
+    assert (seen.method, seen.raw_path) == ("PUT", "/echo/x%20y")
+    assert seen.json() == {"tags": ["a", "b"]}
+    assert seen.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("argument", "wire_segment"),
+    [
+        ("../admin", "%2E%2E%2Fadmin"),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+        ("a/b", "a%2Fb"),
+        ("x%2Fy", "x%252Fy"),
+        ("user@evil.example", "user%40evil%2Eexample"),
+        ("a?b=c#d", "a%3Fb%3Dc%23d"),
+        ("Łódź", "%C5%81%C3%B3d%C5%BA"),
+    ],
+)
+def test_path_arguments_stay_one_segment_on_the_same_host_against_stub_upstream(
+    stub, argument, wire_segment
+):
+    tools = [plugin("lookup", f"{stub.url}/echo/{{item}}/tail", allow_private_network=True)]
+    with gateway(tools) as client:
+        answer = call(client, "lookup", {"item": argument})
+    assert answer.status_code == 200
+    assert [s.raw_path for s in stub.seen] == [f"/echo/{wire_segment}/tail"]
+    assert stub.seen[0].headers["Host"] == f"127.0.0.1:{stub.port}"
+
+
+def test_at_sign_argument_cannot_reach_another_host_against_stub_upstream(stub, other_host):
+    tools = [plugin("lookup", f"{stub.url}/echo{{item}}", allow_private_network=True)]
+    with gateway(tools) as client:
+        answer = call(client, "lookup", {"item": f"@127.0.0.1:{other_host.port}/steal"})
+    assert answer.status_code == 200
+    assert other_host.seen == []
+    assert stub.seen[0].raw_path == f"/echo%40127%2E0%2E0%2E1%3A{other_host.port}%2Fsteal"
+
+
+# --- upstream behaviour -----------------------------------------------------------------------
+
+
+def test_slow_upstream_times_out_with_504_against_stub_upstream(stub):
+    tools = [plugin("slow", f"{stub.url}/slow/{{item}}", timeout_s=0.3, allow_private_network=True)]
+    with gateway(tools) as client:
+        answer = call(client, "slow", {"item": "2"})
+    assert answer.status_code == 504
+    assert "0.3 s" in answer.json()["detail"]
+    assert answer.json()["error"] == "upstream-timeout"
+
+
+def test_answer_over_the_size_cap_is_refused_with_502_against_stub_upstream(stub):
+    tools = [
+        plugin(
+            "big", f"{stub.url}/big/{{item}}", max_response_bytes=1000, allow_private_network=True
+        )
+    ]
+    with gateway(tools) as client:
+        small = call(client, "big", {"item": "1000"})
+        large = call(client, "big", {"item": "1001"})
+    assert small.status_code == 200
+    assert len(small.content) == 1000
+    assert large.status_code == 502
+    assert large.json()["error"] == "response-too-large"
+    assert "max_response_bytes (1000 bytes)" in large.json()["detail"]
+
+
+def test_upstream_error_status_is_reported_as_502_against_stub_upstream(stub):
+    tools = [plugin("gone", f"{stub.url}/status/{{item}}", allow_private_network=True)]
+    with gateway(tools) as client:
+        answer = call(client, "gone", {"item": "404"})
+    assert answer.status_code == 502
+    assert "HTTP 404: no such thing" in answer.json()["detail"]
+
+
+def test_redirect_to_another_host_is_not_followed_against_stub_upstream(stub, other_host):
+    target = f"http://localhost:{other_host.port}/echo/stolen"
+    tools = [
+        plugin(
+            "hop",
+            f"{stub.url}/redirect",
+            allow_private_network=True,
+            params={"type": "object", "properties": {"to": {"type": "string"}}},
+        )
+    ]
+    with gateway(tools) as client:
+        answer = call(client, "hop", {"to": target})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "redirect-off-host"
+    assert other_host.seen == []
+
+
+def test_redirect_on_the_same_host_is_followed_against_stub_upstream(stub):
+    tools = [
+        plugin(
+            "hop",
+            f"{stub.url}/redirect",
+            allow_private_network=True,
+            params={"type": "object", "properties": {"to": {"type": "string"}}},
+        )
+    ]
+    with gateway(tools) as client:
+        answer = call(client, "hop", {"to": "/echo/landed"})
+    assert answer.status_code == 200
+    assert answer.json()["raw_path"] == "/echo/landed"
+
+
+def test_loopback_upstream_is_refused_without_allow_private_network_against_stub_upstream(stub):
+    tools = [plugin("lookup", f"{stub.url}/echo/{{item}}")]
+    with gateway(tools) as client:
+        answer = call(client, "lookup", {"item": "a"})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "address-refused"
+    assert "loopback" in answer.json()["detail"]
+    assert "allow_private_network" in answer.json()["detail"]
+    assert stub.seen == []
+
+
+def test_metadata_address_is_refused():
+    tools = [plugin("meta", "http://169.254.169.254/latest/meta-data/{item}")]
+    with gateway(tools) as client:
+        answer = call(client, "meta", {"item": "iam"})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "address-refused"
+    assert "169.254.169.254 (link-local / cloud metadata address)" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("169.254.169.254", "link-local / cloud metadata address"),
+        ("fd00:ec2::254", "link-local / cloud metadata address"),
+        ("::ffff:169.254.169.254", "link-local / cloud metadata address"),
+        ("fe80::1", "link-local address"),
+        ("127.0.0.1", "loopback address"),
+        ("::1", "loopback address"),
+        ("10.1.2.3", "private address"),
+        ("192.168.0.1", "private address"),
+        ("0.0.0.0", "unspecified address"),
+        ("100.64.0.1", "non-public address"),
+        ("93.184.215.14", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_address_policy(address, why):
+    assert refusal(address) == why
+
+
+# --- configuration from the environment ------------------------------------------------------
+
+
+def test_header_secrets_come_from_named_env_vars_against_stub_upstream(stub):
+    tools = [
+        plugin(
+            "lookup",
+            f"{stub.url}/echo/{{item}}",
+            allow_private_network=True,
+            headers={"X-Api-Key": {"env": "LOOKUP_KEY", "prefix": "Token "}, "Accept": "text/x"},
+        )
+    ]
+    with gateway(tools, environ={"LOOKUP_KEY": "s3cret"}) as client:
+        call(client, "lookup", {"item": "a"})
+    assert stub.seen[0].headers["X-Api-Key"] == "Token s3cret"
+    assert stub.seen[0].headers["Accept"] == "text/x"
+
+
+def test_missing_header_secret_stops_startup_naming_plugin_and_variable():
+    tools = [
+        plugin(
+            "lookup",
+            "https://api.example.com/{item}",
+            headers={"Authorization": {"env": "LOOKUP_TOKEN"}},
+        )
+    ]
+    with pytest.raises(GatewayConfigError) as raised:
+        create_app(tools, KEY, environ={})
+    assert 'plugin "lookup"' in str(raised.value)
+    assert "LOOKUP_TOKEN" in str(raised.value)
+
+
+def test_base_url_env_moves_scheme_and_host_against_stub_upstream(stub):
+    tools = [
+        plugin(
+            "lookup",
+            "https://api.example.com/v1/{item}?x=1",
+            base_url_env="LOOKUP_BASE_URL",
+            allow_private_network=True,
+        )
+    ]
+    with gateway(tools, environ={"LOOKUP_BASE_URL": f"{stub.url}/echo"}) as client:
+        answer = call(client, "lookup", {"item": "a"})
+    assert answer.status_code == 200
+    assert stub.seen[0].raw_path == "/echo/v1/a?x=1"
+
+
+def test_bad_base_url_env_stops_startup_naming_the_variable():
+    tools = [plugin("lookup", "https://api.example.com/{item}", base_url_env="LOOKUP_BASE_URL")]
+    with pytest.raises(GatewayConfigError, match="LOOKUP_BASE_URL"):
+        create_app(tools, KEY, environ={"LOOKUP_BASE_URL": "not a url"})
+
+
+def test_serve_tools_cli_refuses_to_start_without_a_key(tmp_path, capsys, monkeypatch):
+    from r1deploy.cli import main
+
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps([plugin("lookup", "https://api.example.com/{item}")]))
+    monkeypatch.delenv("TOOLS_GATEWAY_KEY", raising=False)
+    assert main(["serve-tools", "--tools", str(tools_file)]) == 2
+    assert "TOOLS_GATEWAY_KEY" in capsys.readouterr().err
