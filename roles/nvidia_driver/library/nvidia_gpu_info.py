@@ -1,0 +1,1 @@
+../../preflight/library/nvidia_gpu_info.py
