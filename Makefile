@@ -44,7 +44,7 @@ PLAYBOOK = $(BIN)/ansible-playbook -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMI
 	$(if $(CHECK),--check --diff) $(ARGS)
 DEMO_VARS := -e @playbooks/vars/demo.yml
 
-.PHONY: deploy demo status logs down upgrade destroy test-deploy
+.PHONY: deploy demo status logs down upgrade destroy test-deploy bench-deploy
 
 deploy: $(VENV_STAMP) ## Deploy the stack to INVENTORY (LIMIT=, CHECK=1): provision, render, start, smoke
 	$(PLAYBOOK) playbooks/site.yml
@@ -70,3 +70,6 @@ destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data to
 
 test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, down, up, reconcile, upgrade rollback
 	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
+
+bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
+	$(BIN)/python -m tests.bench.deploy_demo
