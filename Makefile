@@ -9,7 +9,11 @@ BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv test lint bench clean
+.PHONY: help venv test test-render render lint bench clean
+
+# make render / deploy: which inventory (default: this host), where render writes.
+INVENTORY ?= inventory/local
+RENDER_DIR ?= build
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -22,8 +26,15 @@ $(VENV_STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(VENV_STAMP) ## Create .venv with the pinned toolchain
 
-test: $(VENV_STAMP) ## Fast test tier (unit tests, no servers)
+test: $(VENV_STAMP) ## Fast test tier (unit tests, no servers) and the real-render tier
 	$(BIN)/pytest -q tests/unit
+	$(MAKE) test-render
+
+test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input
+	$(BIN)/pytest -q tests/render
+
+render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/render.yml -e r1deploy_render_dir=$(abspath $(RENDER_DIR)) $(ANSIBLE_ARGS)
 
 lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check r1deploy tests

@@ -40,18 +40,25 @@ def run_validate(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     if args.format == "json":
         found = [d for r in reports for d in r.diagnostics]
-        print(json.dumps({
-            "valid": all(r.valid for r in reports),
-            "files": [r.path for r in reports],
-            "errors": len(errors(found)),
-            "warnings": len(warnings(found)),
-            "diagnostics": [d.to_dict() for d in found],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "valid": all(r.valid for r in reports),
+                    "files": [r.path for r in reports],
+                    "errors": len(errors(found)),
+                    "warnings": len(warnings(found)),
+                    "diagnostics": [d.to_dict() for d in found],
+                },
+                indent=2,
+            )
+        )
     else:
         for report in reports:
             for diagnostic in report.diagnostics:
                 print(diagnostic)
             verdict = "valid" if report.valid else "INVALID"
-            print(f"{report.path}: {verdict} ({len(errors(report.diagnostics))} errors, "
-                  f"{len(warnings(report.diagnostics))} warnings)")
+            print(
+                f"{report.path}: {verdict} ({len(errors(report.diagnostics))} errors, "
+                f"{len(warnings(report.diagnostics))} warnings)"
+            )
     return EXIT_OK if all(r.valid for r in reports) else EXIT_INVALID

@@ -36,7 +36,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def _secret(name: str) -> str:
     """A reference to a secret in .env; compose refuses to start when it is missing."""
-    return "${%s:?%s is missing from .env: render the stack again}" % (name, name)
+    return f"${{{name}:?{name} is missing from .env: render the stack again}}"
 
 
 def _model_path(c: dict) -> str:
@@ -55,24 +55,33 @@ def r1_stack_vllm_args(c: dict) -> list[str]:
     """
     vllm = c["vllm"]
     args = [
-        "--served-model-name", c["model"]["served_name"],
-        "--max-model-len", str(c["model"]["max_model_len"]),
+        "--served-model-name",
+        c["model"]["served_name"],
+        "--max-model-len",
+        str(c["model"]["max_model_len"]),
     ]
     if c["profile"] == "gpu":
         args += [
-            "--gpu-memory-utilization", str(vllm["gpu_memory_utilization"]),
-            "--tensor-parallel-size", str(vllm["tensor_parallel_size"]),
+            "--gpu-memory-utilization",
+            str(vllm["gpu_memory_utilization"]),
+            "--tensor-parallel-size",
+            str(vllm["tensor_parallel_size"]),
         ]
     if int(vllm["max_num_seqs"]) > 0:
         args += ["--max-num-seqs", str(vllm["max_num_seqs"])]
     args += [
         # The model's own template drops a request's tools; this one renders them
         # hermes-style, which the hermes parser reads back.
-        "--chat-template", f"{STACK_MOUNT}/chat_template.jinja",
-        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-        "--reasoning-parser", "deepseek_r1",
+        "--chat-template",
+        f"{STACK_MOUNT}/chat_template.jinja",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+        "--reasoning-parser",
+        "deepseek_r1",
         # The model's generation_config.json (temperature 0.6, top_p 0.95) as defaults.
-        "--generation-config", "auto",
+        "--generation-config",
+        "auto",
     ]
     return args + [str(a) for a in vllm["extra_args"]]
 
@@ -85,15 +94,21 @@ def r1_stack_llamacpp_args(c: dict) -> list[str]:
     else:
         source = ["--hf-repo", f"{model['gguf_repo']}:{model['gguf_quant']}"]
     args = source + [
-        "--alias", model["served_name"],
-        "--ctx-size", str(model["max_model_len"]),
-        "--host", "0.0.0.0",
-        "--port", str(MODEL_API_PORT),
+        "--alias",
+        model["served_name"],
+        "--ctx-size",
+        str(model["max_model_len"]),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(MODEL_API_PORT),
         # --jinja applies the chat template (needed for tool calls); deepseek splits
         # the <think> part into reasoning_content.
         "--jinja",
-        "--chat-template-file", f"{STACK_MOUNT}/chat_template.jinja",
-        "--reasoning-format", "deepseek",
+        "--chat-template-file",
+        f"{STACK_MOUNT}/chat_template.jinja",
+        "--reasoning-format",
+        "deepseek",
     ]
     if int(c["llamacpp"]["threads"]) > 0:
         args += ["--threads", str(c["llamacpp"]["threads"])]
@@ -128,8 +143,11 @@ def _healthcheck(test: list[str], start_period_s: int, interval_s: int = 10) -> 
 def _python_http_probe(port: int) -> list[str]:
     # python3 is in these images for sure; curl is not guaranteed.
     return [
-        "CMD", "python3", "-c",
-        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)",
+        "CMD",
+        "python3",
+        "-c",
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)",
     ]
 
 
@@ -217,16 +235,21 @@ def _llamacpp_service(c: dict) -> dict:
 def _tool_server_connections() -> str:
     """Open WebUI's first-start registration of the gateway (reconciled later by API)."""
     return json.dumps(
-        [{
-            "url": f"http://{SERVICE_GATEWAY}:{GATEWAY_PORT}",
-            "path": "openapi.json",
-            "type": "openapi",
-            "auth_type": "bearer",
-            "key": _secret("TOOLS_GATEWAY_KEY"),
-            "config": {"enable": True},
-            "info": {"id": "r1deploy-tools", "name": "r1deploy tools",
-                     "description": "The agent plugins of tools.json"},
-        }],
+        [
+            {
+                "url": f"http://{SERVICE_GATEWAY}:{GATEWAY_PORT}",
+                "path": "openapi.json",
+                "type": "openapi",
+                "auth_type": "bearer",
+                "key": _secret("TOOLS_GATEWAY_KEY"),
+                "config": {"enable": True},
+                "info": {
+                    "id": "r1deploy-tools",
+                    "name": "r1deploy tools",
+                    "description": "The agent plugins of tools.json",
+                },
+            }
+        ],
         separators=(",", ":"),
     )
 
@@ -275,8 +298,13 @@ def _gateway_service(c: dict) -> dict:
         "build": {"context": "./gateway"},
         "entrypoint": ["r1deploy"],
         "command": [
-            "serve-tools", "--tools", f"{STACK_MOUNT}/tools.json",
-            "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
+            "serve-tools",
+            "--tools",
+            f"{STACK_MOUNT}/tools.json",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(GATEWAY_PORT),
         ],
         "environment": environment,
         "volumes": [f"./tools.json:{STACK_MOUNT}/tools.json:ro"],

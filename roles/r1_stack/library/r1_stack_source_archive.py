@@ -47,14 +47,14 @@ sha256:
   returned: always
 """
 
-import gzip
-import hashlib
-import io
-import os
-import tarfile
-import tempfile
+import gzip  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")

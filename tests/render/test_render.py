@@ -1,0 +1,577 @@
+"""Real `ansible-playbook playbooks/render.yml` runs: what roles/r1_stack writes.
+
+One run renders every scenario of scenarios.yml (one inventory host per case); a second
+run must change nothing and rotate no secret; wrong variables must fail naming the
+variable with nothing written. Golden files hold the exact compose.yaml, settings.json
+and .env (secrets masked) of each scenario: R1DEPLOY_UPDATE_GOLDEN=1 rewrites them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+GOLDEN = REPO / "tests" / "golden"
+BIN = Path(sys.executable).parent
+SCENARIOS = ["gpu-default", "gpu-tp2", "gpu-device-ids", "cpu", "air-gapped", "custom-ports"]
+# The second render: a GPU and a CPU stack are enough to show nothing changes.
+RERENDERED = ["gpu-default", "cpu"]
+STACK_FILES = {
+    "compose.yaml",
+    ".env",
+    "settings.json",
+    "tools.json",
+    "tools.openai.json",
+    "tools.openapi.json",
+    "chat_template.jinja",
+}
+SECRET_FILES = {
+    "vllm_api_key": "VLLM_API_KEY",
+    "webui_secret_key": "WEBUI_SECRET_KEY",
+    "webui_admin_password": "WEBUI_ADMIN_PASSWORD",
+    "tools_gateway_key": "TOOLS_GATEWAY_KEY",
+}
+SECRET_ENV = set(SECRET_FILES.values()) | {"HF_TOKEN"}
+UPDATE_GOLDEN = os.environ.get("R1DEPLOY_UPDATE_GOLDEN") == "1"
+
+
+def ansible_env() -> dict:
+    return os.environ | {
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+
+
+def render(inventory: Path, out: Path, secrets: Path, *extra: str) -> tuple[int, dict]:
+    """Run the render playbook; returns the exit code and the json callback's result."""
+    completed = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "playbooks/render.yml",
+            "-e",
+            f"r1deploy_render_dir={out}",
+            "-e",
+            f"r1_stack_secrets_dir={secrets}/{{{{ inventory_hostname }}}}",
+            *extra,
+        ],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    try:
+        result = json.loads(completed.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(
+            f"ansible-playbook printed no JSON (rc {completed.returncode}):\n"
+            f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+        )
+    return completed.returncode, result
+
+
+def failures(result: dict) -> dict[str, str]:
+    """host -> message of the task that failed on it."""
+    found = {}
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            for host, outcome in task["hosts"].items():
+                if outcome.get("failed"):
+                    found[host] = f"{task['task']['name']}: {outcome.get('msg')}"
+    return found
+
+
+def load_compose(out: Path, host: str) -> dict:
+    return yaml.safe_load((out / host / "compose.yaml").read_text())
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value.strip("'")
+    return values
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    base = tmp_path_factory.mktemp("render")
+    out, secrets = base / "out", base / "secrets"
+    rc, result = render(HERE / "scenarios.yml", out, secrets)
+    assert rc == 0, failures(result)
+    return out, secrets, result
+
+
+@pytest.fixture(scope="module")
+def second(first, tmp_path_factory):
+    """The same render again, with one secret file encrypted by ansible-vault in between."""
+    out, secrets, _ = first
+    before = {
+        p: p.read_bytes()
+        for host in RERENDERED
+        for p in list((out / host).rglob("*")) + list((secrets / host).rglob("*"))
+        if p.is_file()
+    }
+    password = tmp_path_factory.mktemp("vault") / "password"
+    password.write_text("test-vault-password\n")
+    encrypted = secrets / "gpu-default" / "vllm_api_key"
+    subprocess.run(
+        [
+            str(BIN / "ansible-vault"),
+            "encrypt",
+            "--vault-password-file",
+            str(password),
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+        env=ansible_env(),
+    )
+    before.pop(encrypted)
+    rc, result = render(
+        HERE / "scenarios.yml",
+        out,
+        secrets,
+        "--vault-password-file",
+        str(password),
+        "--limit",
+        ",".join(RERENDERED),
+    )
+    assert rc == 0, failures(result)
+    return before, result
+
+
+def test_every_scenario_renders(first):
+    _, _, result = first
+    assert sorted(result["stats"]) == sorted(SCENARIOS)
+    assert all(s["failures"] == 0 and s["unreachable"] == 0 for s in result["stats"].values())
+
+
+@pytest.mark.parametrize("host", SCENARIOS)
+def test_stack_directory_has_the_contract_files_and_modes(first, host):
+    out, secrets, _ = first
+    files = {p.name for p in (out / host).iterdir() if p.is_file()}
+    assert files == STACK_FILES
+    assert stat.S_IMODE((out / host / ".env").stat().st_mode) == 0o600
+    for name in STACK_FILES - {".env"}:
+        assert stat.S_IMODE((out / host / name).stat().st_mode) == 0o644, name
+    assert stat.S_IMODE((secrets / host).stat().st_mode) == 0o700
+    for secret in (secrets / host).iterdir():
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret.name
+
+
+@pytest.mark.parametrize("host", SCENARIOS)
+def test_env_holds_the_controller_secrets(first, host):
+    out, secrets, _ = first
+    env = read_env(out / host / ".env")
+    for file_name, key in SECRET_FILES.items():
+        if key == "TOOLS_GATEWAY_KEY" and host == "air-gapped":  # gateway disabled there
+            assert key not in env
+            continue
+        assert env[key] == (secrets / host / file_name).read_text().strip()
+        assert len(env[key]) == 40 and env[key].isalnum()
+    assert env["WEBUI_ADMIN_EMAIL"] == "admin@r1deploy.local"
+    assert env["WEBUI_ADMIN_NAME"] == "Admin"
+    assert ("HF_TOKEN" in env) == (host == "custom-ports")
+
+
+def test_every_host_gets_its_own_secrets(first):
+    out, _, _ = first
+    keys = [read_env(out / host / ".env")["VLLM_API_KEY"] for host in SCENARIOS]
+    assert len(set(keys)) == len(keys)
+
+
+def test_every_compose_file_passes_r1deploy_compose_validate(first):
+    out, _, _ = first
+    files = [str(out / host / "compose.yaml") for host in SCENARIOS]
+    completed = subprocess.run(
+        [str(BIN / "r1deploy"), "compose", "validate", "--format", "json", *files],
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(completed.stdout)
+    assert completed.returncode == 0, report["diagnostics"]
+    assert report["diagnostics"] == []
+
+
+def test_every_compose_file_passes_the_upstream_compose_schema(first):
+    out, _, _ = first
+    files = [str(out / host / "compose.yaml") for host in SCENARIOS]
+    completed = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files],
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def _masked_env(path: Path) -> str:
+    lines = []
+    for line in path.read_text().splitlines():
+        key, sep, _ = line.partition("=")
+        lines.append(f"{key}=<secret>" if sep and key in SECRET_ENV else line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("host", SCENARIOS)
+def test_rendered_files_match_the_golden_files(first, host):
+    out, _, _ = first
+    rendered = {
+        "compose.yaml": (out / host / "compose.yaml").read_text(),
+        "settings.json": (out / host / "settings.json").read_text(),
+        "env.masked": _masked_env(out / host / ".env"),
+    }
+    for name, text in rendered.items():
+        golden = GOLDEN / host / name
+        if UPDATE_GOLDEN:
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(text)
+        assert golden.exists(), f"no golden {golden}: run with R1DEPLOY_UPDATE_GOLDEN=1"
+        assert text == golden.read_text(), f"{host}/{name} differs from {golden}"
+
+
+def test_gpu_default_runs_vllm_with_the_product_flags(first):
+    out, _, _ = first
+    compose = load_compose(out, "gpu-default")
+    vllm = compose["services"]["vllm"]
+    assert vllm["image"] == "vllm/vllm-openai:v0.32.0"
+    command = vllm["command"]
+    assert command[0] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    pairs = dict(zip(command[1::1], command[2::1], strict=False))
+    assert pairs["--served-model-name"] == "deepseek-r1-distill-qwen-1.5b"
+    assert pairs["--max-model-len"] == "4096"
+    assert pairs["--gpu-memory-utilization"] == "0.9"
+    assert pairs["--tensor-parallel-size"] == "1"
+    assert pairs["--tool-call-parser"] == "hermes"
+    assert pairs["--reasoning-parser"] == "deepseek_r1"
+    assert pairs["--generation-config"] == "auto"
+    assert pairs["--chat-template"] == "/stack/chat_template.jinja"
+    assert "--enable-auto-tool-choice" in command and "--enable-reasoning" not in command
+    assert "--max-num-seqs" not in command
+    assert vllm["ipc"] == "host"
+    assert vllm["ports"] == ["127.0.0.1:8000:8000"]
+    assert vllm["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
+    assert "hf-cache:/root/.cache/huggingface" in vllm["volumes"]
+    assert "vllm-cache:/root/.cache/vllm" in vllm["volumes"]
+    assert vllm["environment"]["VLLM_API_KEY"].startswith("${VLLM_API_KEY:?")
+    assert "HF_TOKEN" not in vllm["environment"] and "HF_HUB_OFFLINE" not in vllm["environment"]
+    assert vllm["healthcheck"]["test"][-1].endswith("/health', timeout=4)")
+    assert vllm["restart"] == "unless-stopped"
+
+    webui = compose["services"]["open-webui"]
+    env = webui["environment"]
+    assert webui["image"] == "ghcr.io/open-webui/open-webui:v0.12.4"
+    assert env["OPENAI_API_BASE_URL"] == "http://vllm:8000/v1"
+    assert env["OPENAI_API_KEY"].startswith("${VLLM_API_KEY:?")
+    assert env["ENABLE_OLLAMA_API"] == "false" and env["ENABLE_SIGNUP"] == "false"
+    for key in (
+        "WEBUI_SECRET_KEY",
+        "WEBUI_ADMIN_EMAIL",
+        "WEBUI_ADMIN_PASSWORD",
+        "WEBUI_ADMIN_NAME",
+    ):
+        assert env[key].startswith("${" + key + ":?")
+    connections = json.loads(env["TOOL_SERVER_CONNECTIONS"])
+    assert connections[0]["url"] == "http://tools-gateway:8090"
+    assert connections[0]["key"].startswith("${TOOLS_GATEWAY_KEY:?")
+    assert connections[0]["auth_type"] == "bearer" and connections[0]["config"] == {"enable": True}
+    assert webui["depends_on"]["vllm"] == {"condition": "service_healthy"}
+    assert webui["ports"] == ["0.0.0.0:3000:8080"]
+    assert "open-webui-data:/app/backend/data" in webui["volumes"]
+
+    gateway = compose["services"]["tools-gateway"]
+    assert gateway["build"] == {"context": "./gateway"}
+    assert gateway["entrypoint"] + gateway["command"] == [
+        "r1deploy",
+        "serve-tools",
+        "--tools",
+        "/stack/tools.json",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8090",
+    ]
+    assert gateway["environment"]["TOOLS_GATEWAY_KEY"].startswith("${TOOLS_GATEWAY_KEY:?")
+
+
+def test_settings_json_carries_the_exact_vllm_args(first):
+    out, _, _ = first
+    for host in SCENARIOS:
+        settings = json.loads((out / host / "settings.json").read_text())
+        compose = load_compose(out, host)
+        if settings["profile"] == "gpu":
+            assert settings["vllm"]["args"] == compose["services"]["vllm"]["command"][1:], host
+        else:
+            assert settings["llamacpp"]["args"] == compose["services"]["llamacpp"]["command"]
+
+
+def test_tensor_parallel_2_reserves_two_gpus(first):
+    out, _, _ = first
+    vllm = load_compose(out, "gpu-tp2")["services"]["vllm"]
+    index = vllm["command"].index("--tensor-parallel-size")
+    assert vllm["command"][index + 1] == "2"
+    assert vllm["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 2, "capabilities": ["gpu"]}
+    ]
+
+
+def test_several_gpus_by_device_id(first):
+    out, _, _ = first
+    vllm = load_compose(out, "gpu-device-ids")["services"]["vllm"]
+    assert vllm["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "device_ids": ["0", "1", "2", "3"], "capabilities": ["gpu"]}
+    ]
+    assert vllm["command"][vllm["command"].index("--tensor-parallel-size") + 1] == "4"
+
+
+def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
+    out, _, _ = first
+    compose = load_compose(out, "cpu")
+    assert set(compose["services"]) == {"llamacpp", "open-webui", "tools-gateway"}
+    server = compose["services"]["llamacpp"]
+    assert server["image"] == "ghcr.io/ggml-org/llama.cpp:server-b11176"
+    command = server["command"]
+    assert (
+        command[command.index("--hf-repo") + 1]
+        == "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF:Q4_K_M"
+    )
+    assert "--jinja" in command
+    assert command[command.index("--reasoning-format") + 1] == "deepseek"
+    assert command[command.index("--alias") + 1] == "deepseek-r1-distill-qwen-1.5b"
+    assert "deploy" not in server and "ipc" not in server
+    webui = compose["services"]["open-webui"]
+    assert webui["environment"]["OPENAI_API_BASE_URL"] == "http://llamacpp:8000/v1"
+    assert webui["depends_on"]["llamacpp"] == {"condition": "service_healthy"}
+    settings = json.loads((out / "cpu" / "settings.json").read_text())
+    assert settings["vllm"]["server"] == "llamacpp"
+    assert "--gpu-memory-utilization" not in settings["vllm"]["args"]
+
+
+def test_air_gapped_serves_the_preseeded_model_offline(first):
+    out, _, _ = first
+    compose = load_compose(out, "air-gapped")
+    vllm = compose["services"]["vllm"]
+    assert vllm["command"][0] == "/models/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert (
+        "/srv/models/DeepSeek-R1-Distill-Qwen-1.5B:/models/DeepSeek-R1-Distill-Qwen-1.5B:ro"
+        in vllm["volumes"]
+    )
+    assert "/srv/hf-cache:/root/.cache/huggingface" in vllm["volumes"]
+    assert vllm["environment"]["HF_HUB_OFFLINE"] == "1"
+    webui = compose["services"]["open-webui"]["environment"]
+    assert webui["OFFLINE_MODE"] == "true" and webui["HF_HUB_OFFLINE"] == "1"
+    assert "tools-gateway" not in compose["services"] and "TOOL_SERVER_CONNECTIONS" not in webui
+    assert "hf-cache" not in compose["volumes"]
+    assert not (out / "air-gapped" / "gateway").exists()
+
+
+def test_custom_ports_and_an_opened_model_api(first):
+    out, _, _ = first
+    compose = load_compose(out, "custom-ports")
+    vllm = compose["services"]["vllm"]
+    assert vllm["ports"] == ["0.0.0.0:18000:8000"]
+    assert vllm["labels"] == {"io.r1deploy.allow-public": "true"}
+    assert vllm["command"][vllm["command"].index("--max-num-seqs") + 1] == "32"
+    assert vllm["environment"]["HF_TOKEN"].startswith("${HF_TOKEN:?")
+    assert compose["services"]["open-webui"]["ports"] == ["127.0.0.1:7860:8080"]
+    assert compose["services"]["tools-gateway"]["ports"] == ["127.0.0.1:18090:8090"]
+    settings = json.loads((out / "custom-ports" / "settings.json").read_text())
+    assert settings["vllm"]["url"] == "http://127.0.0.1:18000"
+    assert settings["webui"]["url"] == "http://127.0.0.1:7860"
+    assert settings["gateway"]["url"] == "http://127.0.0.1:18090"
+    assert "hf_test_token" not in (out / "custom-ports" / "compose.yaml").read_text()
+
+
+def test_tools_files_are_the_cli_exports(first):
+    out, _, _ = first
+    assert (out / "gpu-default" / "tools.json").read_bytes() == (REPO / "tools.json").read_bytes()
+    for fmt, extra in (("openai", []), ("openapi", ["--server-url", "http://tools-gateway:8090"])):
+        exported = subprocess.run(
+            [
+                str(BIN / "r1deploy"),
+                "tools",
+                "export",
+                "--format",
+                fmt,
+                *extra,
+                str(REPO / "tools.json"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rendered = json.loads((out / "gpu-default" / f"tools.{fmt}.json").read_text())
+        assert rendered == json.loads(exported)
+
+
+def test_gateway_build_context_holds_the_package_source(first):
+    out, _, _ = first
+    context = out / "gpu-default" / "gateway"
+    assert (context / "Dockerfile").read_bytes() == (
+        REPO / "compose" / "gateway" / "Dockerfile"
+    ).read_bytes()
+    with tarfile.open(context / "r1deploy-src.tar.gz") as archive:
+        names = archive.getnames()
+    assert "pyproject.toml" in names and "r1deploy/cli.py" in names
+    assert "r1deploy/compose/validate.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_second_render_changes_nothing_and_keeps_every_secret(first, second):
+    out, secrets, _ = first
+    before, result = second
+    assert {h: s["changed"] for h, s in result["stats"].items()} == dict.fromkeys(RERENDERED, 0)
+    after = {p: p.read_bytes() for p in before}
+    assert after == before
+
+
+def test_a_vault_encrypted_secret_is_read_decrypted(first, second):
+    out, secrets, _ = first
+    encrypted = secrets / "gpu-default" / "vllm_api_key"
+    assert encrypted.read_text().startswith("$ANSIBLE_VAULT;")
+    assert "$ANSIBLE_VAULT" not in (out / "gpu-default" / ".env").read_text()
+
+
+def test_check_mode_writes_nothing_on_the_host(tmp_path):
+    out = tmp_path / "out"
+    rc, result = render(
+        HERE / "scenarios.yml", out, tmp_path / "secrets", "--check", "--limit", "gpu-default"
+    )
+    assert rc == 0, failures(result)
+    assert result["stats"]["gpu-default"]["changed"] > 0
+    assert not out.exists()
+
+
+WRONG = {
+    "tensor-parallel-5": "r1_stack_tensor_parallel_size is 5",
+    "utilization-1-5": "r1_stack_gpu_memory_utilization is 1.5",
+    "unknown-profile": "value of r1_stack_profile must be one of: gpu, cpu, got: tpu",
+    "public-without-consent": (
+        "r1_stack_vllm_bind_address is 0.0.0.0 but r1_stack_vllm_allow_public is false"
+    ),
+    "device-ids-mismatch": "r1_stack_gpu_device_ids lists 3 GPU(s)",
+    "max-model-len-too-long": "r1_stack_max_model_len is 200000",
+}
+
+
+@pytest.fixture(scope="module")
+def wrong(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wrong")
+    rc, result = render(HERE / "wrong.yml", base / "out", base / "secrets")
+    return base, rc, result
+
+
+@pytest.mark.parametrize("host", sorted(WRONG))
+def test_wrong_variables_fail_naming_the_variable_with_nothing_rendered(wrong, host):
+    base, rc, result = wrong
+    assert rc != 0
+    message = failures(result).get(host, "")
+    assert WRONG[host] in message
+    assert "Fix:" in message or "must be one of" in message
+    assert not (base / "out" / host).exists()
+    assert not (base / "secrets" / host).exists()
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """make render INVENTORY=inventory/example: several GPU hosts."""
+    base = tmp_path_factory.mktemp("example")
+    completed = make_render(base, "INVENTORY=inventory/example")
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+    return base / "out"
+
+
+def make_render(base: Path, *variables: str) -> subprocess.CompletedProcess:
+    secrets = f"{base}/secrets/{{{{inventory_hostname}}}}"
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "render",
+            f"RENDER_DIR={base}/out",
+            f"ANSIBLE_ARGS=-e r1_stack_secrets_dir={secrets}",
+            *variables,
+        ],
+        cwd=REPO,
+        env=os.environ | {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_example_inventory_renders_several_gpu_hosts(example):
+    hosts = sorted(p.name for p in example.iterdir())
+    assert hosts == [
+        "gpu-01.example.internal",
+        "gpu-02.example.internal",
+        "gpu-dark-01.example.internal",
+        "gpu-notebook-01.example.internal",
+    ]
+    devices = {
+        h: load_compose(example, h)["services"]["vllm"]["deploy"]["resources"]["reservations"][
+            "devices"
+        ]
+        for h in hosts
+    }
+    assert devices["gpu-01.example.internal"] == [
+        {"driver": "nvidia", "count": 2, "capabilities": ["gpu"]}
+    ]
+    assert devices["gpu-02.example.internal"] == [
+        {"driver": "nvidia", "device_ids": ["2", "3"], "capabilities": ["gpu"]}
+    ]
+    gpu02 = load_compose(example, "gpu-02.example.internal")["services"]
+    assert gpu02["vllm"]["ports"] == ["127.0.0.1:8100:8000"]
+    assert gpu02["open-webui"]["ports"] == ["0.0.0.0:3100:8080"]
+    assert gpu02["tools-gateway"]["ports"] == ["127.0.0.1:8190:8090"]
+    dark = load_compose(example, "gpu-dark-01.example.internal")["services"]["vllm"]
+    assert dark["environment"]["HF_HUB_OFFLINE"] == "1"
+    assert dark["command"][0] == "/models/DeepSeek-R1-Distill-Qwen-1.5B"
+
+
+def test_cdi_variant_names_cdi_devices(example):
+    compose = load_compose(example, "gpu-notebook-01.example.internal")["services"]
+    assert compose["vllm"]["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"], "capabilities": ["gpu"]}
+    ]
+    assert compose["open-webui"]["ports"] == ["127.0.0.1:7860:8080"]
+
+
+def test_example_compose_files_pass_the_validator_and_the_compose_schema(example):
+    files = sorted(str(p) for p in example.glob("*/compose.yaml"))
+    assert len(files) == 4
+    validate = subprocess.run(
+        [str(BIN / "r1deploy"), "compose", "validate", *files], capture_output=True, text=True
+    )
+    assert validate.returncode == 0, validate.stdout
+    schema = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files],
+        capture_output=True,
+        text=True,
+    )
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+
+
+def test_make_render_defaults_to_the_local_inventory(tmp_path):
+    completed = make_render(tmp_path)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+    assert "compose.yaml: valid (0 errors" in completed.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["localhost"]
+    assert "llamacpp" in load_compose(tmp_path / "out", "localhost")["services"]
