@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "r1deploy.tools.cli",
     "r1deploy.compose.cli",
     "r1deploy.gateway.cli",
+    "r1deploy.smoke.cli",
+    "r1deploy.testmodel.cli",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

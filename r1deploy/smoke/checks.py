@@ -1,0 +1,444 @@
+"""The smoke checks: what users and the deployment rely on, asked of the real servers."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import jsonschema
+import requests
+
+from r1deploy.smoke.config import SmokeConfig
+from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped
+
+# Short prompts: the checks test the wiring, not the model.
+CHAT_PROMPT = "Say hello in one short sentence."
+TOOL_PROMPT = "What is the weather in Paris right now?"
+# The product guide's worked problem (--quality): f(x) = x^3 - 3x^2 + 2 on [-1, 3].
+QUALITY_PROMPT = (
+    "Find the maximum and the minimum values of f(x) = x^3 - 3x^2 + 2 on the interval "
+    "[-1, 3]. Please reason step by step, and put the final answer within \\boxed{}, "
+    "as \\boxed{max = ..., min = ...}."
+)
+MAX_TOKENS = 256  # the R1 model reasons first; enough for the tiny test models too
+
+
+@dataclass
+class Context:
+    """Shared between checks: the config, HTTP sessions, and what earlier checks learnt."""
+
+    config: SmokeConfig
+    session: requests.Session = field(default_factory=requests.Session)
+    webui_token: str | None = None
+
+    @property
+    def timeout(self) -> float:
+        return self.config.timeout_s
+
+    def vllm_headers(self, key: str | None = "configured") -> dict:
+        key = self.config.vllm_key if key == "configured" else key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def webui_headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.webui_token}"}
+
+
+def _need(value, what: str, fix: str):
+    if not value:
+        raise CheckSkipped(f"no {what} configured ({fix})")
+    return value
+
+
+def _json(response: requests.Response, what: str):
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise CheckFailed(f"{what} answered HTTP {response.status_code} with non-JSON: "
+                          f"{response.text[:200]!r}") from exc
+
+
+def _expect_ok(response: requests.Response, what: str, fix: str = "") -> None:
+    if response.status_code == 401:
+        raise CheckFailed(f"{what}: the credentials were refused (HTTP 401)\n    fix: "
+                          + (fix or "check the key/password in the stack's .env"))
+    if response.status_code >= 400:
+        detail = response.text[:300].strip()
+        raise CheckFailed(f"{what}: HTTP {response.status_code}: {detail}"
+                          + (f"\n    fix: {fix}" if fix else ""))
+
+
+def _excerpt(text: str | None, limit: int = 80) -> str:
+    text = (text or "").strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------- vLLM
+
+
+def vllm_health(ctx: Context):
+    url = _need(ctx.config.vllm_url, "vLLM URL", "settings.json vllm.url or --vllm")
+    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    _expect_ok(response, "vLLM /health", "the engine is unhealthy: docker compose logs vllm")
+    return f"{url}/health 200"
+
+
+def vllm_models(ctx: Context):
+    url, model = ctx.config.vllm_url, ctx.config.model
+    response = ctx.session.get(f"{url}/v1/models", headers=ctx.vllm_headers(),
+                               timeout=ctx.timeout)
+    _expect_ok(response, "vLLM /v1/models",
+               "the API key in .env (VLLM_API_KEY) is not the one vLLM was started with")
+    served = {m.get("id"): m for m in _json(response, "vLLM /v1/models").get("data", [])}
+    if model and model not in served:
+        raise CheckFailed(
+            f"vLLM serves {sorted(served)}, not the configured model name {model!r}\n"
+            "    fix: --served-model-name in the vLLM command must equal settings.json "
+            "model.served_name (re-render and restart the stack)",
+            {"served": sorted(served)},
+        )
+    name = model or next(iter(served), None)
+    if name is None:
+        raise CheckFailed("vLLM /v1/models lists no model")
+    max_len = served[name].get("max_model_len")
+    wanted = ctx.config.max_model_len
+    if wanted and max_len != wanted:
+        raise CheckFailed(f"vLLM serves {name!r} with max_model_len {max_len}, configured "
+                          f"{wanted}\n    fix: --max-model-len must equal settings.json "
+                          "model.max_model_len")
+    return f"serves {name!r}, max_model_len {max_len}", {"max_model_len": max_len}
+
+
+def vllm_auth(ctx: Context):
+    url = ctx.config.vllm_url
+    if not ctx.config.vllm_key:
+        raise CheckSkipped("no API key configured, nothing to enforce (.env VLLM_API_KEY)")
+    response = ctx.session.get(f"{url}/v1/models", timeout=ctx.timeout)
+    if response.status_code != 401:
+        raise CheckFailed(f"vLLM answered HTTP {response.status_code} to a request without an "
+                          "API key, expected 401\n    fix: start vLLM with VLLM_API_KEY set "
+                          "(or --api-key), as the compose file does")
+    wrong = ctx.session.get(f"{url}/v1/models", headers=ctx.vllm_headers("wrong-" +
+                            secrets.token_hex(4)), timeout=ctx.timeout)
+    if wrong.status_code != 401:
+        raise CheckFailed(f"vLLM answered HTTP {wrong.status_code} to a wrong API key, "
+                          "expected 401")
+    return "no key -> 401, wrong key -> 401"
+
+
+def _chat_body(ctx: Context, prompt: str, **extra) -> dict:
+    return {"model": ctx.config.model, "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": MAX_TOKENS, **extra}
+
+
+def _reasoning_of(message: dict) -> str | None:
+    # vLLM 0.32 says `reasoning`; older servers said `reasoning_content`.
+    return message.get("reasoning") or message.get("reasoning_content")
+
+
+def vllm_chat(ctx: Context):
+    url = ctx.config.vllm_url
+    response = ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
+                                json=_chat_body(ctx, CHAT_PROMPT), timeout=ctx.timeout)
+    _expect_ok(response, "vLLM chat completion")
+    body = _json(response, "vLLM chat completion")
+    message = body["choices"][0]["message"]
+    content, reasoning, usage = message.get("content"), _reasoning_of(message), body.get("usage")
+    data = {"content": content, "reasoning": reasoning, "usage": usage}
+    if not content:
+        raise CheckFailed(f"the answer has no content (finish_reason "
+                          f"{body['choices'][0].get('finish_reason')!r}, reasoning "
+                          f"{_excerpt(reasoning)!r})\n    fix: a reasoning that never ends "
+                          "fills max_tokens; check --reasoning-parser deepseek_r1", data)
+    if not reasoning:
+        raise CheckFailed("the reasoning is not split out (no `reasoning` nor "
+                          "`reasoning_content` field)\n    fix: start vLLM with "
+                          "--reasoning-parser deepseek_r1", data)
+    if not usage or not usage.get("completion_tokens"):
+        raise CheckFailed(f"no usage in the answer: {usage!r}", data)
+    return (f"{usage['completion_tokens']} tokens; reasoning {_excerpt(reasoning, 40)!r}; "
+            f"answer {_excerpt(content, 40)!r}"), data
+
+
+def vllm_stream(ctx: Context):
+    url = ctx.config.vllm_url
+    start = time.perf_counter()
+    ttft = None
+    deltas, done, text = 0, False, []
+    with ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
+                          json=_chat_body(ctx, CHAT_PROMPT, stream=True), stream=True,
+                          timeout=ctx.timeout) as response:
+        _expect_ok(response, "vLLM streaming chat completion")
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            raise CheckFailed("the stream is not server-sent events (content-type "
+                              f"{response.headers.get('content-type')!r})")
+        for line in response.iter_lines(decode_unicode=True):
+            if not line or not line.startswith("data:"):
+                continue
+            payload = line[len("data:"):].strip()
+            if payload == "[DONE]":
+                done = True
+                break
+            chunk = json.loads(payload)
+            for choice in chunk.get("choices", []):
+                delta = choice.get("delta", {})
+                piece = delta.get("content") or _reasoning_of(delta)
+                if piece:
+                    deltas += 1
+                    text.append(piece)
+                    if ttft is None:
+                        ttft = time.perf_counter() - start
+    data = {"deltas": deltas, "ttft_s": ttft and round(ttft, 4), "text": "".join(text)}
+    if not deltas:
+        raise CheckFailed("the stream delivered no content delta", data)
+    if not done:
+        raise CheckFailed(f"the stream ended without `data: [DONE]` after {deltas} deltas", data)
+    return f"{deltas} deltas, [DONE]; time to first token {ttft * 1000:.0f} ms", data
+
+
+def _pick_tool(ctx: Context) -> dict:
+    tools = ctx.config.tools
+    if not tools:
+        raise CheckSkipped("no tools configured (tools.openai.json / tools.json / --tools)")
+    if ctx.config.tool_name:
+        for tool in tools:
+            if tool["function"]["name"] == ctx.config.tool_name:
+                return tool
+        names = [t["function"]["name"] for t in tools]
+        raise CheckFailed(f"--tool {ctx.config.tool_name!r} is not among the tools {names}")
+    return tools[0]
+
+
+def vllm_tool_call(ctx: Context):
+    url = ctx.config.vllm_url
+    tool = _pick_tool(ctx)
+    name = tool["function"]["name"]
+    body = _chat_body(ctx, TOOL_PROMPT, tools=ctx.config.tools,
+                      tool_choice={"type": "function", "function": {"name": name}})
+    response = ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
+                                json=body, timeout=ctx.timeout)
+    _expect_ok(response, "vLLM tool call",
+               "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes and the R1 "
+               "tools chat template (--chat-template)")
+    message = _json(response, "vLLM tool call")["choices"][0]["message"]
+    calls = message.get("tool_calls") or []
+    if not calls:
+        raise CheckFailed(f"no tool_calls in the answer (content {_excerpt(message.get('content'))!r})"
+                          "\n    fix: start vLLM with --enable-auto-tool-choice "
+                          "--tool-call-parser hermes", {"message": message})
+    call = calls[0]["function"]
+    if call.get("name") != name:
+        raise CheckFailed(f"asked for tool {name!r}, got {call.get('name')!r}")
+    try:
+        arguments = json.loads(call.get("arguments") or "")
+    except ValueError as exc:
+        raise CheckFailed(f"the arguments of {name} are not JSON: {call.get('arguments')!r}"
+                          ) from exc
+    try:
+        jsonschema.validate(arguments, tool["function"]["parameters"])
+    except jsonschema.ValidationError as exc:
+        pointer = "/" + "/".join(str(p) for p in exc.absolute_path)
+        raise CheckFailed(
+            f"the arguments of {name} do not validate against its params at {pointer}: "
+            f"{exc.message}\n    fix: mark the tool strict in tools.json so vLLM holds the "
+            "arguments to the schema", {"arguments": arguments}) from exc
+    return f"{name}({json.dumps(arguments)}) validates", {"tool": name, "arguments": arguments}
+
+
+# ---------------------------------------------------------------- Open WebUI
+
+
+def webui_health(ctx: Context):
+    url = _need(ctx.config.webui_url, "Open WebUI URL", "settings.json webui.url or --webui")
+    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    _expect_ok(response, "Open WebUI /health", "docker compose logs open-webui")
+    return f"{url}/health 200"
+
+
+def webui_signin(ctx: Context):
+    url, email = ctx.config.webui_url, ctx.config.admin_email
+    _need(email, "admin email", ".env WEBUI_ADMIN_EMAIL or --admin-email")
+    password = _need(ctx.config.admin_password, "admin password",
+                     ".env WEBUI_ADMIN_PASSWORD or --admin-password-file")
+    response = ctx.session.post(f"{url}/api/v1/auths/signin",
+                                json={"email": email, "password": password},
+                                timeout=ctx.timeout)
+    if response.status_code in (400, 401, 403):
+        raise CheckFailed(
+            f"the admin {email} cannot sign in (HTTP {response.status_code}: "
+            f"{_excerpt(response.text, 120)})\n    fix: the admin is bootstrapped from "
+            "WEBUI_ADMIN_EMAIL/WEBUI_ADMIN_PASSWORD only on a first start with an empty data "
+            "volume; check .env against the account (or reset the volume)")
+    _expect_ok(response, "Open WebUI sign-in")
+    body = _json(response, "Open WebUI sign-in")
+    ctx.webui_token = body.get("token")
+    if not ctx.webui_token:
+        raise CheckFailed("the sign-in answer has no token")
+    return f"{email} signed in as {body.get('role', '?')}"
+
+
+def _backend_hint(ctx: Context) -> str:
+    """What Open WebUI's OpenAI connection points at (admin API), for the failure message."""
+    try:
+        response = ctx.session.get(f"{ctx.config.webui_url}/openai/config",
+                                   headers=ctx.webui_headers(), timeout=ctx.timeout)
+        urls = response.json().get("OPENAI_API_BASE_URLS")
+    except (requests.RequestException, ValueError, AttributeError):
+        return ""
+    hint = f"; its OpenAI connection points at {urls}"
+    if urls and all("api.openai.com" in u for u in urls):
+        hint += (" (the default: OPENAI_API_BASE_URL was not set; note that OPENAI_BASE_URL, "
+                 "seen in many guides, is not read by Open WebUI)")
+    return hint
+
+
+def webui_models(ctx: Context):
+    url, model = ctx.config.webui_url, ctx.config.model
+    response = ctx.session.get(f"{url}/api/models", headers=ctx.webui_headers(),
+                               timeout=ctx.timeout)
+    _expect_ok(response, "Open WebUI /api/models")
+    listed = [m.get("id") for m in _json(response, "Open WebUI /api/models").get("data", [])]
+    if model not in listed:
+        raise CheckFailed(
+            f"Open WebUI does not list the model {model!r} (lists {listed}){_backend_hint(ctx)}"
+            "\n    fix: set OPENAI_API_BASE_URL to the vLLM service (http://vllm:8000/v1 in "
+            "compose) and OPENAI_API_KEY to the vLLM key; env only seeds a first start, so "
+            "fix a running one in Admin > Settings > Connections", {"listed": listed})
+    return f"lists {model!r} (from {len(listed)} models)"
+
+
+def webui_chat(ctx: Context):
+    url = ctx.config.webui_url
+    response = ctx.session.post(f"{url}/api/chat/completions", headers=ctx.webui_headers(),
+                                json=_chat_body(ctx, CHAT_PROMPT, stream=False),
+                                timeout=ctx.timeout)
+    if response.status_code >= 400:
+        raise CheckFailed(f"Open WebUI chat completion: HTTP {response.status_code}: "
+                          f"{_excerpt(response.text, 200)}{_backend_hint(ctx)}")
+    body = _json(response, "Open WebUI chat completion")
+    try:
+        message = body["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise CheckFailed(f"Open WebUI chat completion has no choices: {_excerpt(str(body))}"
+                          ) from exc
+    content = message.get("content")
+    data = {"content": content, "reasoning": _reasoning_of(message)}
+    if not content:
+        raise CheckFailed("Open WebUI's chat completion came back without an answer", data)
+    return f"answer {_excerpt(content, 50)!r}", data
+
+
+def webui_signup_closed(ctx: Context):
+    url = ctx.config.webui_url
+    email = f"smoke-{secrets.token_hex(4)}@r1deploy.invalid"
+    response = ctx.session.post(f"{url}/api/v1/auths/signup", timeout=ctx.timeout,
+                                json={"name": "smoke", "email": email,
+                                      "password": secrets.token_urlsafe(16)})
+    if response.status_code < 400:
+        user_id = (response.json() or {}).get("id") if response.content else None
+        if user_id and ctx.webui_token:  # leave no stray account behind
+            ctx.session.delete(f"{url}/api/v1/users/{user_id}", headers=ctx.webui_headers(),
+                               timeout=ctx.timeout)
+        raise CheckFailed(
+            f"a new account could sign up (HTTP {response.status_code}; removed again)\n"
+            "    fix: ENABLE_SIGNUP=false only seeds a first start: close signup in Admin > "
+            "Settings > General (or through /api/v1/auths/admin/config)")
+    return f"signup refused (HTTP {response.status_code})"
+
+
+def gateway_health(ctx: Context):
+    if not ctx.config.gateway_enabled:
+        raise CheckSkipped("the tool gateway is disabled (settings.json gateway.enabled)")
+    url = _need(ctx.config.gateway_url, "gateway URL", "settings.json gateway.url")
+    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    _expect_ok(response, "tool gateway /health", "docker compose logs tools-gateway")
+    return f"{url}/health 200"
+
+
+def webui_tool_server(ctx: Context):
+    if not ctx.config.gateway_enabled:
+        raise CheckSkipped("the tool gateway is disabled (settings.json gateway.enabled)")
+    url = ctx.config.webui_url
+    response = ctx.session.get(f"{url}/api/v1/configs/tool_servers",
+                               headers=ctx.webui_headers(), timeout=ctx.timeout)
+    _expect_ok(response, "Open WebUI tool server config")
+    connections = _json(response, "tool server config").get("TOOL_SERVER_CONNECTIONS") or []
+    if not connections:
+        raise CheckFailed("Open WebUI has no tool server connection\n    fix: deploy again "
+                          "(the role reconciles it through /api/v1/configs/tool_servers)")
+    verified = []
+    for connection in connections:
+        verify = ctx.session.post(f"{url}/api/v1/configs/tool_servers/verify",
+                                  headers=ctx.webui_headers(), json=connection,
+                                  timeout=ctx.timeout)
+        if verify.status_code >= 400:
+            raise CheckFailed(f"Open WebUI cannot verify the tool server {connection.get('url')}"
+                              f": HTTP {verify.status_code}: {_excerpt(verify.text, 200)}\n"
+                              "    fix: check the gateway is up and its key matches "
+                              "TOOLS_GATEWAY_KEY")
+        verified.append(connection.get("url"))
+    return f"verified {verified}"
+
+
+# ---------------------------------------------------------------- quality
+
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+
+
+def parse_extrema(text: str) -> tuple[float | None, float | None]:
+    """Maximum and minimum from an answer such as ``\\boxed{max = 2, min = -2}``."""
+    found: dict[str, float] = {}
+    boxed = " ".join(_BOXED.findall(text)) or text
+    for kind, value in re.findall(r"(max|min)\w*\W{0,20}?(-?\s*\d+(?:\.\d+)?)", boxed, re.I):
+        found.setdefault(kind.lower(), float(value.replace(" ", "")))
+    if len(found) < 2:
+        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", " ".join(_BOXED.findall(text)))]
+        if len(numbers) == 2:
+            found = {"max": max(numbers), "min": min(numbers)}
+    return found.get("max"), found.get("min")
+
+
+def quality(ctx: Context):
+    if not ctx.config.quality:
+        raise CheckSkipped("off (--quality asks a real model the product guide's problem)")
+    url = ctx.config.vllm_url
+    body = _chat_body(ctx, QUALITY_PROMPT)
+    body["max_tokens"] = 3072
+    response = ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
+                                json=body, timeout=max(ctx.timeout, 600))
+    _expect_ok(response, "quality question")
+    content = _json(response, "quality question")["choices"][0]["message"].get("content") or ""
+    maximum, minimum = parse_extrema(content)
+    data = {"max": maximum, "min": minimum, "answer": content[-400:]}
+    if (maximum, minimum) != (2, -2):
+        raise CheckFailed(f"expected maximum 2 and minimum -2, the model said max {maximum}, "
+                          f"min {minimum}: {_excerpt(content[-200:], 200)!r}", data)
+    return "maximum 2, minimum -2", data
+
+
+CHECKS = [
+    Check("vllm.health", "vLLM answers /health", vllm_health),
+    Check("vllm.models", "serves the configured model name and max_model_len", vllm_models,
+          ("vllm.health",)),
+    Check("vllm.auth", "the API key is enforced", vllm_auth, ("vllm.health",)),
+    Check("vllm.chat", "chat completion with content, usage and reasoning split out",
+          vllm_chat, ("vllm.health",)),
+    Check("vllm.stream", "streaming delivers deltas and [DONE]; time to first token",
+          vllm_stream, ("vllm.health",)),
+    Check("vllm.tool_call", "named tool choice yields arguments valid against params",
+          vllm_tool_call, ("vllm.health",)),
+    Check("webui.health", "Open WebUI answers /health", webui_health),
+    Check("webui.signin", "the bootstrapped admin signs in", webui_signin, ("webui.health",)),
+    Check("webui.models", "Open WebUI lists the vLLM model (backend wiring)", webui_models,
+          ("webui.signin",)),
+    Check("webui.chat", "chat completion through Open WebUI", webui_chat, ("webui.signin",)),
+    Check("webui.signup_closed", "a second signup is refused", webui_signup_closed,
+          ("webui.health",)),
+    Check("gateway.health", "the tool gateway answers /health", gateway_health),
+    Check("webui.tool_server", "Open WebUI verifies the tool gateway connection",
+          webui_tool_server, ("webui.signin",)),
+    Check("quality", "the product guide's worked problem (real model only)", quality,
+          ("vllm.health",)),
+]

@@ -1,0 +1,158 @@
+"""Where the smoke checks point: a rendered stack directory (``.env`` + ``settings.json``,
+see docs/stack-dir.md) and/or flags. Flags win over the stack directory."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """The checks cannot run: a missing or unreadable setting, with where and the fix."""
+
+
+@dataclass
+class SmokeConfig:
+    vllm_url: str | None = None
+    vllm_key: str | None = None
+    model: str | None = None
+    max_model_len: int | None = None
+    webui_url: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None
+    gateway_enabled: bool = False
+    gateway_url: str | None = None
+    gateway_key: str | None = None
+    tools: list[dict] = field(default_factory=list)  # the openai export of tools.json
+    tool_name: str | None = None  # the tool the tool-call check asks for
+    timeout_s: float = 60.0
+    quality: bool = False
+    source: str = "flags"  # what the values came from, for messages
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines as Compose reads them (comments, blank lines, quotes)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{number}: expected KEY=value, got {line!r}"
+                              "\n    fix: correct the line or re-render the stack")
+        value = value.strip()
+        if value[:1] in ("'", '"'):
+            try:
+                value = shlex.split(value)[0] if value not in ("''", '""') else ""
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{number}: unbalanced quotes in {key}: {exc}") from exc
+        values[key.strip()] = value
+    return values
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(f"the {what} file {path} is empty")
+    return value
+
+
+def _load_tools(stack: Path, settings: dict) -> list[dict]:
+    exported = stack / "tools.openai.json"
+    if exported.is_file():
+        try:
+            return json.loads(exported.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{exported}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                              "\n    fix: re-render the stack (make render)") from exc
+    tools_file = stack / settings.get("tools_file", "tools.json")
+    if not tools_file.is_file():
+        return []
+    from r1deploy.tools import load_plugins, to_openai
+
+    return to_openai(load_plugins(str(tools_file)))
+
+
+def _from_stack_dir(stack: Path) -> SmokeConfig:
+    settings_path = stack / "settings.json"
+    if not settings_path.is_file():
+        raise ConfigError(f"{settings_path} not found: --stack-dir must be a rendered stack "
+                          "directory (docs/stack-dir.md)\n    fix: make render, or give --vllm "
+                          "and --webui instead")
+    try:
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{settings_path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                          ) from exc
+    env_path = stack / ".env"
+    env = parse_env_file(env_path) if env_path.is_file() else {}
+    model = settings.get("model", {})
+    vllm = settings.get("vllm", {})
+    webui = settings.get("webui", {})
+    gateway = settings.get("gateway", {})
+    return SmokeConfig(
+        vllm_url=vllm.get("url"),
+        vllm_key=env.get("VLLM_API_KEY"),
+        model=model.get("served_name"),
+        max_model_len=model.get("max_model_len"),
+        webui_url=webui.get("url"),
+        admin_email=env.get("WEBUI_ADMIN_EMAIL") or webui.get("admin_email"),
+        admin_password=env.get("WEBUI_ADMIN_PASSWORD"),
+        gateway_enabled=bool(gateway.get("enabled")),
+        gateway_url=gateway.get("url"),
+        gateway_key=env.get("TOOLS_GATEWAY_KEY"),
+        tools=_load_tools(stack, settings),
+        source=str(stack),
+    )
+
+
+def load_config(args) -> SmokeConfig:
+    """Build the config from ``args`` (the CLI namespace): stack dir first, then flags."""
+    config = _from_stack_dir(Path(args.stack_dir)) if args.stack_dir else SmokeConfig()
+    overrides = {
+        "vllm_url": args.vllm,
+        "webui_url": args.webui,
+        "model": args.model,
+        "max_model_len": args.max_model_len,
+        "admin_email": args.admin_email,
+        "gateway_url": args.gateway,
+        "tool_name": args.tool,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    if args.gateway:
+        config.gateway_enabled = True
+    if args.vllm_key_file:
+        config.vllm_key = _read_secret(args.vllm_key_file, "vLLM API key")
+    if args.admin_password_file:
+        config.admin_password = _read_secret(args.admin_password_file, "Open WebUI admin password")
+    if args.gateway_key_file:
+        config.gateway_key = _read_secret(args.gateway_key_file, "tool gateway key")
+    if args.tools:
+        from r1deploy.tools import ToolsFileError, load_plugins, to_openai
+
+        try:
+            config.tools = to_openai(load_plugins(args.tools))
+        except ToolsFileError as exc:
+            raise ConfigError(f"{args.tools}: not a valid tools file:\n{exc}") from exc
+    config.timeout_s = args.timeout
+    config.quality = args.quality
+    if not (config.vllm_url or config.webui_url):
+        raise ConfigError("nothing to check: give --stack-dir DIR (a rendered stack) or "
+                          "--vllm URL and/or --webui URL")
+    for url in (config.vllm_url, config.webui_url, config.gateway_url):
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"not an http(s) URL: {url!r}\n    fix: e.g. http://127.0.0.1:8000")
+    for attr in ("vllm_url", "webui_url", "gateway_url"):
+        if getattr(config, attr):
+            setattr(config, attr, getattr(config, attr).rstrip("/"))
+    return config

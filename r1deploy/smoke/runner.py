@@ -1,0 +1,98 @@
+"""Run named checks in order, time each, and keep going whatever happens.
+
+A check is a function ``(ctx) -> str`` returning a one-line detail on success; it raises
+``CheckFailed`` (what went wrong and the fix) or ``CheckSkipped`` (why it does not apply).
+Any other exception is a failure too, reported with its type: one broken check never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import requests
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
+class CheckFailed(Exception):
+    """The check ran and the stack is wrong; the message says what and how to fix it."""
+
+    def __init__(self, message: str, data: dict | None = None):
+        super().__init__(message)
+        self.data = data or {}
+
+
+class CheckSkipped(Exception):
+    """The check does not apply here (disabled feature, missing prerequisite)."""
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str
+    duration_s: float
+    message: str
+    # Measured values worth keeping (time to first token, the answer seen...).
+    data: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Check:
+    name: str
+    description: str
+    func: Callable
+    # Checks whose failure makes this one meaningless: it is skipped, naming them.
+    needs: tuple[str, ...] = ()
+
+
+def run_checks(
+    checks: Iterable[Check],
+    ctx,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    status_of: dict[str, str] = {}
+    for check in checks:
+        start = time.perf_counter()
+        data: dict = {}
+        blocked = [n for n in check.needs if status_of.get(n) in (FAIL, SKIP)]
+        if blocked:
+            status, message = SKIP, f"needs {', '.join(blocked)}, which did not pass"
+        else:
+            try:
+                detail = check.func(ctx)
+                status, message = PASS, detail or ""
+                if isinstance(detail, tuple):
+                    message, data = detail
+            except CheckSkipped as exc:
+                status, message = SKIP, str(exc)
+            except CheckFailed as exc:
+                status, message, data = FAIL, str(exc), exc.data
+            except requests.RequestException as exc:
+                status, message = FAIL, describe_request_error(exc)
+            except Exception as exc:  # a bug in a check must not hide the others
+                status, message = FAIL, f"{type(exc).__name__}: {exc}"
+        result = CheckResult(check.name, status, round(time.perf_counter() - start, 3),
+                             message, data)
+        status_of[check.name] = status
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def describe_request_error(exc: requests.RequestException) -> str:
+    url = getattr(exc.request, "url", None) or "the server"
+    if isinstance(exc, requests.ConnectionError):
+        return (f"cannot connect to {url}: nothing answers there (stopped, still starting, or "
+                "wrong URL)\n    fix: check the service is up (docker compose ps; docker "
+                "compose logs) and the URL in settings.json")
+    if isinstance(exc, requests.Timeout):
+        return f"{url} did not answer in time\n    fix: check the server's load and logs"
+    return f"request to {url} failed: {exc}"
