@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "r1deploy.tools.cli",
     "r1deploy.compose.cli",
     "r1deploy.gateway.cli",
+    "r1deploy.agent.cli",
+    "r1deploy.webui.cli",
     "r1deploy.smoke.cli",
     "r1deploy.testmodel.cli",
 ]

@@ -1,0 +1,243 @@
+"""Make a running Open WebUI match the stack directory, item by item, idempotently.
+
+Open WebUI's environment only seeds its database on the first start; afterwards the
+database wins. So the desired state is exactly the environment the stack gives Open
+WebUI (the webui service of compose.yaml, secrets filled from .env): what seeded the
+first start is what every later deploy enforces. Each item is read first and written
+only when it differs, and reported changed/unchanged, so Ansible can use
+``changed_when``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+import yaml
+
+from r1deploy.stackdir import StackDir, StackDirError
+from r1deploy.webui.client import WebUIClient, WebUIError
+
+# Compose interpolation: $$, ${NAME}, ${NAME:?err}, ${NAME?err}, ${NAME:-def}, ${NAME-def}.
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+# Fields Open WebUI fills in when it stores a tool server connection (configs.py).
+TOOL_SERVER_DEFAULTS = {"type": "openapi", "forward_cookies": False, "headers": None, "info": None}
+
+
+@dataclass
+class Desired:
+    openai_base_urls: list[str]
+    openai_api_keys: list[str]
+    tool_servers: list[dict]
+    enable_signup: bool
+    default_models: str | None
+
+
+@dataclass
+class ItemResult:
+    item: str
+    changed: bool
+    detail: str
+    ok: bool = True
+
+
+@dataclass
+class Outcome:
+    items: list[ItemResult] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(i.changed for i in self.items)
+
+    @property
+    def ok(self) -> bool:
+        return all(i.ok for i in self.items)
+
+    def to_dict(self) -> dict:
+        return {"changed": self.changed, "ok": self.ok, "items": [asdict(i) for i in self.items]}
+
+
+def interpolate(value: str, env: dict[str, str], where: str) -> str:
+    def replace(match: re.Match) -> str:
+        if match.group("escaped"):
+            return "$"
+        name = match.group("braced") or match.group("bare")
+        op, arg = match.group("op") or "", match.group("arg") or ""
+        current = env.get(name)
+        unset = current is None or (op.startswith(":") and current == "")
+        if unset and op.endswith("-"):
+            return arg
+        if unset and op.endswith("?"):
+            raise StackDirError(f"{where}: {name} is missing from .env ({arg})")
+        return current or ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def webui_environment(stack: StackDir) -> dict[str, str]:
+    """The environment compose.yaml gives the Open WebUI service, secrets filled in."""
+    compose_file = stack.path / "compose.yaml"
+    try:
+        compose = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StackDirError(f"cannot read {compose_file}: {exc.strerror}") from None
+    service = stack.setting("webui", "service")
+    try:
+        environment = compose["services"][service]["environment"]
+    except (KeyError, TypeError):
+        raise StackDirError(
+            f"{compose_file}: /services/{service}/environment is missing; render the stack again"
+        ) from None
+    if isinstance(environment, list):  # the KEY=value list form
+        environment = dict(item.split("=", 1) for item in environment)
+    where = f"{compose_file} /services/{service}/environment"
+    return {
+        str(k): interpolate(str(v), stack.env, f"{where}/{k}")
+        for k, v in environment.items()
+        if v is not None
+    }
+
+
+def _split(value: str | None) -> list[str]:
+    return value.split(";") if value else []
+
+
+def desired_from_stack(stack: StackDir) -> Desired:
+    env = webui_environment(stack)
+    urls = _split(env.get("OPENAI_API_BASE_URLS")) or _split(env.get("OPENAI_API_BASE_URL"))
+    keys = _split(env.get("OPENAI_API_KEYS")) or _split(env.get("OPENAI_API_KEY"))
+    keys = (keys + [""] * len(urls))[: len(urls)]
+    try:
+        tool_servers = json.loads(env.get("TOOL_SERVER_CONNECTIONS") or "[]")
+    except ValueError as exc:
+        raise StackDirError(
+            f"compose.yaml: Open WebUI's TOOL_SERVER_CONNECTIONS is not JSON: {exc}"
+        ) from None
+    return Desired(
+        openai_base_urls=urls,
+        openai_api_keys=keys,
+        tool_servers=[normalise_tool_server(c) for c in tool_servers],
+        # Closed unless the stack opens it explicitly.
+        enable_signup=env.get("ENABLE_SIGNUP", "false").strip().lower() == "true",
+        default_models=env.get("DEFAULT_MODELS")
+        or stack.settings.get("model", {}).get("served_name"),
+    )
+
+
+def normalise_tool_server(connection: dict) -> dict:
+    return {**TOOL_SERVER_DEFAULTS, **connection}
+
+
+def _server_name(connection: dict) -> str:
+    info = connection.get("info") or {}
+    return str(info.get("id") or connection.get("url"))
+
+
+# --- one function per item ---------------------------------------------------------------
+
+
+def _openai(client: WebUIClient, desired: Desired, apply: bool) -> ItemResult:
+    current = client.openai_config()
+    wanted = (True, desired.openai_base_urls, desired.openai_api_keys)
+    have = (
+        current.get("ENABLE_OPENAI_API"),
+        current.get("OPENAI_API_BASE_URLS"),
+        current.get("OPENAI_API_KEYS"),
+    )
+    detail = ", ".join(desired.openai_base_urls)
+    if have == wanted:
+        return ItemResult("openai_connections", False, detail)
+    if apply:
+        old_urls = current.get("OPENAI_API_BASE_URLS") or []
+        old_configs = current.get("OPENAI_API_CONFIGS") or {}
+        # Keep per-connection settings (prefix, model filter) where the URL stayed put.
+        configs = {
+            str(i): old_configs[str(i)]
+            for i, url in enumerate(desired.openai_base_urls)
+            if i < len(old_urls) and old_urls[i] == url and str(i) in old_configs
+        }
+        client.set_openai_config(
+            {
+                "ENABLE_OPENAI_API": True,
+                "OPENAI_API_BASE_URLS": desired.openai_base_urls,
+                "OPENAI_API_KEYS": desired.openai_api_keys,
+                "OPENAI_API_CONFIGS": configs,
+            }
+        )
+    return ItemResult("openai_connections", True, detail)
+
+
+def _tool_servers(client: WebUIClient, desired: Desired, apply: bool) -> ItemResult:
+    current = [normalise_tool_server(c) for c in client.tool_servers()]
+    detail = ", ".join(_server_name(c) for c in desired.tool_servers) or "none"
+    if current == desired.tool_servers:
+        return ItemResult("tool_servers", False, detail)
+    if apply:
+        client.set_tool_servers(desired.tool_servers)
+    return ItemResult("tool_servers", True, detail)
+
+
+def _signup(client: WebUIClient, desired: Desired, apply: bool) -> ItemResult:
+    current = client.admin_config()
+    detail = "open" if desired.enable_signup else "closed"
+    if current.get("ENABLE_SIGNUP") == desired.enable_signup:
+        return ItemResult("signup", False, detail)
+    if apply:
+        # The endpoint takes the whole form: send back what it gave, with the one change.
+        client.set_admin_config({**current, "ENABLE_SIGNUP": desired.enable_signup})
+    return ItemResult("signup", True, detail)
+
+
+def _default_model(client: WebUIClient, desired: Desired, apply: bool) -> ItemResult:
+    current = client.models_config()
+    detail = desired.default_models or "none"
+    if desired.default_models is None or current.get("DEFAULT_MODELS") == desired.default_models:
+        return ItemResult("default_model", False, detail)
+    if apply:
+        client.set_models_config({**current, "DEFAULT_MODELS": desired.default_models})
+    return ItemResult("default_model", True, detail)
+
+
+def _verify_tool_servers(client: WebUIClient, desired: Desired) -> list[ItemResult]:
+    results = []
+    for connection in desired.tool_servers:
+        if not (connection.get("config") or {}).get("enable", True):
+            continue
+        name = f"tool_server_verify:{_server_name(connection)}"
+        try:
+            spec = client.verify_tool_server(connection)
+        except WebUIError as exc:
+            results.append(ItemResult(name, False, f"Open WebUI cannot use it: {exc}", ok=False))
+            continue
+        operations = len(spec.get("paths", {})) if isinstance(spec, dict) else 0
+        ok = operations > 0
+        detail = f"{operations} operations" if ok else f"no operations in its spec: {spec!r:.200}"
+        results.append(ItemResult(name, False, detail, ok=ok))
+    return results
+
+
+ITEMS = (_openai, _tool_servers, _signup, _default_model)
+
+
+def reconcile(
+    client: WebUIClient, desired: Desired, *, apply: bool = True, verify: bool = True
+) -> Outcome:
+    """Bring each item to the desired state (``apply=False``: only report what differs)."""
+    outcome = Outcome([item(client, desired, apply) for item in ITEMS])
+    if verify and apply:
+        outcome.items += _verify_tool_servers(client, desired)
+    return outcome
+
+
+def reconcile_stack(stack_dir: str, *, url: str | None = None, **kwargs) -> Outcome:
+    """Sign in with the stack's admin credentials and reconcile from its files."""
+    stack = StackDir.load(stack_dir)
+    desired = desired_from_stack(stack)
+    client = WebUIClient(url or stack.setting("webui", "url"))
+    email = stack.env.get("WEBUI_ADMIN_EMAIL") or stack.setting("webui", "admin_email")
+    client.sign_in(email, stack.secret("WEBUI_ADMIN_PASSWORD"))
+    return reconcile(client, desired, **kwargs)
