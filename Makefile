@@ -50,7 +50,6 @@ clean: ## Remove build outputs (keeps .venv and secrets/)
 # --- Deploy and day 2 (playbooks/site.yml and friends) --------------------------------
 # INVENTORY=inventory/<env> (default: this host), LIMIT=host-pattern, CHECK=1 (--check --diff),
 # ARGS='-e var=value ...' passed to ansible-playbook as they are.
-INVENTORY ?= inventory/local
 PLAYBOOK = $(BIN)/ansible-playbook -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMIT)') \
 	$(if $(CHECK),--check --diff) $(ARGS)
 DEMO_VARS := -e @playbooks/vars/demo.yml
@@ -84,3 +83,8 @@ test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, down, up, rec
 
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
 	$(BIN)/python -m tests.bench.deploy_demo
+
+.PHONY: test-infra
+test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 min)
+	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
+	time $(BIN)/pytest -p no:cacheprovider -o testpaths=tests/provision -v --durations=10 tests/provision
