@@ -49,6 +49,43 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache
 
+# --- Deploy and day 2 (playbooks/site.yml and friends) --------------------------------
+# INVENTORY=inventory/<env> (default: this host), LIMIT=host-pattern, CHECK=1 (--check --diff),
+# ARGS='-e var=value ...' passed to ansible-playbook as they are.
+PLAYBOOK = $(BIN)/ansible-playbook -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMIT)') \
+	$(if $(CHECK),--check --diff) $(ARGS)
+DEMO_VARS := -e @playbooks/vars/demo.yml
+
+.PHONY: deploy demo status logs down upgrade destroy test-deploy bench-deploy
+
+deploy: $(VENV_STAMP) ## Deploy the stack to INVENTORY (LIMIT=, CHECK=1): provision, render, start, smoke
+	$(PLAYBOOK) playbooks/site.yml
+
+demo: $(VENV_STAMP) ## Try it on this host: native runtime, tiny offline test model, smoke, URL
+	$(PLAYBOOK) $(DEMO_VARS) playbooks/site.yml
+
+status: $(VENV_STAMP) ## Show each service of the deployed stack (running, pid, health)
+	$(PLAYBOOK) playbooks/status.yml
+
+logs: $(VENV_STAMP) ## Show the last lines of each service's log (LINES=50, SERVICE=name)
+	$(PLAYBOOK) -e r1deploy_log_lines=$(or $(LINES),50) $(if $(SERVICE),-e r1deploy_log_service=$(SERVICE)) \
+		playbooks/logs.yml
+
+down: $(VENV_STAMP) ## Stop every service; data, secrets and environments are kept
+	$(PLAYBOOK) playbooks/down.yml
+
+upgrade: $(VENV_STAMP) ## Back up Open WebUI data, apply new pins (PINS=file.yml), smoke; roll back on failure
+	$(PLAYBOOK) $(if $(PINS),-e @$(PINS)) $(if $(DEMO),$(DEMO_VARS)) playbooks/upgrade.yml
+
+destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data too only with PURGE=1
+	$(PLAYBOOK) -e r1deploy_purge=$(if $(PURGE),true,false) playbooks/destroy.yml
+
+test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, down, up, reconcile, upgrade rollback
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
+
+bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
+	$(BIN)/python -m tests.bench.deploy_demo
+
 .PHONY: test-infra
 test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 min)
 	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }

