@@ -32,6 +32,8 @@ lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile)
 
 bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.tools_validate
+	tests/e2e/envs.sh
+	$(BIN)/python -m tests.bench.e2e_stack
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache

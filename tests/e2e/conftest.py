@@ -83,7 +83,7 @@ def vllm_server(stack_dir, scripted_model):
     server = stacklib.Server(
         "vllm",
         stacklib.vllm_command(stack_dir, scripted_model, VLLM_PORT),
-        stacklib.vllm_env(stack_dir, BUILD / "vllm-cache"),
+        stacklib.vllm_env(stack_dir, stacklib.COMPILE_CACHE),
         f"http://127.0.0.1:{VLLM_PORT}/health",
         BUILD / "logs" / "vllm.log",
         BUILD / "run" / "vllm",
