@@ -184,7 +184,8 @@ def vllm_stream(ctx: Context):
             chunk = json.loads(payload)
             for choice in chunk.get("choices", []):
                 delta = choice.get("delta", {})
-                piece = delta.get("content") or _reasoning_of(delta)
+                # One delta can carry the end of the reasoning and the start of the answer.
+                piece = (_reasoning_of(delta) or "") + (delta.get("content") or "")
                 if piece:
                     deltas += 1
                     text.append(piece)
