@@ -45,6 +45,8 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.tools_validate
 	$(BIN)/python -m tests.bench.bench_serving
 	$(BIN)/python -m tests.bench.gateway_latency
+	tests/e2e/envs.sh
+	$(BIN)/python -m tests.bench.e2e_stack
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache

@@ -184,7 +184,8 @@ def vllm_stream(ctx: Context):
             chunk = json.loads(payload)
             for choice in chunk.get("choices", []):
                 delta = choice.get("delta", {})
-                piece = delta.get("content") or _reasoning_of(delta)
+                # One delta can carry the end of the reasoning and the start of the answer.
+                piece = (_reasoning_of(delta) or "") + (delta.get("content") or "")
                 if piece:
                     deltas += 1
                     text.append(piece)
@@ -428,7 +429,7 @@ def parse_extrema(text: str) -> tuple[float | None, float | None]:
     """Maximum and minimum from an answer such as ``\\boxed{max = 2, min = -2}``."""
     found: dict[str, float] = {}
     boxed = " ".join(_BOXED.findall(text)) or text
-    for kind, value in re.findall(r"(max|min)\w*\W{0,20}?(-?\s*\d+(?:\.\d+)?)", boxed, re.I):
+    for kind, value in re.findall(r"(max|min)\w*[^\d\-]{0,25}?(-?\s*\d+(?:\.\d+)?)", boxed, re.I):
         found.setdefault(kind.lower(), float(value.replace(" ", "")))
     if len(found) < 2:
         numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", " ".join(_BOXED.findall(text)))]

