@@ -13,7 +13,11 @@ from r1deploy.gateway.routes import Route, compile_routes
 from r1deploy.gateway.upstream import GatewayError, Upstream
 from r1deploy.tools.export import operation_path, to_openapi
 
-OPEN_PATHS = frozenset({"/health"})
+UNAUTHORISED = GatewayError(
+    401,
+    "unauthorised",
+    "missing or wrong bearer key: send Authorization: Bearer <TOOLS_GATEWAY_KEY>",
+)
 # Tool arguments are small; a larger body is a mistake or an attack.
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -50,30 +54,20 @@ def create_app(
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.routes = {route.name: route for route in routes}
 
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):
-        if request.url.path not in OPEN_PATHS and not _authorised(request, key):
-            return _error(
-                GatewayError(
-                    401,
-                    "unauthorised",
-                    "missing or wrong bearer key: send Authorization: Bearer <TOOLS_GATEWAY_KEY>",
-                )
-            )
-        return await call_next(request)
-
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "tools": len(routes)}
 
     @app.get("/openapi.json")
-    async def openapi() -> dict:
-        return document
+    async def openapi(request: Request) -> Response:
+        if not _authorised(request, key):
+            return _error(UNAUTHORISED)
+        return JSONResponse(document)
 
     for route in routes:
         app.add_api_route(
             operation_path({"name": route.name}),
-            _endpoint(route, upstream),
+            _endpoint(route, upstream, key),
             methods=["POST"],
             include_in_schema=False,
             name=route.name,
@@ -81,8 +75,11 @@ def create_app(
     return app
 
 
-def _endpoint(route: Route, upstream: Upstream):
+def _endpoint(route: Route, upstream: Upstream, key: str):
     async def call_tool(request: Request) -> Response:
+        # Checked in each handler: an HTTP middleware would cost more than the whole call.
+        if not _authorised(request, key):
+            return _error(UNAUTHORISED)
         try:
             arguments = _parse_arguments(await _read_capped_body(request))
             problems = route.argument_errors(arguments)

@@ -54,6 +54,12 @@ def tools(stub_url: str) -> list[dict]:
     ]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): load-independent cost per call."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sequential(gateway_url: str, stub_url: str) -> tuple[list[float], list[float]]:
     direct_ms, via_ms = [], []
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -119,7 +125,13 @@ def main() -> int:
         gateway, port = start_on_free_port(build, timeout_s=60)
         with gateway:
             gateway_url = f"http://127.0.0.1:{port}"
+            cpu_before = cpu_seconds(gateway.process.pid)
             direct_ms, via_ms = sequential(gateway_url, stub.url)
+            cpu_per_call_ms = (
+                (cpu_seconds(gateway.process.pid) - cpu_before)
+                * 1000
+                / (WARMUP_CALLS + SEQUENTIAL_CALLS)
+            )
             via_rps, via_lat = asyncio.run(
                 concurrent(
                     lambda n, i: f"{gateway_url}/tools/echo",
@@ -150,6 +162,7 @@ def main() -> int:
         f"  added    p50 {added_p50:6.2f} ms   p99 {added_p99:6.2f} ms   "
         f"({verdict} the {TARGET_P50_MS:g} ms p50 target)"
     )
+    print(f"  gateway CPU per call {cpu_per_call_ms:.2f} ms (its own work, whatever the load)")
     print(f"throughput at {CONCURRENCY} concurrent callers ({CONCURRENT_CALLS} calls):")
     print(
         f"  gateway  {via_rps:7.0f} calls/s   p50 {statistics.median(via_lat):6.1f} ms   "

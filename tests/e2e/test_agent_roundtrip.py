@@ -75,3 +75,35 @@ def test_agent_json_shows_the_tool_message_fed_back_against_stub_upstream(agent_
     assert len(run["rounds"]) == 2
     assert run["rounds"][0]["tool_calls"] and not run["rounds"][1]["tool_calls"]
     assert run["answer"] == script.ANSWER
+
+
+def test_smoke_agent_round_trip_check_passes_against_stub_upstream(agent_stack):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "r1deploy.cli",
+            "smoke",
+            "--stack-dir",
+            str(agent_stack),
+            "--only",
+            "vllm.health",
+            "--only",
+            "vllm.tool_call",
+            "--only",
+            "gateway.health",
+            "--only",
+            "agent.",
+            "--tool",
+            script.TOOL_NAME,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(done.stdout)
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["agent.round_trip"]["status"] == "pass", done.stderr
+    assert done.returncode == 0, done.stderr
+    assert checks["agent.round_trip"]["data"]["answer"] == script.ANSWER
