@@ -1,8 +1,8 @@
 """Interleave `vllm bench serve`'s request function and `r1deploy bench`'s on one run against
 one server, then compute each tool's metrics with its own code. Prints one JSON object.
 
-Requests of the two tools are adjacent in time (concurrency 1: they alternate; concurrency C:
-C slots, each alternating, so about half the in-flight requests are each tool's), so a load
+Requests of the two tools are adjacent in time (even requests vLLM's, odd ones ours, taken in
+order by C slots: about half the in-flight requests are each tool's), so a load
 change on a shared host hits both alike: what differs is only how each tool times, counts
 and summarises.
 
@@ -58,7 +58,7 @@ async def run(url, served, concurrency, num_prompts, input_len, output_len, seed
     async def slot(k):
         while queue:
             j, text = queue.pop(0)
-            which = (j // concurrency + k) % 2
+            which = j % 2  # exactly half each; in flight, about half each
             result = await tools[which](text)
             outputs["vllm" if which == 0 else "r1deploy"].append(result)
 
