@@ -3,7 +3,8 @@
 Reference: ``vllm/benchmarks/serve.py`` ``calculate_metrics`` and
 ``vllm/benchmarks/lib/endpoint_request_func.py`` (vLLM 0.32):
 
-- TTFT: send -> first stream chunk that carries ``choices``.
+- TTFT: send -> first stream chunk that carries ``choices`` (each chunk is stamped when it is
+  parsed, so chunks that arrive in one network read are microseconds apart).
 - ITL: the gaps between consecutive chunks that carry ``choices`` (one list over all requests).
 - E2EL: send -> last chunk that carries ``choices`` (the trailing usage chunk and ``[DONE]``
   do not count).

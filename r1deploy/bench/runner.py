@@ -59,9 +59,26 @@ def machine_info() -> dict:
             "python": platform.python_version()}
 
 
+def redacted_argv(argv: list[str]) -> list[str]:
+    """The command line with the --api-key value hidden (results get shared)."""
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif arg == "--api-key":
+            out.append(arg)
+            hide_next = True
+        elif arg.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(arg)
+    return out
+
+
 def client_info() -> dict:
     return {"r1deploy": __version__, "aiohttp": metadata.version("aiohttp"),
-            "argv": sys.argv[1:]}
+            "argv": redacted_argv(sys.argv[1:])}
 
 
 def new_result(target: Target, sweep: SweepSettings) -> dict:

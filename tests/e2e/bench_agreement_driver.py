@@ -47,7 +47,9 @@ def r1deploy_run(url, served, concurrency, num_prompts, input_len, output_len, s
                                  warmup=concurrency, seed=seed)
     result = runner.run(Target(base_url=url, model=served), sweep)
     if result["status"] != "complete":
-        raise SystemExit(f"r1deploy bench: {result['status']}: {result['error']}")
+        level = (result["levels"] or [{}])[0]
+        raise SystemExit(f"r1deploy bench: {result['status']}: {result['error']}: "
+                         f"{level.get('partial_reasons')} {level.get('errors')}")
     m = result["levels"][0]["metrics"]
     return {"completed": m["completed"], "total_input_tokens": m["total_input_tokens"],
             "total_output_tokens": m["total_output_tokens"],

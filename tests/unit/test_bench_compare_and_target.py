@@ -121,3 +121,10 @@ def test_plot_writes_a_png(tmp_path):
     path = tmp_path / "sweep.png"
     plot_sweep(data, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_command_line_hides_the_api_key():
+    from r1deploy.bench.runner import redacted_argv
+
+    assert redacted_argv(["run", "--api-key", "s3cret", "--api-key=s3", "--model", "m"]) == \
+        ["run", "--api-key", "***", "--api-key=***", "--model", "m"]
