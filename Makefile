@@ -26,9 +26,8 @@ $(VENV_STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(VENV_STAMP) ## Create .venv with the pinned toolchain
 
-test: $(VENV_STAMP) ## Fast test tier (unit tests, no servers) and the real-render tier
+test: $(VENV_STAMP) ## Fast test tier: unit and property tests, no servers (under a minute)
 	$(BIN)/pytest -q tests/unit
-	$(MAKE) test-render
 
 test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input
 	$(BIN)/pytest -q tests/render
@@ -88,11 +87,11 @@ test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, down, up, rec
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
 	$(BIN)/python -m tests.bench.deploy_demo
 
-.PHONY: test-infra
+.PHONY: test-infra test-e2e
 test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 min)
 	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
 	time $(BIN)/pytest -p no:cacheprovider -o testpaths=tests/provision -v --durations=10 tests/provision
-.PHONY: test-e2e
+
 test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM + Open WebUI + headless Chromium (~10 min)
 	tests/e2e/envs.sh
 	tests/e2e/browser.sh
