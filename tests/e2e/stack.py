@@ -1,27 +1,22 @@
 """The stack the real-server tier runs: a stack directory (docs/stack-dir.md) and the
 commands and environments that start vLLM and Open WebUI natively from it.
 
-``render_test_stack`` stands in for the render role until the tier can call
-``make render`` for a test host: it writes what the role writes, with the role's values
-(model name, flags, env names). Swap it for the real render and nothing else changes:
-the servers are started from the directory's ``settings.json`` and ``.env``.
+``render_test_stack`` renders it with the real role (playbooks/render.yml); the servers
+are started from the directory's ``settings.json``, ``compose.yaml`` and ``.env``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-
-from r1deploy.tools import load_plugins, to_openai, to_openapi
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("R1DEPLOY_CACHE", Path.home() / ".cache" / "r1deploy"))
@@ -30,56 +25,28 @@ WEBUI_BIN = CACHE / "open-webui-0.12.4" / "bin" / "open-webui"
 # vLLM's compile cache, kept between runs on this machine like the compose volume keeps it
 # (entries are keyed by model and code hashes, so sharing it is safe).
 COMPILE_CACHE = CACHE / "vllm-compile-cache"
-SERVED_NAME = "deepseek-r1-distill-qwen-1.5b"
-MAX_MODEL_LEN = 4096
 
 
-def render_test_stack(stack: Path, *, vllm_port: int, webui_port: int,
-                      model_id: str = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B") -> Path:
-    """Write a stack directory as roles/r1_stack renders it for the GPU profile."""
-    stack.mkdir(parents=True, exist_ok=True)
-    plugins = load_plugins(str(REPO / "tools.json"))
-    settings = {
-        "schema_version": 1,
-        "profile": "gpu",
-        "runtime": "native",
-        "model": {"id": model_id, "served_name": SERVED_NAME, "max_model_len": MAX_MODEL_LEN,
-                  "source": "test"},
-        "vllm": {
-            "url": f"http://127.0.0.1:{vllm_port}",
-            "args": [
-                "--served-model-name", SERVED_NAME,
-                "--max-model-len", str(MAX_MODEL_LEN),
-                "--gpu-memory-utilization", "0.9",
-                "--tensor-parallel-size", "1",
-                "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-                "--reasoning-parser", "deepseek_r1",
-                "--generation-config", "auto",
-                "--chat-template", "/templates/chat_template.jinja",
-                "--host", "0.0.0.0", "--port", "8000",
-            ],
-        },
-        "webui": {"url": f"http://127.0.0.1:{webui_port}", "admin_email": "admin@r1deploy.local"},
-        "gateway": {"enabled": False, "url": "http://127.0.0.1:8090"},
-        "tools_file": "tools.json",
-        "chat_template": "chat_template.jinja",
+def render_test_stack(out: Path, *, vllm_port: int, webui_port: int) -> Path:
+    """Render the stack with the real role (playbooks/render.yml, as `make render` does) for
+    a test host whose published ports are this tier's; returns the host's stack directory."""
+    host = "e2e"
+    out.mkdir(parents=True, exist_ok=True)
+    inventory = out / "inventory.yml"
+    host_vars = {
+        "r1_stack_vllm_port": vllm_port,
+        "r1_stack_webui_port": webui_port,
+        "r1_stack_webui_bind_address": "127.0.0.1",
+        "r1_stack_gateway_enabled": False,
+        "r1_stack_secrets_dir": str(out / "secrets"),
     }
-    env = {
-        "VLLM_API_KEY": secrets.token_urlsafe(24),
-        "WEBUI_SECRET_KEY": secrets.token_urlsafe(32),
-        "WEBUI_ADMIN_EMAIL": "admin@r1deploy.local",
-        "WEBUI_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        "WEBUI_ADMIN_NAME": "r1deploy admin",
-    }
-    (stack / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    env_file = stack / ".env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    env_file.chmod(0o600)
-    shutil.copy(REPO / "tools.json", stack / "tools.json")
-    (stack / "tools.openai.json").write_text(json.dumps(to_openai(plugins), indent=2) + "\n")
-    (stack / "tools.openapi.json").write_text(json.dumps(to_openapi(plugins), indent=2) + "\n")
-    shutil.copy(REPO / "compose" / "chat_template_r1_tools.jinja", stack / "chat_template.jinja")
-    return stack
+    inventory.write_text(json.dumps({"all": {"hosts": {host: host_vars}}}))
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+         "playbooks/render.yml", "-e", f"r1deploy_render_dir={out}"],
+        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+    )
+    return out / host
 
 
 def read_env(stack: Path) -> dict[str, str]:
@@ -118,26 +85,22 @@ def vllm_env(stack: Path, cache_root: Path) -> dict[str, str]:
 
 
 def webui_env(stack: Path, data_dir: Path, **overrides: str | None) -> dict[str, str]:
-    """Open WebUI's environment as the compose file gives it (backend URL, key, admin
-    bootstrap, closed signup), plus the offline settings of this machine. An override of
+    """Open WebUI's environment exactly as the rendered compose file gives it (backend URL
+    and key, admin bootstrap, closed signup), with the backend's compose service address
+    replaced by its published one, plus this machine's offline settings. An override of
     None removes the variable."""
-    env_file = read_env(stack)
-    settings = read_settings(stack)
-    env = {
-        "OPENAI_API_BASE_URL": f"{settings['vllm']['url']}/v1",
-        "OPENAI_API_KEY": env_file["VLLM_API_KEY"],
-        "WEBUI_SECRET_KEY": env_file["WEBUI_SECRET_KEY"],
-        "WEBUI_ADMIN_EMAIL": env_file["WEBUI_ADMIN_EMAIL"],
-        "WEBUI_ADMIN_PASSWORD": env_file["WEBUI_ADMIN_PASSWORD"],
-        "WEBUI_ADMIN_NAME": env_file["WEBUI_ADMIN_NAME"],
-        "ENABLE_SIGNUP": "false",
-        "ENABLE_OLLAMA_API": "false",
+    from r1deploy.stackdir import StackDir
+    from r1deploy.webui.reconcile import webui_environment
+
+    env = webui_environment(StackDir.load(stack))
+    env["OPENAI_API_BASE_URL"] = f"{read_settings(stack)['vllm']['url']}/v1"
+    env.update({
         "DATA_DIR": str(data_dir),
         # Offline: no embedding model download, no hub.
         "OFFLINE_MODE": "true",
         "RAG_EMBEDDING_MODEL": "",
         "HF_HUB_OFFLINE": "1",
-    }
+    })
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)

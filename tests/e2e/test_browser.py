@@ -59,7 +59,7 @@ def test_webui_renders_signs_in_and_shows_the_model(stack, browser):
     assert browser.evaluate(_fill('input[type="password"]', env["WEBUI_ADMIN_PASSWORD"]))
     browser.evaluate("document.querySelector('button[type=\"submit\"]').click()")
     browser.wait_for("!!localStorage.token", timeout_s=60)
-    served = stacklib.SERVED_NAME
+    served = stacklib.read_settings(stack)["model"]["served_name"]
     browser.wait_for(f"document.body.innerText.includes({json.dumps(served)})", timeout_s=90)
     # A first sign-in opens the release notes over the chat page: close them.
     browser.evaluate(DISMISS_RELEASE_NOTES)

@@ -58,7 +58,7 @@ def test_configured_model_name_that_vllm_does_not_serve_fails_the_model_checks(s
     assert models["status"] == "fail"
     assert "not the configured model name 'deepseek-r1'" in models["message"]
     assert "--served-model-name" in models["message"]
-    assert stacklib.SERVED_NAME in models["message"]
+    assert stacklib.read_settings(stack)["model"]["served_name"] in models["message"]
     assert run.status("webui.models") == "fail"
     assert "does not list the model 'deepseek-r1'" in run.check("webui.models")["message"]
     for name in ["vllm.health", "vllm.auth", "webui.health", "webui.signin",
