@@ -154,7 +154,7 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
         "listen": address,
         "port": port,
         "health_url": f"http://{_url_host(address)}:{port}/health",
-        "workdir": f"{stack_dir}/data/vllm-cache",
+        "workdir": stack_dir,
     }
 
     # The tool gateway: the compose entrypoint + command, listening on its published port.
@@ -215,6 +215,25 @@ def r1_native_venv_paths(specs: dict, root: str) -> dict:
     return paths
 
 
+def r1_native_pip_step(requirement: str, extra_args: list) -> list:
+    """One `pip install` call's arguments for one requirement."""
+    return [str(a) for a in extra_args] + [requirement]
+
+
+def r1_native_to_install(names: list, found: dict, venvs: dict, markers: dict) -> list:
+    """The venvs without a completion marker for exactly their pins (missing, interrupted,
+    or new pins).
+
+    found: {marker path: sha1 of its content} (find's checksums); the installer writes
+    the marker text followed by a newline.
+    """
+    def complete(name: str) -> bool:
+        wanted = hashlib.sha1((markers[name] + "\n").encode()).hexdigest()
+        return found.get(f"{venvs[name]}/.r1deploy-installed") == wanted
+
+    return [name for name in names if not complete(name)]
+
+
 def r1_native_shell_quote(argv: list) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
@@ -227,4 +246,6 @@ class FilterModule:
             "r1_native_env_file": r1_native_env_file,
             "r1_native_shell_quote": r1_native_shell_quote,
             "r1_native_venv_paths": r1_native_venv_paths,
+            "r1_native_pip_step": r1_native_pip_step,
+            "r1_native_to_install": r1_native_to_install,
         }
