@@ -47,6 +47,7 @@ def main() -> int:
     if not usable:
         log(f"creating {venv}")
         shutil.rmtree(venv, ignore_errors=True)
+        venv.parent.mkdir(parents=True, exist_ok=True)
         run([sys.executable, "-m", "venv", str(venv)])
     marker.unlink(missing_ok=True)
     for step in spec["steps"]:
