@@ -54,7 +54,7 @@ def main() -> int:
         log("pip install " + " ".join(step))
         run([str(python), *PIP, *step])
     if spec["remove"]:
-        log("pip uninstall " + " ".join(spec["remove"]) + " (CUDA builds that break imports on CPU)")
+        log(f"pip uninstall {' '.join(spec['remove'])} (CUDA builds that break imports on CPU)")
         run([str(python), "-m", "pip", "uninstall", "--disable-pip-version-check", "-y",
              *spec["remove"]])
     marker.write_text(spec["marker"] + "\n")
