@@ -40,7 +40,8 @@ def _config(profile: str, **over) -> dict:
     config = {
         "project_name": "r1deploy", "profile": profile, "runtime": "native",
         "restart_policy": "unless-stopped",
-        "images": {"vllm": "vllm/vllm-openai:v0.32.0", "webui": "ghcr.io/open-webui/open-webui:v0.12.4",
+        "images": {"vllm": "vllm/vllm-openai:v0.32.0",
+                   "webui": "ghcr.io/open-webui/open-webui:v0.12.4",
                    "llamacpp": "ghcr.io/ggml-org/llama.cpp:server-b11176",
                    "gateway": "r1deploy/tools-gateway:0.1.0"},
         "model": {"id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "served_name": "r1-test",
@@ -70,7 +71,8 @@ def _services(profile: str = "cpu", options: dict | None = None, **over) -> dict
             "venvs": {"vllm": "/v/vllm", "open-webui": "/v/webui", "r1deploy": "/v/r1"},
             "model_path": "", "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "webui_env": {}}
     opts |= options or {}
-    return native.r1_native_services(compose, settings, native.r1_native_parse_dotenv(DOTENV_TEXT), opts)
+    dotenv = native.r1_native_parse_dotenv(DOTENV_TEXT)
+    return native.r1_native_services(compose, settings, dotenv, opts)
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu"])

@@ -72,7 +72,8 @@ def _published(service: dict, name: str) -> tuple[str, int, int]:
     spec = str(ports[0])
     match = re.match(r"^(?:\[?([^\]]*?)\]?:)?(\d+):(\d+)$", spec)
     if not match:
-        raise AnsibleFilterError(f"compose.yaml: service {name} port '{spec}' is not ADDR:HOST:CONTAINER")
+        raise AnsibleFilterError(
+            f"compose.yaml: service {name} port '{spec}' is not ADDR:HOST:CONTAINER")
     address = match.group(1) or "0.0.0.0"
     return address, int(match.group(2)), int(match.group(3))
 
@@ -131,7 +132,8 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
     # vLLM: settings.vllm.args, whichever model server the compose profile runs.
     model_service = settings["vllm"].get("service", SERVICE_VLLM)
     if model_service not in services:
-        raise AnsibleFilterError(f"compose.yaml has no service {model_service} (settings.json vllm.service)")
+        raise AnsibleFilterError(
+            f"compose.yaml has no service {model_service} (settings.json vllm.service)")
     address, port, _ = _published(services[model_service], model_service)
     model_path = options.get("model_path") or settings["model"]["path"]
     vllm_env = {
@@ -142,7 +144,8 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
     model_env = services[model_service].get("environment") or {}
     for key in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
         if key in model_env:
-            vllm_env[key] = localise(model_env[key], f"compose.yaml services.{model_service}.environment.{key}")
+            where = f"compose.yaml services.{model_service}.environment.{key}"
+            vllm_env[key] = localise(model_env[key], where)
     vllm_env |= {str(k): str(v) for k, v in (options.get("vllm_env") or {}).items()}
     argv = [f"{venvs[SERVICE_VLLM]}/bin/python", "-m", "vllm.entrypoints.openai.api_server",
             "--model", model_path]
@@ -154,7 +157,7 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
         "listen": address,
         "port": port,
         "health_url": f"http://{_url_host(address)}:{port}/health",
-        "workdir": f"{stack_dir}/data/vllm-cache",
+        "workdir": stack_dir,
     }
 
     # The tool gateway: the compose entrypoint + command, listening on its published port.
@@ -185,7 +188,8 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
     env["DATA_DIR"] = f"{stack_dir}/data/open-webui"
     env |= {str(k): str(v) for k, v in (options.get("webui_env") or {}).items()}
     result[SERVICE_WEBUI] = {
-        "argv": [f"{venvs[SERVICE_WEBUI]}/bin/open-webui", "serve", "--host", address, "--port", str(port)],
+        "argv": [f"{venvs[SERVICE_WEBUI]}/bin/open-webui", "serve",
+                 "--host", address, "--port", str(port)],
         "env": env,
         "listen": address,
         "port": port,
@@ -215,6 +219,25 @@ def r1_native_venv_paths(specs: dict, root: str) -> dict:
     return paths
 
 
+def r1_native_pip_step(requirement: str, extra_args: list) -> list:
+    """One `pip install` call's arguments for one requirement."""
+    return [str(a) for a in extra_args] + [requirement]
+
+
+def r1_native_to_install(names: list, found: dict, venvs: dict, markers: dict) -> list:
+    """The venvs without a completion marker for exactly their pins (missing, interrupted,
+    or new pins).
+
+    found: {marker path: sha1 of its content} (find's checksums); the installer writes
+    the marker text followed by a newline.
+    """
+    def complete(name: str) -> bool:
+        wanted = hashlib.sha1((markers[name] + "\n").encode()).hexdigest()
+        return found.get(f"{venvs[name]}/.r1deploy-installed") == wanted
+
+    return [name for name in names if not complete(name)]
+
+
 def r1_native_shell_quote(argv: list) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
@@ -227,4 +250,6 @@ class FilterModule:
             "r1_native_env_file": r1_native_env_file,
             "r1_native_shell_quote": r1_native_shell_quote,
             "r1_native_venv_paths": r1_native_venv_paths,
+            "r1_native_pip_step": r1_native_pip_step,
+            "r1_native_to_install": r1_native_to_install,
         }
