@@ -230,7 +230,8 @@ def write_stack_dir(
     root.mkdir(parents=True, exist_ok=True)
     settings = {
         "schema_version": 1,
-        "runtime": "native",
+        # The desired state is read from compose.yaml's Open WebUI environment below.
+        "runtime": "docker",
         "model": {"served_name": model},
         "vllm": {"url": vllm_url},
         "webui": {"service": WEBUI_SERVICE, "url": webui_url, "admin_email": ADMIN_EMAIL},
