@@ -69,3 +69,15 @@ def test_env_file_is_read_as_compose_reads_it(tmp_path):
 ])
 def test_quality_answer_parsing(answer, expected):
     assert parse_extrema(answer) == expected
+
+
+def test_agent_round_trip_tells_an_unreachable_upstream_from_a_broken_stack():
+    from r1deploy.smoke.checks import UPSTREAM_UNREACHABLE, _upstream_error
+
+    offline = '{"detail": "get_weather: cannot reach wttr.in", "error": "upstream-unreachable"}'
+    assert _upstream_error(offline) in UPSTREAM_UNREACHABLE
+    assert _upstream_error({"error": "upstream-timeout"}) in UPSTREAM_UNREACHABLE
+    assert _upstream_error('{"error": "invalid-arguments", "pointer": "/city"}') not in (
+        UPSTREAM_UNREACHABLE
+    )
+    assert _upstream_error("Paris: sunny, +12°C") is None
