@@ -12,6 +12,14 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines as Compose reads them (comments, quotes, ``export``); a missing
+    file reads as empty. The one .env reader of the package."""
+    if not path.is_file():
+        return {}
+    return {k: v or "" for k, v in dotenv_values(path).items()}
+
+
 class StackDirError(ValueError):
     """The stack directory lacks a file or a value (names which, and how to get it)."""
 
@@ -35,9 +43,7 @@ class StackDir:
             ) from None
         except ValueError as exc:
             raise StackDirError(f"{settings_file} is not JSON: {exc}") from None
-        env_file = root / ".env"
-        env = {k: v or "" for k, v in dotenv_values(env_file).items()} if env_file.exists() else {}
-        return cls(root, settings, env)
+        return cls(root, settings, read_env_file(root / ".env"))
 
     def setting(self, *keys: str):
         """settings.json value at keys, or StackDirError naming the JSON pointer."""

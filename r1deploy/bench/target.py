@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from r1deploy.stackdir import read_env_file
+
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 # Open WebUI's OpenAI-shaped routes (FACTS.md), for load that goes through the UI's backend.
@@ -48,21 +50,6 @@ class Target:
         return headers
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines (comments and blank lines skipped; optional quotes removed)."""
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
-
-
 def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
     """A rendered stack's endpoint: ``settings.json`` (url, model) and ``.env`` (key, or the
     Open WebUI admin sign-in with ``via="webui"``)."""
@@ -88,7 +75,7 @@ def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
             "Fix: re-render the stack (make render); docs/stack-dir.md lists the fields."
         ) from None
     env_path = stack_dir / ".env"
-    env = read_env_file(env_path) if env_path.exists() else {}
+    env = read_env_file(env_path)
     target = Target(
         base_url=url,
         model=model,

@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 
 from r1deploy.compose.source import YamlSource, YamlSyntaxError, load_yaml
 from r1deploy.diagnostics import Diagnostic, errors, json_pointer
+from r1deploy.stackdir import read_env_file
 
 # What the served model allows (config.json of DeepSeek-R1-Distill-Qwen-1.5B).
 MODEL_ATTENTION_HEADS = 12
@@ -827,24 +828,6 @@ def _check_public(services: dict, found: _Findings) -> None:
 
 # --- entry points ---------------------------------------------------------------------------
 
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines of a .env (quotes removed); missing file: nothing."""
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return values
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 def validate_text(

@@ -4,9 +4,10 @@ see docs/stack-dir.md) and/or flags. Flags win over the stack directory."""
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from r1deploy.stackdir import read_env_file
 
 
 class ConfigError(ValueError):
@@ -30,29 +31,6 @@ class SmokeConfig:
     timeout_s: float = 60.0
     quality: bool = False
     source: str = "flags"  # what the values came from, for messages
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines as Compose reads them (comments, blank lines, quotes)."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{number}: expected KEY=value, got {line!r}"
-                              "\n    fix: correct the line or re-render the stack")
-        value = value.strip()
-        if value[:1] in ("'", '"'):
-            try:
-                value = shlex.split(value)[0] if value not in ("''", '""') else ""
-            except ValueError as exc:
-                raise ConfigError(f"{path}:{number}: unbalanced quotes in {key}: {exc}") from exc
-        values[key.strip()] = value
-    return values
 
 
 def _read_secret(path: str, what: str) -> str:
@@ -93,7 +71,7 @@ def _from_stack_dir(stack: Path) -> SmokeConfig:
         raise ConfigError(f"{settings_path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
                           ) from exc
     env_path = stack / ".env"
-    env = parse_env_file(env_path) if env_path.is_file() else {}
+    env = read_env_file(env_path)
     model = settings.get("model", {})
     vllm = settings.get("vllm", {})
     webui = settings.get("webui", {})

@@ -50,9 +50,9 @@ def render_test_stack(out: Path, *, vllm_port: int, webui_port: int) -> Path:
 
 
 def read_env(stack: Path) -> dict[str, str]:
-    from r1deploy.smoke.config import parse_env_file
+    from r1deploy.stackdir import read_env_file
 
-    return parse_env_file(stack / ".env")
+    return read_env_file(stack / ".env")
 
 
 def read_settings(stack: Path) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from r1deploy.cli import main
 from r1deploy.smoke.checks import parse_extrema
-from r1deploy.smoke.config import ConfigError, parse_env_file
+from r1deploy.stackdir import read_env_file
 
 
 def _closed_port() -> int:
@@ -54,10 +54,8 @@ def test_no_endpoint_at_all_is_a_usage_error(capsys):
 def test_env_file_is_read_as_compose_reads_it(tmp_path):
     env = tmp_path / ".env"
     env.write_text("# secrets\nVLLM_API_KEY=abc=def\nexport A='x y'\nB=\"q\"\n\nEMPTY=\n")
-    assert parse_env_file(env) == {"VLLM_API_KEY": "abc=def", "A": "x y", "B": "q", "EMPTY": ""}
-    env.write_text("VLLM_API_KEY\n")
-    with pytest.raises(ConfigError, match=r"\.env:1: expected KEY=value"):
-        parse_env_file(env)
+    assert read_env_file(env) == {"VLLM_API_KEY": "abc=def", "A": "x y", "B": "q", "EMPTY": ""}
+    assert read_env_file(tmp_path / "missing.env") == {}
 
 
 @pytest.mark.parametrize("answer, expected", [
