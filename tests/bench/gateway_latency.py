@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.processes import ServerProcess, start_on_free_port
+from tests.support.processes import start_gateway
 from tests.support.stub_upstream import StubUpstream
 
 KEY = "bench-gateway-key"
@@ -100,29 +100,7 @@ def main() -> int:
         tools_file = work / "tools.json"
         tools_file.write_text(json.dumps(tools(stub.url)))
 
-        def build(port: int) -> ServerProcess:
-            return ServerProcess(
-                "gateway",
-                [
-                    sys.executable,
-                    "-m",
-                    "r1deploy.cli",
-                    "serve-tools",
-                    "--tools",
-                    str(tools_file),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                f"http://127.0.0.1:{port}/health",
-                work,
-                env={"TOOLS_GATEWAY_KEY": KEY},
-            )
-
-        gateway, port = start_on_free_port(build, timeout_s=60)
+        gateway, port = start_gateway(tools_file, work, {"TOOLS_GATEWAY_KEY": KEY})
         with gateway:
             gateway_url = f"http://127.0.0.1:{port}"
             cpu_before = cpu_seconds(gateway.process.pid)

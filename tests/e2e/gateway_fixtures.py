@@ -23,6 +23,7 @@ from tests.support.processes import (
     VLLM_ENV,
     ServerProcess,
     require_env,
+    start_gateway,
     start_on_free_port,
 )
 from tests.support.stub_upstream import StubUpstream
@@ -69,32 +70,10 @@ def tools_file(e2e_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def gateway(e2e_dir, keys, weather_stub, tools_file):
-    def build(port: int) -> ServerProcess:
-        return ServerProcess(
-            "gateway",
-            [
-                sys.executable,
-                "-m",
-                "r1deploy.cli",
-                "serve-tools",
-                "--tools",
-                str(tools_file),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            f"http://127.0.0.1:{port}/health",
-            e2e_dir,
-            env={
-                "TOOLS_GATEWAY_KEY": keys["TOOLS_GATEWAY_KEY"],
-                "R1_WEATHER_BASE_URL": f"{weather_stub.url}/weather",
-            },
-        )
-
-    server, port = start_on_free_port(build, timeout_s=60)
+    server, port = start_gateway(tools_file, e2e_dir, {
+        "TOOLS_GATEWAY_KEY": keys["TOOLS_GATEWAY_KEY"],
+        "R1_WEATHER_BASE_URL": f"{weather_stub.url}/weather",
+    })
     with server:
         server.url = f"http://127.0.0.1:{port}"
         yield server
