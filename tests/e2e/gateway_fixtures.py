@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,7 +19,6 @@ import yaml
 from r1deploy.tools.validate import load_plugins
 from tests.support.processes import (
     OPEN_WEBUI_ENV,
-    VLLM_ENV,
     ServerProcess,
     require_env,
     start_gateway,
@@ -32,7 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 ADMIN_EMAIL = "admin@r1deploy.test"
 TOOL_SERVER_ID = "r1deploy-tools"
 WEBUI_SERVICE = "open-webui"
-SCRIPTED_MODEL = "scripted-r1"
 
 
 @pytest.fixture(scope="session")
@@ -123,63 +120,14 @@ def open_webui(e2e_dir, keys):
 
 
 @pytest.fixture(scope="session")
-def scripted_model_dir(e2e_dir) -> Path:
-    """The tiny scripted model (r1deploy.testmodel), built offline."""
-    path = e2e_dir / "scripted-model"
-    subprocess.run(
-        [sys.executable, "-m", "r1deploy.testmodel", "build", str(path), "--kind", "scripted"],
-        check=True,
-        timeout=600,
-    )
-    return path
+def vllm(stack_dir, vllm_server):
+    """The session's real vLLM (tests/e2e/conftest.py): the scripted model served with the
+    flags of the stack the role rendered, so the agent runs against what a deploy runs."""
+    from tests.e2e import stack as stacklib
 
-
-@pytest.fixture(scope="session")
-def vllm(e2e_dir, keys, scripted_model_dir):
-    """Real vLLM (CPU) serving the scripted model with the R1 tools chat template and the
-    hermes tool parser, as the stack runs it."""
-    env_dir = require_env(VLLM_ENV)
-
-    def build(port: int) -> ServerProcess:
-        return ServerProcess(
-            "vllm",
-            [
-                str(env_dir / "bin" / "python"),
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                str(scripted_model_dir),
-                "--served-model-name",
-                SCRIPTED_MODEL,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--max-model-len",
-                "2048",
-                "--chat-template",
-                str(REPO / "compose" / "chat_template_r1_tools.jinja"),
-                "--enable-auto-tool-choice",
-                "--tool-call-parser",
-                "hermes",
-                "--reasoning-parser",
-                "deepseek_r1",
-                "--generation-config",
-                "auto",
-            ],
-            f"http://127.0.0.1:{port}/health",
-            e2e_dir,
-            env={
-                "VLLM_CPU_KVCACHE_SPACE": "1",
-                "VLLM_API_KEY": keys["VLLM_API_KEY"],
-                "HF_HUB_OFFLINE": "1",
-            },
-        )
-
-    server, port = start_on_free_port(build, timeout_s=420)
-    with server:
-        server.url = f"http://127.0.0.1:{port}"
-        yield server
+    settings = stacklib.read_settings(stack_dir)
+    return SimpleNamespace(url=settings["vllm"]["url"], model=settings["model"]["served_name"],
+                           key=stacklib.read_env(stack_dir)["VLLM_API_KEY"])
 
 
 def tool_server_connection(gateway_url: str) -> dict:

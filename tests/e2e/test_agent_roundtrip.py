@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from r1deploy.testmodel import script
-from tests.e2e.gateway_fixtures import SCRIPTED_MODEL, write_stack_dir
+from tests.e2e.gateway_fixtures import write_stack_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -20,11 +20,11 @@ pytestmark = pytest.mark.e2e
 def agent_stack(e2e_dir, keys, vllm, gateway, tools_file):
     return write_stack_dir(
         e2e_dir / "agent-stack",
-        keys,
+        {**keys, "VLLM_API_KEY": vllm.key},
         webui_url="http://127.0.0.1:18198",  # not used by the agent
         gateway_url=gateway.url,
         vllm_url=vllm.url,
-        model=SCRIPTED_MODEL,
+        model=vllm.model,
         tools_file=tools_file,
     )
 
