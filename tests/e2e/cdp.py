@@ -7,7 +7,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,7 +24,8 @@ import websocket
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-    "--window-size=1280,800", "--remote-allow-origins=*",
+    "--window-size=1280,800", "--remote-allow-origins=*", "--disable-quic",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
 
@@ -37,7 +40,8 @@ class Browser:
         self.binary = shutil.which(binary)
         if not self.binary:
             raise FileNotFoundError("chromium not found: tests/e2e/browser.sh installs it")
-        self.profile = tempfile.TemporaryDirectory(prefix="r1deploy-chromium-")
+        self.profile = tempfile.TemporaryDirectory(
+            prefix="r1deploy-chromium-", ignore_cleanup_errors=True)
         port = _free_port()
         self.process = subprocess.Popen(
             [self.binary, *CHROMIUM_FLAGS, f"--remote-debugging-port={port}",
@@ -102,12 +106,29 @@ class Browser:
         return path
 
     def close(self) -> None:
+        # Chromium's helpers (zygote, renderers, crashpad) outlive the main process and keep
+        # writing into the profile, so the whole process group goes before the profile does.
         with contextlib.suppress(Exception):  # closing is best effort
+            self.send("Browser.close")
+        with contextlib.suppress(Exception):
             self.ws.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        _kill_group(self.process.pid)
         self.profile.cleanup()
+
+
+def _kill_group(pgid: int, term_s: float = 10, kill_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL, what is left in the group; return once it is empty (or, should
+    unreaped zombies keep it alive, after kill_s more seconds)."""
+    start = time.monotonic()
+    while time.monotonic() - start < term_s + kill_s:
+        sig = signal.SIGTERM if time.monotonic() - start < term_s else signal.SIGKILL
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
