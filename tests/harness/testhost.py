@@ -103,32 +103,47 @@ def ensure_host_tools() -> None:
             run("apt-get", "install", "-y", *missing, env=env)
 
 
-def image_path() -> Path:
-    digest = hashlib.sha256(" ".join([SUITE, MIRROR, *INCLUDE]).encode()).hexdigest()[:12]
-    return CACHE_DIR / f"debian-{SUITE}-minbase-{digest}.tar.zst"
+def image_path(include: list[str] = INCLUDE, label: str = "minbase") -> Path:
+    digest = hashlib.sha256(" ".join([SUITE, MIRROR, *include]).encode()).hexdigest()[:12]
+    return CACHE_DIR / f"debian-{SUITE}-{label}-{digest}.tar.zst"
 
 
-def ensure_image() -> Path:
-    """Build the rootfs tarball once (~1 min); later hosts unpack it in seconds."""
-    tarball = image_path()
+def ensure_image(include: list[str] = INCLUDE, label: str = "minbase") -> Path:
+    """Build a Debian rootfs tarball with these packages once (~1 min); later hosts (and
+    stand-in images) unpack it in seconds."""
+    tarball = image_path(include, label)
     if tarball.exists():
         return tarball
+    ensure_host_tools()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     work = CACHE_DIR / f".build-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
-    log(f"debootstrapping {SUITE} into {work} (once)")
+    log(f"debootstrapping {SUITE} ({label}) into {work} (once)")
     try:
-        with open(CACHE_DIR / "debootstrap.log", "w") as out:
-            run("debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
+        with open(CACHE_DIR / f"debootstrap-{label}.log", "w") as out:
+            run("debootstrap", "--variant=minbase", f"--include={','.join(include)}",
                 SUITE, str(work), MIRROR, stdout=out)
+        trust_controller_cas(work)
         run("chroot", str(work), "apt-get", "clean")
         partial = tarball.with_suffix(".partial")
         run("tar", "--zstd", "--numeric-owner", "--xattrs", "-C", str(work), "-cf",
             str(partial), ".")
         partial.rename(tarball)  # atomic: a crash never leaves a half tarball under the real name
+        for stale in CACHE_DIR.glob(f"debian-{SUITE}-{label}-*.tar.zst"):
+            if stale != tarball:  # built for another package list
+                stale.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return tarball
+
+
+def trust_controller_cas(root: Path) -> None:
+    """The controller trusts extra CAs (TLS-inspecting egress): a host or image built here
+    must too, or apt over https and pip fail their certificate checks."""
+    extra = Path("/usr/local/share/ca-certificates")
+    if extra.is_dir() and any(extra.iterdir()):
+        shutil.copytree(extra, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
+        run("chroot", str(root), "update-ca-certificates", quiet=True)
 
 
 class Host:
@@ -257,12 +272,7 @@ class Host:
         wants.mkdir(parents=True, exist_ok=True)
         (wants / unit.name).unlink(missing_ok=True)
         (wants / unit.name).symlink_to(f"/etc/systemd/system/{unit.name}")
-        # The controller trusts extra CAs (TLS-inspecting egress): the host must too, or apt over
-        # https and pip fail their certificate checks.
-        extra = Path("/usr/local/share/ca-certificates")
-        if extra.is_dir():
-            shutil.copytree(extra, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
-            run("chroot", str(root), "update-ca-certificates", quiet=True)
+        trust_controller_cas(root)
 
     def make_network(self) -> None:
         ns, subnet = self.machine, f"{SUBNET}.{self.index}.0/24"

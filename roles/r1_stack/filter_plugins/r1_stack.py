@@ -296,6 +296,8 @@ def _gateway_service(c: dict) -> dict:
     return {
         "image": c["images"]["gateway"],
         "build": {"context": "./gateway"},
+        # Built on the host, never pulled: a registry image under this name is not ours.
+        "pull_policy": "never",
         "entrypoint": ["r1deploy"],
         "command": [
             "serve-tools",
