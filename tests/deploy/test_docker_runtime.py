@@ -22,17 +22,16 @@ import re
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.deploy.runs import ROOT, assert_ok, make, recap
 from tests.e2e.conftest import build_test_model
 from tests.provision.conftest import Host, build_deb, flat_repo_index
 from tests.support.compose_binary import ensure_compose_binary
 
-ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests/harness"
 STANDIN = ROOT / "tests/provision/standin"
 NAME, INDEX = "dock", 13
@@ -43,26 +42,6 @@ MIRROR = "/srv/r1t-mirror"
 STACK = "/opt/r1deploy"
 
 pytestmark = pytest.mark.deploy
-
-
-def make(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
-    started = time.monotonic()
-    result = subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
-    )
-    print(f"make {' '.join(args)}: rc={result.returncode} in {time.monotonic() - started:.0f}s")
-    return result
-
-
-def recap(output: str) -> dict:
-    match = re.search(rf"^{MACHINE}\s*:\s*(.*)$", output, re.MULTILINE)
-    assert match, "no PLAY RECAP in the output:\n" + output[-3000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
-
-
-def assert_ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
 
 
 def put_tree(host: Host, local: Path, remote: str) -> None:
@@ -186,7 +165,7 @@ def test_second_deploy_changes_nothing_and_restarts_no_container(host, first_dep
     before = containers(host)
     second = make("deploy", f"INVENTORY={provisioned}")
     assert_ok(second)
-    assert recap(second.stdout)["changed"] == 0, second.stdout[-6000:]
+    assert recap(second.stdout, MACHINE)["changed"] == 0, second.stdout[-6000:]
     assert containers(host) == before
 
 

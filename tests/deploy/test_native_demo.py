@@ -14,13 +14,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.runs import ROOT, assert_ok, make, recap
+
 STACK = Path(os.environ.get("R1DEPLOY_STACK_DIR", "/opt/r1deploy"))
 SECRETS = ROOT / "secrets" / "localhost"
 R1CTL = STACK / "native" / "r1ctl"
@@ -31,28 +31,6 @@ SERVICES = ["vllm", "tools-gateway", "open-webui"]
 BROKEN_PINS = {"r1deploy_upgrade_pins": {"r1_native_webui_extra_packages": ["pydantic==1.10.22"]}}
 
 pytestmark = pytest.mark.deploy
-
-
-def make(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
-    started = time.monotonic()
-    result = subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
-    )
-    result.seconds = time.monotonic() - started
-    print(f"make {' '.join(args)}: rc={result.returncode} in {result.seconds:.0f}s")
-    return result
-
-
-def recap(output: str) -> dict:
-    """PLAY RECAP counters of localhost."""
-    match = re.search(r"^localhost\s*:\s*(.*)$", output, re.MULTILINE)
-    assert match, "no PLAY RECAP in the output:\n" + output[-3000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
-
-
-def assert_ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, (result.stdout[-6000:] + result.stderr[-3000:])
 
 
 def pids() -> dict:
