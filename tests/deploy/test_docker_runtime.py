@@ -29,7 +29,7 @@ import requests
 
 from tests.deploy.runs import ROOT, assert_ok, make, recap
 from tests.e2e.conftest import build_test_model
-from tests.provision.conftest import Host, build_deb, flat_repo_index
+from tests.provision.conftest import Host, build_deb, flat_repo_index, run_testinfra
 from tests.support.compose_binary import ensure_compose_binary
 
 HARNESS = ROOT / "tests/harness"
@@ -171,12 +171,6 @@ def test_second_deploy_changes_nothing_and_restarts_no_container(host, first_dep
 
 def test_testinfra_stack_checks_pass_on_the_deployed_host(first_deploy, provisioned):
     assert_ok(first_deploy)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
-         str(ROOT / "tests/infra/test_stack.py"), "--hosts=ansible://r1t",
-         f"--ansible-inventory={provisioned}"],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    result = run_testinfra(provisioned, "tests/infra/test_stack.py")
     assert result.returncode == 0, result.stdout[-4000:]
     assert "skipped" not in result.stdout.splitlines()[-1], result.stdout[-2000:]

@@ -104,6 +104,16 @@ class Host:
         return Run(res.returncode, res.stdout, stats)
 
 
+def run_testinfra(inventory: Path, target: str = "tests/infra") -> subprocess.CompletedProcess:
+    """The testinfra checks (tests/infra) against the r1t group, through the Ansible backend."""
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}",
+               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
+         str(REPO / target), "--hosts=ansible://r1t", f"--ansible-inventory={inventory}"],
+        capture_output=True, text=True, env=env, cwd=REPO, check=False)
+
+
 @pytest.fixture(scope="session")
 def compose_binary() -> Path:
     return ensure_compose_binary()

@@ -7,14 +7,11 @@ binary is needed, a stand-in from tests/provision/standin is used and the test s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, build_deb, flat_repo_index
+from .conftest import build_deb, flat_repo_index, run_testinfra
 
 pytestmark = pytest.mark.infra
 STANDIN = Path(__file__).parent / "standin"
@@ -233,13 +230,7 @@ def test_gpu_roles_run_in_check_mode_for_each_source(host, compose_binary, sourc
 
 # -- testinfra through the Ansible inventory backend ------------------------------------------
 def test_testinfra_checks_pass_or_skip_with_reason_on_the_test_host(host):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
-         str(REPO / "tests/infra"), "--hosts=ansible://r1t",
-         f"--ansible-inventory={host.inventory}"],
-        capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    res = run_testinfra(host.inventory)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "no NVIDIA GPU" in out  # GPU checks skipped, with the reason
