@@ -17,7 +17,7 @@ from pathlib import Path
 
 from r1deploy.bench import runner
 from r1deploy.bench.target import Target
-from tests.bench.vllm_tiny import REPO, VllmServer, tiny_model, vllm_env_missing
+from tests.bench.vllm_tiny import REPO, CoreSplit, VllmServer, tiny_model, vllm_env_missing
 from tests.stubs.instant_openai import free_port
 
 TINY_MODEL_REQ_PER_S = 21.0
@@ -73,12 +73,14 @@ def vllm_sweep() -> None:
         print("real vLLM sweep (tiny random model, CPU; starting the server):", flush=True)
         build = REPO / "build"
         build.mkdir(exist_ok=True)
-        with VllmServer(model, Path(tmp) / "vllm.log") as url:
+        cores = CoreSplit()  # server and client on cores of their own (see CoreSplit)
+        with VllmServer(model, Path(tmp) / "vllm.log", cores=cores) as url:
             subprocess.run([sys.executable, "-m", "r1deploy.bench", "run", "--base-url", url,
                             "--input-len", "128", "--output-len", "64", "--concurrency",
                             "1,4,8", "--num-prompts", "32", "--quiet", "--json",
                             str(build / "bench-sweep.json"), "--plot",
-                            str(build / "bench-sweep.png")], cwd=REPO, check=False)
+                            str(build / "bench-sweep.png")], cwd=REPO, check=False,
+                           preexec_fn=cores.pin_clients)
 
 
 def main() -> None:

