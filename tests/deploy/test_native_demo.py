@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -88,6 +89,21 @@ def test_status_shows_every_service_running_and_healthy():
     for service in SERVICES:
         assert re.search(rf"{service}: running \(pid \d+", result.stdout), result.stdout
     assert result.stdout.count("health: 200") == 3, result.stdout
+
+
+def test_a_service_that_crashes_is_started_again_without_systemd():
+    # This host has no systemd as PID 1: the services run under `r1ctl supervise` (started
+    # by start-stop-daemon), which restarts a failed server as the units' Restart=on-failure.
+    assert "\nSUPERVISOR=start-stop-daemon\n" in R1CTL.read_text()
+    crashed = pids()["tools-gateway"]
+    os.kill(int(crashed), signal.SIGKILL)
+    waited = subprocess.run([R1CTL, "wait", "tools-gateway", "60"], capture_output=True,
+                            text=True)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert pids()["tools-gateway"] not in (None, crashed)
+    assert requests.get("http://127.0.0.1:8090/health", timeout=10).status_code == 200
+    log = (STACK / "native" / "logs" / "tools-gateway.log").read_text()
+    assert "r1ctl: tools-gateway failed (status 137); restart 1 of 5" in log
 
 
 def test_down_stops_everything_and_demo_brings_back_the_same_data():
