@@ -88,9 +88,9 @@ bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-he
 	$(BIN)/python -m tests.bench.deploy_demo
 
 .PHONY: test-infra test-e2e bench-agreement
-bench-agreement: $(VENV_STAMP) ## r1deploy bench vs vllm bench serve at concurrency 1 and 8 (real vLLM; also in test-e2e), with figures
+bench-agreement: $(VENV_STAMP) ## r1deploy bench vs vllm bench serve at concurrency 1 and 8 (real vLLM), with figures
 	tests/e2e/envs.sh
-	$(BIN)/pytest -q -s tests/e2e/test_bench_agreement.py
+	R1DEPLOY_BENCH_AGREEMENT=1 $(BIN)/pytest -q -s tests/e2e/test_bench_agreement.py
 
 test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 min)
 	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
