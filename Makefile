@@ -81,7 +81,7 @@ upgrade: $(VENV_STAMP) ## Back up Open WebUI data, apply new pins (PINS=file.yml
 destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data too only with PURGE=1
 	$(PLAYBOOK) -e r1deploy_purge=$(if $(PURGE),true,false) playbooks/destroy.yml
 
-test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
+test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, crash restart, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
 	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
