@@ -6,9 +6,9 @@ only aiohttp, which that env has at the pinned version) so that rounds are secon
 with no interpreter start-up between them.
 
 Same workload means the same prompts: each run gets a fresh set of random prompts of exactly
-INPUT_LEN tokens (r1deploy's generator, fitted with the server's /tokenize), written to a
-JSONL file that `vllm bench serve` reads as its custom dataset (chat template left to the
-server) and r1deploy bench reads as its dataset. Both measure the same NUM_PROMPTS prompts;
+INPUT_LEN tokens (r1deploy's generator, fitted with the server's /tokenize); `vllm bench
+serve` reads them from a JSONL file as its custom dataset (chat template left to the server),
+r1deploy bench takes them as its dataset. Both measure the same NUM_PROMPTS prompts;
 a fresh set per run keeps the server's prefix cache from serving any of them twice.
 
 Usage: <vllm-env>/bin/python tests/e2e/bench_agreement_driver.py URL MODEL_DIR SERVED_NAME
@@ -91,13 +91,13 @@ def main():
         entry = {}
         for tool in order:
             seed = 1000 * concurrency + 2 * i + (tool == "r1deploy")
-            # r1deploy's file: warm-up prompts, then the measured ones; vLLM's: the measured
-            # ones alone (its warm-up repeats the first).
+            # Warm-up prompts, then the measured ones. vLLM's file holds the measured ones
+            # alone (its warm-up repeats the first); r1deploy takes the list as it is.
             texts = fresh_prompts(url, served, concurrency + num_prompts, input_len, seed)
-            measured = workdir / f"c{concurrency}-round{i}-{tool}.jsonl"
-            measured.write_text("".join(json.dumps({"prompt": t}) + "\n"
-                                        for t in texts[concurrency:]))
             if tool == "vllm":
+                measured = workdir / f"c{concurrency}-round{i}.jsonl"
+                measured.write_text("".join(json.dumps({"prompt": t}) + "\n"
+                                            for t in texts[concurrency:]))
                 entry[tool] = vllm_run(url, model_dir, served, concurrency, num_prompts,
                                        output_len, measured)
             else:
