@@ -476,6 +476,34 @@ def test_a_vault_encrypted_secret_is_read_decrypted(first, second):
     assert "$ANSIBLE_VAULT" not in (out / "gpu-default" / ".env").read_text()
 
 
+def test_a_file_changed_on_the_host_is_put_back_and_only_it(first):
+    """The role reads every file's checksum and mode in one call: drift must still show."""
+    out, secrets, _ = first
+    stack = out / "cpu"
+    before = {p: p.read_bytes() for p in stack.rglob("*") if p.is_file()}
+    with (stack / "compose.yaml").open("a") as handle:
+        handle.write("# edited by hand\n")
+    (stack / ".env").chmod(0o644)
+    (stack / "tools.openai.json").unlink()
+    rc, result = render(HERE / "scenarios.yml", out, secrets, "--limit", "cpu")
+    assert rc == 0, failures(result)
+    written = {
+        item["item"]["path"] if isinstance(item.get("item"), dict) else task["task"]["name"]
+        for play in result["plays"]
+        for task in play["tasks"]
+        for outcome in task["hosts"].values()
+        for item in outcome.get("results", [outcome])
+        if item.get("changed")
+    }
+    assert written == {
+        "compose.yaml",
+        "tools.openai.json",
+        "r1_stack : Write .env with the secrets (mode 0600) when it is missing or differs",
+    }
+    assert {p: p.read_bytes() for p in before} == before
+    assert stat.S_IMODE((stack / ".env").stat().st_mode) == 0o600
+
+
 def test_check_mode_writes_nothing_on_the_host(tmp_path):
     out = tmp_path / "out"
     rc, result = render(
