@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from r1deploy.stackdir import read_env_file
+from r1deploy.webui.client import SIGNIN_RATE_LIMIT
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
@@ -132,6 +133,9 @@ async def webui_sign_in(session: aiohttp.ClientSession, target: Target) -> None:
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
         raise TargetError(f"{url}: sign-in failed ({type(exc).__name__}: {exc}). Fix: check "
                           "Open WebUI is up (settings.json /webui/url).") from None
+    if response.status == 429:
+        raise TargetError(f"{url}: HTTP 429, Open WebUI allows {SIGNIN_RATE_LIMIT}. Fix: wait "
+                          "a few minutes, or give --api-key (an Open WebUI API key).")
     if response.status != 200 or not isinstance(body, dict) or not body.get("token"):
         raise TargetError(f"{url}: HTTP {response.status}, sign-in refused. Fix: the stack's "
                           ".env admin credentials must match Open WebUI's admin, or --api-key.")

@@ -13,6 +13,7 @@ import requests
 
 from r1deploy.smoke.config import SmokeConfig
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped
+from r1deploy.webui.client import SIGNIN_RATE_LIMIT, SIGNIN_RATE_LIMIT_WAIT_S, post_signin
 
 # Short prompts: the checks test the wiring, not the model.
 CHAT_PROMPT = "Say hello in one short sentence."
@@ -264,9 +265,11 @@ def webui_signin(ctx: Context):
     _need(email, "admin email", ".env WEBUI_ADMIN_EMAIL or --admin-email")
     password = _need(ctx.config.admin_password, "admin password",
                      ".env WEBUI_ADMIN_PASSWORD or --admin-password-file")
-    response = ctx.session.post(f"{url}/api/v1/auths/signin",
-                                json={"email": email, "password": password},
-                                timeout=ctx.timeout)
+    response = post_signin(ctx.session, url, email, password, timeout_s=ctx.timeout)
+    if response.status_code == 429:
+        raise CheckFailed(
+            f"Open WebUI still refuses sign-ins after {SIGNIN_RATE_LIMIT_WAIT_S:g} s (HTTP 429)"
+            f"\n    fix: it allows {SIGNIN_RATE_LIMIT}; wait a few minutes, then run again")
     if response.status_code in (400, 401, 403):
         raise CheckFailed(
             f"the admin {email} cannot sign in (HTTP {response.status_code}: "

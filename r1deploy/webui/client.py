@@ -5,7 +5,56 @@ Endpoints as in open-webui 0.12.4 (open_webui/routers/auths.py, configs.py, open
 
 from __future__ import annotations
 
+import sys
+import time
+
 import requests
+
+SIGNIN_PATH = "/api/v1/auths/signin"
+# open-webui 0.12.4 (utils/rate_limit.py, routers/auths.py): 15 sign-ins per account, counted
+# in 1-minute buckets over the current minute and the 3 before it. Refused attempts count
+# too, so a retry only helps once a minute: each lands in a new bucket while old ones age out.
+SIGNIN_RATE_LIMIT = "15 sign-ins per account in 3 minutes"
+SIGNIN_RATE_LIMIT_WAIT_S = 300.0
+SIGNIN_RETRY_EVERY_S = 61.0
+
+
+def post_signin(
+    session: requests.Session,
+    url: str,
+    email: str,
+    password: str,
+    *,
+    timeout_s: float,
+    wait_s: float | None = None,
+    retry_every_s: float = SIGNIN_RETRY_EVERY_S,
+) -> requests.Response:
+    """POST the sign-in; while Open WebUI rate-limits it (HTTP 429), retry for up to
+    ``wait_s`` (default SIGNIN_RATE_LIMIT_WAIT_S).
+
+    Back-to-back deploys, smokes and reconciles each sign in, so a burst of day-2 work can
+    reach the limit: waiting it out beats failing a deploy that is otherwise fine.
+    """
+    wait_s = SIGNIN_RATE_LIMIT_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        response = session.post(
+            url.rstrip("/") + SIGNIN_PATH,
+            json={"email": email, "password": password},
+            timeout=timeout_s,
+        )
+        if response.status_code != 429 or time.monotonic() + retry_every_s > deadline:
+            return response
+        if not told:
+            print(
+                f"Open WebUI rate-limits sign-ins ({SIGNIN_RATE_LIMIT}); retrying every "
+                f"{retry_every_s:g} s for up to {wait_s:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            told = True
+        time.sleep(retry_every_s)
 
 
 class WebUIError(RuntimeError):
@@ -24,6 +73,10 @@ class WebUIClient:
             response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.RequestException as exc:
             raise WebUIError(f"cannot reach Open WebUI at {url}: {exc}") from None
+        return self._answer(method, path, response)
+
+    @staticmethod
+    def _answer(method: str, path: str, response: requests.Response):
         if not response.ok:
             try:
                 detail = response.json().get("detail", response.text)
@@ -41,7 +94,17 @@ class WebUIClient:
     def sign_in(self, email: str, password: str) -> None:
         """Sign in; later calls carry the admin's token."""
         try:
-            answer = self.post("/api/v1/auths/signin", {"email": email, "password": password})
+            response = post_signin(self.session, self.url, email, password,
+                                   timeout_s=self.timeout_s)
+        except requests.RequestException as exc:
+            raise WebUIError(f"cannot reach Open WebUI at {self.url}: {exc}") from None
+        if response.status_code == 429:
+            raise WebUIError(
+                f"cannot sign in to Open WebUI as {email}: still rate-limited (HTTP 429) after "
+                f"{SIGNIN_RATE_LIMIT_WAIT_S:g} s; Open WebUI allows {SIGNIN_RATE_LIMIT}. "
+                "Fix: wait a few minutes, then run again")
+        try:
+            answer = self._answer("POST", SIGNIN_PATH, response)
         except WebUIError as exc:
             raise WebUIError(
                 f"cannot sign in to Open WebUI as {email}: {exc}. The admin is created on the "
@@ -50,7 +113,31 @@ class WebUIClient:
             ) from None
         if answer.get("role") != "admin":
             raise WebUIError(f"{email} signed in but is not an admin (role {answer.get('role')})")
-        self.session.headers["Authorization"] = f"Bearer {answer['token']}"
+        self.token = answer["token"]
+
+    @property
+    def token(self) -> str | None:
+        header = self.session.headers.get("Authorization", "")
+        return header.removeprefix("Bearer ") or None
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        if value:
+            self.session.headers["Authorization"] = f"Bearer {value}"
+        else:
+            self.session.headers.pop("Authorization", None)
+
+    def resume(self, token: str, email: str) -> bool:
+        """Use a token from an earlier sign-in if it is still the admin's session."""
+        self.token = token
+        try:
+            user = self.get("/api/v1/auths/")
+        except WebUIError:
+            user = {}
+        if user.get("role") == "admin" and str(user.get("email", "")).lower() == email.lower():
+            return True
+        self.token = None
+        return False
 
     # --- the config endpoints reconcile uses -------------------------------------------------
 

@@ -11,8 +11,10 @@ only when it differs, and reported changed/unchanged, so Ansible can use
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import yaml
 from dotenv import dotenv_values
@@ -253,5 +255,29 @@ def reconcile_stack(stack_dir: str, *, url: str | None = None, **kwargs) -> Outc
     desired = desired_from_stack(stack)
     client = WebUIClient(url or stack.setting("webui", "url"))
     email = stack.env.get("WEBUI_ADMIN_EMAIL") or stack.setting("webui", "admin_email")
-    client.sign_in(email, stack.secret("WEBUI_ADMIN_PASSWORD"))
+    sign_in_once(client, stack.path / SESSION_FILE, email, stack.secret("WEBUI_ADMIN_PASSWORD"))
     return reconcile(client, desired, **kwargs)
+
+
+# The admin's session token, kept beside .env (same owner, mode 0600): Open WebUI counts
+# every sign-in against its rate limit (client.SIGNIN_RATE_LIMIT) and every deploy
+# reconciles, so reconcile signs in again only when the kept session has ended.
+SESSION_FILE = ".webui-admin-session"
+
+
+def sign_in_once(client: WebUIClient, session_file: Path, email: str, password: str) -> None:
+    try:
+        kept = session_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        kept = ""
+    if kept and client.resume(kept, email):
+        return
+    client.sign_in(email, password)
+    try:  # a read-only stack directory (the docker runtime's host CLI) keeps nothing
+        temporary = session_file.with_name(f"{session_file.name}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(client.token + "\n")
+        temporary.replace(session_file)
+    except OSError:
+        pass

@@ -119,3 +119,32 @@ def test_gateway_calls_the_weather_plugin_against_stub_upstream(gateway, keys, w
     assert answer.status_code == 200
     assert answer.text == "Paris: Sunny, +21°C"
     assert weather_stub.seen[-1].path == "/weather/Paris"
+
+
+def test_reconcile_keeps_the_admin_session_and_signs_in_only_when_it_ended(
+    stack_dir, monkeypatch
+):
+    """Open WebUI counts every sign-in against its rate limit; every deploy reconciles."""
+    from r1deploy.webui import client as webui_client
+    from r1deploy.webui.reconcile import SESSION_FILE, reconcile_stack
+
+    reconcile_cli(stack_dir)
+    kept = stack_dir / SESSION_FILE
+    assert kept.stat().st_mode & 0o777 == 0o600
+    token = kept.read_text().strip()
+
+    signins = []
+    real_post_signin = webui_client.post_signin
+
+    def counted(*args, **kwargs):
+        signins.append(args[2])
+        return real_post_signin(*args, **kwargs)
+
+    monkeypatch.setattr(webui_client, "post_signin", counted)
+    assert reconcile_stack(str(stack_dir)).ok
+    assert signins == [] and kept.read_text().strip() == token
+
+    kept.write_text("a-session-that-ended\n")
+    assert reconcile_stack(str(stack_dir)).ok
+    assert signins == [ADMIN_EMAIL]
+    assert kept.read_text().strip() not in ("", "a-session-that-ended")
