@@ -1,10 +1,13 @@
 """Interleave `vllm bench serve`'s request function and `r1deploy bench`'s on one run against
 one server, then compute each tool's metrics with its own code. Prints one JSON object.
 
-Requests of the two tools are adjacent in time (even requests vLLM's, odd ones ours, taken in
-order by C slots: about half the in-flight requests are each tool's), so a load
-change on a shared host hits both alike: what differs is only how each tool times, counts
-and summarises.
+Requests of the two tools are adjacent in time (taken in order by C slots: about half the
+in-flight requests are each tool's), so a load change on a shared host hits both alike:
+what differs is only how each tool times, counts and summarises. The order alternates in
+pairs, vLLM's then ours, ours then vLLM's (A B B A ...): requests sent together are
+queued, scheduled and streamed back in the order they were sent, and the first of a pair
+sees its first token ~4% sooner at concurrency 8 (measured here: median TTFT ratio
+ours/vLLM 0.96 when ours went first, 1.04-1.05 when vLLM's did).
 
 Usage: <vllm-env>/bin/python tests/e2e/bench_interleaved_driver.py URL SERVED_NAME
        CONCURRENCY NUM_PROMPTS INPUT_LEN OUTPUT_LEN SEED
@@ -58,7 +61,7 @@ async def run(url, served, concurrency, num_prompts, input_len, output_len, seed
     async def slot(k):
         while queue:
             j, text = queue.pop(0)
-            which = j % 2  # exactly half each; in flight, about half each
+            which = (j + j // 2) % 2  # 0 1 1 0 0 1 1 0 ...: half each, each first half the time
             result = await tools[which](text)
             outputs["vllm" if which == 0 else "r1deploy"].append(result)
 
