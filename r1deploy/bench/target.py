@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from r1deploy.stackdir import read_env_file
+from r1deploy.stackdir import StackDir, StackDirError
 from r1deploy.webui.client import SIGNIN_RATE_LIMIT
 
 CHAT_PATH = "/v1/chat/completions"
@@ -54,29 +54,12 @@ class Target:
 def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
     """A rendered stack's endpoint: ``settings.json`` (url, model) and ``.env`` (key, or the
     Open WebUI admin sign-in with ``via="webui"``)."""
-    settings_path = stack_dir / "settings.json"
     try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TargetError(
-            f"{settings_path}: not found. Fix: point --stack-dir at a rendered stack directory "
-            "(make render writes build/<host>/), or give --base-url and --model."
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise TargetError(
-            f"{settings_path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg}). "
-            "Fix: re-render the stack (make render)."
-        ) from None
-    try:
-        url = settings[via]["url"]
-        model = settings["model"]["served_name"]
-    except (KeyError, TypeError) as exc:
-        raise TargetError(
-            f"{settings_path}: /{via}/url or /model/served_name missing ({exc}). "
-            "Fix: re-render the stack (make render); docs/stack-dir.md lists the fields."
-        ) from None
-    env_path = stack_dir / ".env"
-    env = read_env_file(env_path)
+        stack = StackDir.load(stack_dir)
+        url, model = stack.setting(via, "url"), stack.setting("model", "served_name")
+    except StackDirError as exc:
+        raise TargetError(f"{exc}; or give --base-url and --model") from None
+    settings, env = stack.settings, stack.env
     target = Target(
         base_url=url,
         model=model,

@@ -84,10 +84,10 @@ def test_target_comes_from_the_stack_dir_and_flags_win(tmp_path, monkeypatch):
 
 
 def test_bad_stack_dir_names_the_file_and_the_fix(tmp_path):
-    with pytest.raises(TargetError, match=r"settings.json: not found. Fix:"):
+    with pytest.raises(TargetError, match=r"settings.json does not exist: render the stack"):
         resolve_target(str(tmp_path), None, None, None)
     (tmp_path / "settings.json").write_text('{"model": {}}')
-    with pytest.raises(TargetError, match=r"/vllm/url or /model/served_name missing"):
+    with pytest.raises(TargetError, match=r"settings.json: /vllm/url is missing; render"):
         resolve_target(str(tmp_path), None, None, None)
     with pytest.raises(TargetError, match="no endpoint"):
         resolve_target(None, None, None, None)
