@@ -172,3 +172,26 @@ class WebUIClient:
 
     def set_models_config(self, config: dict) -> dict:
         return self.post("/api/v1/configs/models", config)
+
+    # --- the served model's entry (routers/models.py) ----------------------------------------
+
+    def model_entry(self, model_id: str) -> dict | None:
+        """The model's entry, or None while it has none (Open WebUI answers 404)."""
+        try:
+            response = self.session.get(f"{self.url}/api/v1/models/model",
+                                        params={"id": model_id}, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise WebUIError(f"cannot reach Open WebUI at {self.url}: {exc}") from None
+        if response.status_code == 404:
+            return None
+        return self._answer("GET", "/api/v1/models/model", response)
+
+    def create_model(self, form: dict) -> dict:
+        return self.post("/api/v1/models/create", form)
+
+    def update_model(self, form: dict) -> dict:
+        return self.post("/api/v1/models/model/update", form)
+
+    def set_model_access(self, model_id: str, grants: list[dict]) -> dict:
+        return self.post("/api/v1/models/model/access/update",
+                         {"id": model_id, "access_grants": grants})

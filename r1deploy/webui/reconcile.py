@@ -31,6 +31,65 @@ _INTERPOLATION = re.compile(
 TOOL_SERVER_DEFAULTS = {"type": "openapi", "forward_cookies": False, "headers": None, "info": None}
 
 
+# Open WebUI's access grant that lets every signed-in user read (use) an item; without one a
+# model entry is visible to its owner and admins only.
+EVERYONE_READS = {"principal_type": "user", "principal_id": "*", "permission": "read"}
+
+
+@dataclass
+class ModelEntry:
+    """The served model as Open WebUI shows it (settings.json webui.model): its entry in the
+    model picker and the defaults of every chat with it."""
+
+    id: str
+    name: str
+    description: str
+    image_url: str
+    capabilities: dict
+    params: dict
+    default_tool_ids: list[str]
+
+    # meta and params keys this entry owns; any other key an admin set in the UI is kept.
+    OWNED_META = ("description", "capabilities", "toolIds", "profile_image_url")
+    # No system prompt (DeepSeek's advice for R1): an inherited one is removed.
+    OWNED_PARAMS = ("temperature", "top_p", "max_tokens", "system")
+
+    def meta(self) -> dict:
+        return {
+            "description": self.description,
+            "capabilities": dict(self.capabilities),
+            "toolIds": list(self.default_tool_ids),
+            "profile_image_url": self.image_url or None,
+        }
+
+    def apply_to(self, current: dict | None) -> dict:
+        """The whole model form to send: the current entry with the owned keys replaced."""
+        current = current or {}
+        meta = {k: v for k, v in (current.get("meta") or {}).items() if v is not None}
+        meta.update(self.meta())
+        params = {k: v for k, v in (current.get("params") or {}).items()
+                  if k not in self.OWNED_PARAMS}
+        params.update(self.params)
+        return {"id": self.id, "base_model_id": None, "name": self.name, "meta": meta,
+                "params": params, "is_active": True}
+
+    def differences(self, current: dict | None) -> list[str]:
+        """What differs between the current entry and this one (empty: nothing)."""
+        if current is None:
+            return ["missing"]
+        meta = current.get("meta") or {}
+        params = current.get("params") or {}
+        wanted_meta = self.meta()
+        found = [f"meta.{k}" for k in self.OWNED_META if meta.get(k) != wanted_meta[k]]
+        found += [f"params.{k}" for k in self.OWNED_PARAMS if params.get(k) != self.params.get(k)]
+        found += [k for k in ("name",) if current.get(k) != self.name]
+        if current.get("base_model_id") is not None:
+            found.append("base_model_id")
+        if current.get("is_active") is False:
+            found.append("is_active")
+        return found
+
+
 @dataclass
 class Desired:
     openai_base_urls: list[str]
@@ -38,6 +97,7 @@ class Desired:
     tool_servers: list[dict]
     enable_signup: bool
     default_models: str | None
+    model: ModelEntry | None = None
 
 
 @dataclass
@@ -141,6 +201,24 @@ def desired_from_stack(stack: StackDir) -> Desired:
         enable_signup=env.get("ENABLE_SIGNUP", "false").strip().lower() == "true",
         default_models=env.get("DEFAULT_MODELS")
         or stack.settings.get("model", {}).get("served_name"),
+        model=model_entry_from_stack(stack),
+    )
+
+
+def model_entry_from_stack(stack: StackDir) -> ModelEntry | None:
+    """settings.json's webui.model for the served model; None for a stack rendered before
+    the role wrote it (reconcile then leaves the entry alone)."""
+    wanted = (stack.settings.get("webui") or {}).get("model")
+    if not wanted:
+        return None
+    return ModelEntry(
+        id=stack.setting("model", "served_name"),
+        name=wanted.get("name") or stack.setting("model", "served_name"),
+        description=wanted.get("description", ""),
+        image_url=wanted.get("image_url", ""),
+        capabilities=dict(wanted.get("capabilities") or {}),
+        params=dict(wanted.get("params") or {}),
+        default_tool_ids=list(wanted.get("default_tool_ids") or []),
     )
 
 
@@ -218,6 +296,35 @@ def _default_model(client: WebUIClient, desired: Desired, apply: bool) -> ItemRe
     return ItemResult("default_model", True, detail)
 
 
+def _model(client: WebUIClient, desired: Desired, apply: bool) -> ItemResult:
+    wanted = desired.model
+    if wanted is None:
+        return ItemResult("model", False, "not in settings.json (render the stack again)")
+    current = client.model_entry(wanted.id)
+    differs = wanted.differences(current)
+    grants = [] if current is None else current.get("access_grants") or []
+    public = any(_grant(g) == EVERYONE_READS for g in grants)
+    if not public:
+        differs.append("access_grants")
+    detail = f"{wanted.id}: " + (", ".join(differs) if differs else "as the stack says")
+    if not differs:
+        return ItemResult("model", False, detail)
+    if apply:
+        form = wanted.apply_to(current)
+        if current is None:
+            client.create_model({**form, "access_grants": [EVERYONE_READS]})
+        else:
+            if set(differs) - {"access_grants"}:
+                client.update_model(form)
+            if not public:
+                client.set_model_access(wanted.id, [*map(_grant, grants), EVERYONE_READS])
+    return ItemResult("model", True, detail)
+
+
+def _grant(grant: dict) -> dict:
+    return {k: grant.get(k) for k in ("principal_type", "principal_id", "permission")}
+
+
 def _verify_tool_servers(client: WebUIClient, desired: Desired) -> list[ItemResult]:
     results = []
     for connection in desired.tool_servers:
@@ -236,7 +343,7 @@ def _verify_tool_servers(client: WebUIClient, desired: Desired) -> list[ItemResu
     return results
 
 
-ITEMS = (_openai, _tool_servers, _signup, _default_model)
+ITEMS = (_openai, _tool_servers, _signup, _default_model, _model)
 
 
 def reconcile(

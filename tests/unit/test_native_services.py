@@ -55,7 +55,10 @@ def _config(profile: str, **over) -> dict:
         "gpu": {"driver": "nvidia", "device_ids": []},
         "llamacpp": {"threads": 0, "extra_args": []},
         "webui": {"port": 3000, "bind_address": "0.0.0.0", "admin_email": "admin@r1deploy.local",
-                  "extra_env": {}},
+                  "extra_env": {},
+                  "model": {"name": "r1-test", "description": "", "image_url": "",
+                            "capabilities": {"builtin_tools": False}, "sampling": {},
+                            "max_tokens": 3000, "tools_on_by_default": False}},
         "gateway": {"enabled": True, "port": 8090, "bind_address": "127.0.0.1", "secret_names": []},
     }
     for key, value in over.items():

@@ -33,6 +33,11 @@ SERVICE_GATEWAY = "tools-gateway"
 ALLOW_PUBLIC_LABEL = "io.r1deploy.allow-public"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
+# Open WebUI's id of the gateway's tool server (tool id "server:<id>" in chats).
+TOOL_SERVER_ID = "r1deploy-tools"
+# Open WebUI's access grant that lets every signed-in user read (use) an item.
+EVERYONE_READS = {"principal_type": "user", "principal_id": "*", "permission": "read"}
+
 
 def _secret(name: str) -> str:
     """A reference to a secret in .env; compose refuses to start when it is missing."""
@@ -242,9 +247,10 @@ def _tool_server_connections() -> str:
                 "type": "openapi",
                 "auth_type": "bearer",
                 "key": _secret("TOOLS_GATEWAY_KEY"),
-                "config": {"enable": True},
+                # Without access grants Open WebUI offers a tool server to admins only.
+                "config": {"enable": True, "access_grants": [EVERYONE_READS]},
                 "info": {
-                    "id": "r1deploy-tools",
+                    "id": TOOL_SERVER_ID,
                     "name": "r1deploy tools",
                     "description": "The agent plugins of tools.json",
                 },
@@ -337,6 +343,27 @@ def r1_stack_compose(c: dict) -> dict:
     return {"name": c["project_name"], "services": services, "volumes": volumes}
 
 
+def _webui_model(c: dict) -> dict:
+    """The served model's entry in Open WebUI: what a person sees in the model picker and
+    the defaults of every chat with it (r1deploy webui reconcile writes it)."""
+    model = c["webui"]["model"]
+    params = {str(k): v for k, v in (model.get("sampling") or {}).items()}
+    params["max_tokens"] = int(model["max_tokens"])
+    tool_ids = [f"server:{TOOL_SERVER_ID}"] if c["gateway"]["enabled"] else []
+    return {
+        "name": model["name"],
+        "description": model["description"],
+        "image_url": model["image_url"],
+        "capabilities": {str(k): bool(v) for k, v in model["capabilities"].items()},
+        # No system prompt: DeepSeek's advice for the R1 models (instructions in the turn).
+        "params": params,
+        # The gateway's tools: offered in every chat with the model; on by default only
+        # when the inventory says so.
+        "tool_ids": tool_ids,
+        "default_tool_ids": tool_ids if model["tools_on_by_default"] else [],
+    }
+
+
 def r1_stack_settings(c: dict) -> dict:
     """settings.json: the non-secret values the checks need (docs/stack-dir.md)."""
     gpu = c["profile"] == "gpu"
@@ -351,6 +378,8 @@ def r1_stack_settings(c: dict) -> dict:
             "id": c["model"]["id"],
             "served_name": c["model"]["served_name"],
             "max_model_len": int(c["model"]["max_model_len"]),
+            # Why that context (docs/context-budget.md); the deploy summary prints it.
+            "context_reason": c["model"].get("context_reason", ""),
             "source": c["model"]["source"],
             "path": _model_path(c),
         },
@@ -366,6 +395,7 @@ def r1_stack_settings(c: dict) -> dict:
             "url": _host_url(c["webui"]["bind_address"], c["webui"]["port"]),
             "port": int(c["webui"]["port"]),
             "admin_email": c["webui"]["admin_email"],
+            "model": _webui_model(c),
         },
         "gateway": {
             "enabled": bool(c["gateway"]["enabled"]),
@@ -388,6 +418,108 @@ def r1_stack_settings(c: dict) -> dict:
     return settings
 
 
+# --- Context budget (docs/context-budget.md) -----------------------------------------------
+
+GIB = 1024**3
+
+
+def _kv_bytes_per_token(facts: dict) -> int:
+    """K and V for every layer and KV head: 28,672 bytes a token for the R1 distill in bf16."""
+    return (2 * int(facts["num_hidden_layers"]) * int(facts["num_key_value_heads"])
+            * int(facts["head_dim"]) * int(facts["dtype_bytes"]))
+
+
+def _tools_tokens(plugins: list, constants: dict) -> int:
+    """An upper estimate of what the tools add to a prompt: their name, description and
+    parameters as JSON (what the chat template writes), at a few bytes a token, plus the
+    template's instructions around them."""
+    if not plugins:
+        return 0
+    spec = [{"name": p.get("name"), "description": p.get("description"),
+             "parameters": p.get("params")} for p in plugins]
+    size = len(json.dumps(spec, separators=(", ", ": ")))
+    return -(-size // int(constants["tool_json_bytes_per_token"])) + int(
+        constants["tool_template_tokens"])
+
+
+def _auto_max_model_len(b: dict, facts: dict, constants: dict) -> tuple[int, str]:
+    """The largest candidate context the host holds, and why."""
+    ceiling = int(facts["max_position_embeddings"])
+    candidates = [n for n in constants["candidates"] if n <= ceiling] or [ceiling]
+    if b["profile"] != "gpu":
+        chosen = min(int(constants["cpu_max_model_len"]), ceiling)
+        return chosen, (f"cpu profile: {chosen} tokens (on a CPU a longer answer takes "
+                        "minutes; force r1_stack_max_model_len for more)")
+    memory_mib = int(b["gpu_memory_mib"] or 0)
+    if memory_mib <= 0:
+        return candidates[0], (
+            f"{candidates[0]} tokens: the GPU memory is not known here (a render without the "
+            "host's preflight); set r1_stack_gpu_memory_mib, or deploy, to size it")
+    gpus = int(b["tensor_parallel_size"])
+    usable = memory_mib * 1024**2 * gpus * float(b["gpu_memory_utilization"])
+    kv_room = usable - int(facts["weights_bytes"]) - int(constants["gpu_runtime_overhead_bytes"])
+    per_token = _kv_bytes_per_token(facts)
+    sequences = int(constants["gpu_concurrent_sequences"])
+    fits = [n for n in candidates if n * per_token * sequences <= kv_room]
+    chosen = max(fits) if fits else candidates[0]
+    how = (f"{gpus} x {memory_mib} MiB x {b['gpu_memory_utilization']} = "
+           f"{usable / GIB:.1f} GiB, minus weights {int(facts['weights_bytes']) / GIB:.1f} GiB "
+           f"and {int(constants['gpu_runtime_overhead_bytes']) / GIB:.0f} GiB runtime leaves "
+           f"{max(kv_room, 0) / GIB:.1f} GiB of KV cache at {per_token:,} bytes a token")
+    if fits:
+        return chosen, (f"{chosen} tokens, the largest of {candidates} whose KV cache fits "
+                        f"{sequences} full-length sequences: {how}")
+    return chosen, (f"{chosen} tokens, the smallest of {candidates}; even it does not fit "
+                    f"{sequences} full-length sequences ({how}): fewer run at once")
+
+
+def r1_stack_context_budget(b: dict) -> dict:
+    """max_model_len, Open WebUI's max_tokens, and whether a prompt with the tools fits.
+
+    ``b``: facts (the model's entry of r1deploy/model_facts.json, or None), constants (its
+    context_budget), max_model_len and max_tokens ('auto' or a number), profile,
+    gpu_memory_mib (0: unknown), tensor_parallel_size, gpu_memory_utilization, plugins
+    (tools.json when the gateway is on, else []), builtin_tools (Open WebUI's).
+    Returns {max_model_len, max_tokens, prompt_tokens, reason, errors, warnings}:
+    errors stop the render; warnings are shown where the operator forced a value.
+    """
+    facts, constants = b.get("facts"), b["constants"]
+    errors: list[str] = []
+    warnings: list[str] = []
+    forced_len = str(b["max_model_len"]) != "auto"
+    forced_tokens = str(b["max_tokens"]) != "auto"
+    if forced_len:
+        max_model_len = int(b["max_model_len"])
+        reason = f"{max_model_len} tokens, set by r1_stack_max_model_len"
+    elif facts is None:
+        return {"max_model_len": 0, "max_tokens": 0, "prompt_tokens": 0, "reason": "",
+                "warnings": [], "errors": [
+                    f"r1_stack_max_model_len is auto, but {b.get('model_id')} is not in "
+                    "r1deploy/model_facts.json, so its KV cache cannot be sized. Fix: set "
+                    "r1_stack_max_model_len to a context length, or add the model's facts"]}
+    else:
+        max_model_len, reason = _auto_max_model_len(b, facts, constants)
+    prompt = int(constants["question_tokens"]) + _tools_tokens(b["plugins"], constants)
+    if b["builtin_tools"]:
+        prompt += int(constants["open_webui_builtin_tools_tokens"])
+    max_tokens = int(b["max_tokens"]) if forced_tokens else max_model_len - prompt
+    min_answer = int(constants["min_answer_tokens"])
+    if prompt + max(max_tokens, min_answer) > max_model_len:
+        what = (f"a prompt of about {prompt} tokens (a question"
+                + (", the tools" if b["plugins"] else "")
+                + (", Open WebUI's built-in tools" if b["builtin_tools"] else "")
+                + f") plus max_tokens {max(max_tokens, min_answer)} does not fit "
+                  f"max_model_len {max_model_len}")
+        fix = ("raise r1_stack_max_model_len"
+               + (", turn off r1_stack_webui_builtin_tools" if b["builtin_tools"] else "")
+               + (", lower r1_stack_webui_max_tokens" if forced_tokens else "")
+               + f"; R1 reasons for 1,000-4,000 tokens, so leave it {min_answer} or more")
+        message = f"{what}. Fix: {fix}"
+        (warnings if forced_len or forced_tokens else errors).append(message)
+    return {"max_model_len": max_model_len, "max_tokens": max(max_tokens, 1),
+            "prompt_tokens": prompt, "reason": reason, "errors": errors, "warnings": warnings}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -395,4 +527,5 @@ class FilterModule:
             "r1_stack_settings": r1_stack_settings,
             "r1_stack_vllm_args": r1_stack_vllm_args,
             "r1_stack_llamacpp_args": r1_stack_llamacpp_args,
+            "r1_stack_context_budget": r1_stack_context_budget,
         }
