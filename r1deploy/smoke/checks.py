@@ -13,6 +13,7 @@ import requests
 
 from r1deploy.smoke.config import SmokeConfig
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped
+from r1deploy.smoke.webui_chat import webui_ui_chat
 from r1deploy.webui.client import SIGNIN_RATE_LIMIT, SIGNIN_RATE_LIMIT_WAIT_S, post_signin
 
 # Short prompts: the checks test the wiring, not the model.
@@ -495,6 +496,8 @@ CHECKS = [
     Check("webui.models", "Open WebUI lists the vLLM model (backend wiring)", webui_models,
           ("webui.signin",)),
     Check("webui.chat", "chat completion through Open WebUI", webui_chat, ("webui.signin",)),
+    Check("webui.ui_chat", "a chat sent as the browser sends it is answered, in budget",
+          webui_ui_chat, ("webui.models",)),
     Check("webui.signup_closed", "a second signup is refused", webui_signup_closed,
           ("webui.health",)),
     Check("gateway.health", "the tool gateway answers /health", gateway_health),

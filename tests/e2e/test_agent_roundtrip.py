@@ -55,9 +55,11 @@ def test_agent_makes_one_tool_round_trip_and_prints_the_answer_against_stub_upst
     before = len(weather_stub.seen)
     done = agent(agent_stack)
     assert done.returncode == 0, done.stderr
-    # The answer alone on stdout; reasoning and the tool call apart, on stderr.
-    assert done.stdout.strip() == script.ANSWER
-    assert script.REASONING in done.stderr
+    # The answer alone on stdout; reasoning and the tool call apart, on stderr. The scripted
+    # model reasons about the weather first, then, given the tool's result, answers.
+    assert done.stdout.strip() == script.TOOL_RESULT.answer_text
+    assert script.WEATHER.reasoning_text in done.stderr
+    assert script.TOOL_RESULT.reasoning_text in done.stderr
     assert f"[tool] {script.TOOL_NAME}(" in done.stderr
     assert "HTTP 200: Paris: Sunny, +21°C" in done.stderr
     calls = weather_stub.seen[before:]
@@ -74,7 +76,7 @@ def test_agent_json_shows_the_tool_message_fed_back_against_stub_upstream(agent_
     assert (tool_run["status"], tool_run["result"]) == (200, "Paris: Sunny, +21°C")
     assert len(run["rounds"]) == 2
     assert run["rounds"][0]["tool_calls"] and not run["rounds"][1]["tool_calls"]
-    assert run["answer"] == script.ANSWER
+    assert run["answer"] == script.TOOL_RESULT.answer_text
 
 
 def test_smoke_agent_round_trip_check_passes_against_stub_upstream(agent_stack):
@@ -106,4 +108,4 @@ def test_smoke_agent_round_trip_check_passes_against_stub_upstream(agent_stack):
     checks = {check["name"]: check for check in report["checks"]}
     assert checks["agent.round_trip"]["status"] == "pass", done.stderr
     assert done.returncode == 0, done.stderr
-    assert checks["agent.round_trip"]["data"]["answer"] == script.ANSWER
+    assert checks["agent.round_trip"]["data"]["answer"] == script.TOOL_RESULT.answer_text

@@ -5,12 +5,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from r1deploy.testmodel import script
+from tests.e2e import stack as stacklib
 from tests.e2e.conftest import BUILD
 from tests.e2e.smokerun import run_smoke
 
 EXPECTED_PASS = [
     "vllm.health", "vllm.models", "vllm.auth", "vllm.chat", "vllm.stream", "vllm.tool_call",
-    "webui.health", "webui.signin", "webui.models", "webui.chat", "webui.signup_closed",
+    "webui.health", "webui.signin", "webui.models", "webui.chat", "webui.ui_chat",
+    "webui.signup_closed", "gateway.health", "webui.tool_server", "agent.round_trip",
 ]
 
 
@@ -22,9 +24,7 @@ def test_smoke_passes_every_check_against_the_real_stack(stack):
     statuses = run.statuses()
     assert {name: statuses[name] for name in EXPECTED_PASS} == dict.fromkeys(EXPECTED_PASS,
                                                                              "pass"), run.table
-    # Skipped only where the feature is off (no gateway here) or not asked for.
-    assert statuses["webui.tool_server"] == "skip"
-    assert "gateway is disabled" in run.check("webui.tool_server")["message"]
+    # Skipped only where not asked for.
     assert statuses["quality"] == "skip"
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("tests") == str(len(statuses)) and suite.get("failures") == "0"
@@ -41,4 +41,12 @@ def test_smoke_sees_the_scripted_model_say_exactly_its_script(stack):
     assert stream["ttft_s"] > 0
     assert run.check("vllm.tool_call")["data"] == {
         "tool": script.TOOL_NAME, "arguments": {"city": script.TOOL_CITY}}
-    assert run.check("vllm.models")["data"]["max_model_len"] == 4096
+    # The context the role sized for the test model (its 8192 positions).
+    assert run.check("vllm.models")["data"]["max_model_len"] == 8192
+    # The chat page's path: the reconciled model entry (built-in tools off), the gateway's
+    # tools switched on, the answer stored in the chat, the prompt within the budget.
+    ui = run.check("webui.ui_chat")["data"]
+    assert ui["content"] == script.ANSWER
+    assert ui["builtin_tools"] is False and ui["tool_ids"] == ["server:r1deploy-tools"]
+    assert 0 < ui["usage"]["prompt_tokens"] <= stacklib.read_settings(stack)["model"][
+        "prompt_budget"]

@@ -13,8 +13,18 @@ from tests.unit.test_chat_template import ROUND_TRIP, TEMPLATE, render
 HELPER = stacklib.REPO / "tests" / "e2e" / "_in_vllm_env.py"
 
 
+# A prompt per scripted reply: what a person types (or, for the tool result, the second
+# round of a tool call).
+REPLY_PROMPTS = {
+    "default": [{"role": "user", "content": "Say hello in one short sentence."}],
+    "maths": [{"role": "user", "content": script.MATHS_PROMPT}],
+    "weather": [{"role": "user", "content": script.WEATHER_PROMPT}],
+    "tool_result": ROUND_TRIP,
+}
+
+
 def _run_in_vllm_env(scripted_model, random_model) -> dict:
-    request = {"messages": ROUND_TRIP, "tools": [script.TOOL]}
+    request = {"messages": ROUND_TRIP, "tools": [script.TOOL], "reply_prompts": REPLY_PROMPTS}
     done = subprocess.run(
         [str(stacklib.VLLM_PYTHON), str(HELPER), str(scripted_model), str(random_model),
          str(TEMPLATE), json.dumps(request)],
@@ -29,6 +39,10 @@ def test_models_are_small_qwen2_and_the_scripted_one_says_its_script(scripted_mo
         assert result[kind]["architecture"] == "Qwen2ForCausalLM"
         assert result[kind]["hidden_size"] == 128 and result[kind]["head_dim"] >= 32
     assert result["scripted"]["text"] == script.REASONING + "</think>" + script.ANSWER
+    # Each reply, chosen by its trigger in the prompt, tools in the prompt too.
+    for reply in script.REPLIES:
+        said = result["replies"][reply.name]
+        assert said == reply.reasoning_text + "</think>" + reply.answer_text, reply.name
     # Random weights: it generates, and not the script.
     assert result["random"]["new_tokens"] > 0
     assert result["random"]["text"] != result["scripted"]["text"]

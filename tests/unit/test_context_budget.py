@@ -130,7 +130,8 @@ def test_a_forced_context_too_small_for_the_prompt_warns_instead_of_refusing():
     result = budget(max_model_len=3072)
     assert result["errors"] == []
     [warning] = result["warnings"]
-    assert "does not fit max_model_len 3072" in warning and "raise r1_stack_max_model_len" in warning
+    assert "does not fit max_model_len 3072" in warning
+    assert "raise r1_stack_max_model_len" in warning
 
 
 def test_a_forced_max_tokens_beyond_the_context_warns():

@@ -380,6 +380,8 @@ def r1_stack_settings(c: dict) -> dict:
             "max_model_len": int(c["model"]["max_model_len"]),
             # Why that context (docs/context-budget.md); the deploy summary prints it.
             "context_reason": c["model"].get("context_reason", ""),
+            # What a question with the tools may take of it; the rest is the answer's.
+            "prompt_budget": int(c["model"].get("prompt_budget") or 0),
             "source": c["model"]["source"],
             "path": _model_path(c),
         },
