@@ -81,7 +81,8 @@ upgrade: $(VENV_STAMP) ## Back up Open WebUI data, apply new pins (PINS=file.yml
 destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data too only with PURGE=1
 	$(PLAYBOOK) -e r1deploy_purge=$(if $(PURGE),true,false) playbooks/destroy.yml
 
-test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, re-run, crash restart, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
+test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first question in the browser, re-run, crash restart, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
+	tests/e2e/browser.sh
 	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
@@ -96,7 +97,7 @@ test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 m
 	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
 	time $(BIN)/pytest -p no:cacheprovider -o testpaths=tests/provision -v --durations=10 tests/provision
 
-test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM + Open WebUI + headless Chromium (~10 min)
+test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM + Open WebUI + the gateway, browser journeys in Chromium (~10 min)
 	tests/e2e/envs.sh
 	tests/e2e/browser.sh
 	$(BIN)/pytest -q tests/e2e

@@ -19,14 +19,18 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
+from r1deploy.testmodel import script
 from tests.deploy.runs import ROOT, assert_ok, make, recap
+from tests.e2e.browser import Person, chromium
 
 STACK = Path(os.environ.get("R1DEPLOY_STACK_DIR", "/opt/r1deploy"))
 SECRETS = ROOT / "secrets" / "localhost"
 R1CTL = STACK / "native" / "r1ctl"
 WEBUI = "http://127.0.0.1:3000"
 SERVICES = ["vllm", "tools-gateway", "open-webui"]
+SHOTS = ROOT / "build" / "deploy" / "journeys"
 # A dependency pin that breaks Open WebUI at import time (pydantic 1 under code written
 # for pydantic 2): it installs, then the service never becomes healthy.
 BROKEN_PINS = {"r1deploy_upgrade_pins": {"r1_native_webui_extra_packages": ["pydantic==1.10.22"]}}
@@ -72,7 +76,37 @@ def test_demo_from_clean_passes_its_smoke():
     assert "runtime native" in out
     assert "Open WebUI: http://127.0.0.1:3000" in out
     assert "secrets/localhost/webui_admin_password" in out
+    assert "Try it: sign in, type" in out and "Context: 8192 tokens" in out
     assert all(pid for pid in pids().values()), pids()
+
+
+# The chat a person starts in the demo, kept across down and up (test below).
+FIRST_CHAT: dict = {}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+def admin_person(browser) -> Person:
+    person = Person(browser, WEBUI, SHOTS, "demo-admin")
+    person.sign_in("admin@r1deploy.local",
+                   (SECRETS / "webui_admin_password").read_text().strip())
+    return person
+
+
+def test_the_first_thing_a_person_types_in_the_demo_is_answered(browser):
+    # What the summary tells a person to type first, typed into the demo's Open WebUI.
+    person = admin_person(browser)
+    try:
+        message = person.ask(script.MATHS_PROMPT)
+        assert message["content"] == script.MATHS.answer_text
+        expect(person.last_answer().locator(".katex").first).to_be_visible()
+        FIRST_CHAT["id"] = message["chat_id"]
+    finally:
+        person.close()
 
 
 def test_second_demo_changes_nothing_and_restarts_nothing():
@@ -106,15 +140,8 @@ def test_a_service_that_crashes_is_started_again_without_systemd():
     assert "r1ctl: tools-gateway failed (status 137); restart 1 of 5" in log
 
 
-def test_down_stops_everything_and_demo_brings_back_the_same_data():
-    token = admin_token()
-    created = requests.post(
-        f"{WEBUI}/api/v1/chats/new", timeout=30, headers={"Authorization": f"Bearer {token}"},
-        json={"chat": {"title": "kept across down and up",
-                       "messages": [{"role": "user", "content": "hello"}]}},
-    )
-    created.raise_for_status()
-    chat_id = created.json()["id"]
+def test_down_stops_everything_and_demo_brings_back_the_same_data(browser):
+    chat_id = FIRST_CHAT["id"]  # the chat the person started above
 
     assert_ok(make("down"))
     assert pids() == dict.fromkeys(SERVICES)
@@ -124,10 +151,17 @@ def test_down_stops_everything_and_demo_brings_back_the_same_data():
         requests.get(f"{WEBUI}/health", timeout=5)
 
     assert_ok(make("demo"))
-    chat = requests.get(f"{WEBUI}/api/v1/chats/{chat_id}", timeout=30,
-                        headers={"Authorization": f"Bearer {admin_token()}"})
-    assert chat.status_code == 200, chat.text
-    assert chat.json()["title"] == "kept across down and up"
+    # The person reloads the chat's page: the question and the answer are there.
+    person = admin_person(browser)
+    try:
+        person.page.goto(f"{WEBUI}/c/{chat_id}")
+        question = person.page.locator("#messages-container .chat-user")
+        expect(question.get_by_text("Find the maximum and minimum")).to_be_visible(
+            timeout=60_000)
+        expect(person.last_answer().locator(".katex").first).to_be_visible()
+        person.shot("chat-after-down-and-demo")
+    finally:
+        person.close()
 
 
 def test_inventory_change_reaches_the_running_open_webui(tmp_path):

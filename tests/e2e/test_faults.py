@@ -15,6 +15,7 @@ from tests.e2e.conftest import (
     FAULT_WEBUI_PORTS,
     WEBUI_READY_S,
     fault_stack,
+    reconcile,
     webui_server,
 )
 from tests.e2e.smokerun import run_smoke
@@ -128,6 +129,38 @@ def test_webui_given_openai_base_url_instead_of_openai_api_base_url_is_named(
     assert "OPENAI_BASE_URL" in message and "not read by Open WebUI" in message
     for name in ["vllm.health", "vllm.chat", "webui.signin", "webui.signup_closed"]:
         assert run.status(name) == "pass", run.table
+
+
+def test_builtin_tools_switched_on_fail_the_browser_path_chat_until_reconcile_puts_them_off(
+        stack):
+    """Open WebUI adds its built-in tools (~8,300 tokens) to every chat sent from the page
+    unless the model's entry turns them off: a new release turning on such a default, or an
+    admin ticking the box, breaks every chat a person sends while API chats still work."""
+    from r1deploy.stackdir import StackDir
+    from r1deploy.webui.client import WebUIClient
+    from r1deploy.webui.reconcile import SESSION_FILE, sign_in_once
+
+    loaded = StackDir.load(stack)
+    client = WebUIClient(loaded.setting("webui", "url"))
+    sign_in_once(client, stack / SESSION_FILE, loaded.env["WEBUI_ADMIN_EMAIL"],
+                 loaded.secret("WEBUI_ADMIN_PASSWORD"))
+    served = loaded.setting("model", "served_name")
+    entry = client.model_entry(served)
+    entry["meta"]["capabilities"]["builtin_tools"] = True
+    client.update_model({k: entry[k] for k in ("id", "name", "meta", "params", "is_active")})
+
+    run = run_smoke(stack, "--only", "webui.")
+    assert run.exit_code == 1, run.table
+    ui = run.check("webui.ui_chat")
+    assert ui["status"] == "fail", run.table
+    assert "maximum context length" in ui["message"], ui["message"]
+    assert "built-in tools are on" in ui["message"] and "make deploy" in ui["message"]
+    # The API path, all the smoke had before, does not see it.
+    assert run.status("webui.chat") == "pass", run.table
+
+    outcome = reconcile(stack)
+    assert [i["item"] for i in outcome["items"] if i["changed"]] == ["model"]
+    assert run_smoke(stack, "--only", "webui.").status("webui.ui_chat") == "pass"
 
 
 @pytest.mark.stops_servers

@@ -142,7 +142,6 @@ def test_admin_creates_a_user_who_chats_but_cannot_administer_and_signs_out(pers
     assert refused.status_code >= 400, refused.text
 
 
-@pytest.mark.stops_servers
 def test_a_chat_survives_a_restart_of_open_webui(person, site, webui):
     admin = person("admin")
     admin.sign_in(site["email"], site["password"])
