@@ -281,7 +281,8 @@ def test_gpu_default_runs_vllm_with_the_product_flags(first):
     assert command[0] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     pairs = dict(zip(command[1::1], command[2::1], strict=False))
     assert pairs["--served-model-name"] == "deepseek-r1-distill-qwen-1.5b"
-    assert pairs["--max-model-len"] == "4096"
+    # No GPU memory known to a render that touches no host: the smallest context, and why.
+    assert pairs["--max-model-len"] == "8192"
     assert pairs["--gpu-memory-utilization"] == "0.9"
     assert pairs["--tensor-parallel-size"] == "1"
     assert pairs["--tool-call-parser"] == "hermes"
@@ -318,7 +319,7 @@ def test_gpu_default_runs_vllm_with_the_product_flags(first):
     connections = json.loads(env["TOOL_SERVER_CONNECTIONS"])
     assert connections[0]["url"] == "http://tools-gateway:8090"
     assert connections[0]["key"].startswith("${TOOLS_GATEWAY_KEY:?")
-    assert connections[0]["auth_type"] == "bearer" and connections[0]["config"] == {"enable": True}
+    assert connections[0]["auth_type"] == "bearer" and connections[0]["config"]["enable"] is True
     assert webui["depends_on"]["vllm"] == {"condition": "service_healthy"}
     assert webui["ports"] == ["0.0.0.0:3000:8080"]
     assert "open-webui-data:/app/backend/data" in webui["volumes"]
@@ -336,6 +337,38 @@ def test_gpu_default_runs_vllm_with_the_product_flags(first):
         "8090",
     ]
     assert gateway["environment"]["TOOLS_GATEWAY_KEY"].startswith("${TOOLS_GATEWAY_KEY:?")
+
+
+def test_the_context_is_sized_to_the_gpu_memory_given(first):
+    out, _, _ = first
+    contexts = {host: json.loads((out / host / "settings.json").read_text())["model"]
+                for host in ("gpu-default", "gpu-tp2", "custom-ports", "cpu")}
+    assert {h: m["max_model_len"] for h, m in contexts.items()} == {
+        "gpu-default": 8192, "gpu-tp2": 32768, "custom-ports": 16384, "cpu": 8192}
+    assert "r1_stack_gpu_memory_mib" in contexts["gpu-default"]["context_reason"]
+    assert "2 x 12288 MiB x 0.9" in contexts["gpu-tp2"]["context_reason"]
+    # What Open WebUI asks for is what the context leaves after a question and the tools.
+    for host, model in contexts.items():
+        webui = json.loads((out / host / "settings.json").read_text())["webui"]["model"]
+        assert webui["params"]["max_tokens"] == model["max_model_len"] - model["prompt_budget"]
+
+
+def test_open_webuis_model_entry_has_builtin_tools_off_and_r1_sampling(first):
+    out, _, _ = first
+    settings = json.loads((out / "gpu-default" / "settings.json").read_text())
+    entry = settings["webui"]["model"]
+    assert entry["capabilities"]["builtin_tools"] is False
+    assert entry["params"]["temperature"] == 0.6 and entry["params"]["top_p"] == 0.95
+    assert "system" not in entry["params"]
+    assert entry["tool_ids"] == ["server:r1deploy-tools"] and entry["default_tool_ids"] == []
+    assert entry["description"].startswith("DeepSeek-R1-Distill-Qwen-1.5B")
+    air = json.loads((out / "air-gapped" / "settings.json").read_text())["webui"]["model"]
+    assert air["tool_ids"] == []  # no gateway there
+    connections = json.loads(load_compose(out, "gpu-default")["services"]["open-webui"][
+        "environment"]["TOOL_SERVER_CONNECTIONS"])
+    # Every signed-in user may use the gateway's tools, not only admins.
+    assert connections[0]["config"]["access_grants"] == [
+        {"principal_type": "user", "principal_id": "*", "permission": "read"}]
 
 
 def test_settings_json_carries_the_exact_vllm_args(first):
@@ -523,6 +556,11 @@ WRONG = {
     ),
     "device-ids-mismatch": "r1_stack_gpu_device_ids lists 3 GPU(s)",
     "max-model-len-too-long": "r1_stack_max_model_len is 200000",
+    "max-model-len-words": "r1_stack_max_model_len is lots",
+    # ~8,300 tokens of Open WebUI's built-in tools in every UI chat: the demo's failure.
+    "builtin-tools-on-a-cpu-context": "does not fit max_model_len 8192. Fix: raise "
+                                      "r1_stack_max_model_len, turn off r1_stack_webui_builtin_tools",
+    "model-picture-svg": "r1_stack_webui_model_image_url must be empty",
 }
 
 
