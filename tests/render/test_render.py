@@ -558,8 +558,9 @@ WRONG = {
     "max-model-len-too-long": "r1_stack_max_model_len is 200000",
     "max-model-len-words": "r1_stack_max_model_len is lots",
     # ~8,300 tokens of Open WebUI's built-in tools in every UI chat: the demo's failure.
-    "builtin-tools-on-a-cpu-context": "does not fit max_model_len 8192. Fix: raise "
-                                      "r1_stack_max_model_len, turn off r1_stack_webui_builtin_tools",
+    "builtin-tools-on-a-cpu-context": (
+        "does not fit max_model_len 8192. Fix: raise r1_stack_max_model_len, turn off "
+        "r1_stack_webui_builtin_tools"),
     "model-picture-svg": "r1_stack_webui_model_image_url must be empty",
 }
 
