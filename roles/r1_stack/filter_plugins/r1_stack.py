@@ -10,6 +10,7 @@ docker compose fills from the ``.env`` next to it.
 from __future__ import annotations
 
 import json
+import re
 
 # Ports inside the containers; the published ports are variables.
 MODEL_API_PORT = 8000  # vLLM's default; llama.cpp is told to listen there too
@@ -420,6 +421,53 @@ def r1_stack_settings(c: dict) -> dict:
     return settings
 
 
+# --- Secrets: the controller's and the host's (tasks/secrets-check.yml) -------------------
+
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def r1_stack_parse_env(text: str) -> dict:
+    """``KEY='value'`` lines of the stack's .env (as env.j2 writes them) into a dict."""
+    values = {}
+    for line in text.splitlines():
+        match = _ENV_LINE.match(line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def r1_stack_secrets_plan(names: dict, controller: dict, host: dict,
+                          rotating: list | None = None) -> dict:
+    """What to do with each generated secret, given the controller's files and the host's .env.
+
+    ``names``: file name -> .env key; ``controller``: file name -> value, for the files that
+    exist; ``host``: the host's .env (empty when no stack is there yet); ``rotating``: the
+    file names being rotated on purpose (make rotate-secrets), whose controller value is new.
+    Returns lists of file names: ``keep`` (both agree, or only the controller has it),
+    ``adopt`` (only the host has it: the controller takes the host's value, {name: value}),
+    ``generate`` (neither has it), ``mismatch`` (both have it and differ: the run must stop),
+    ``rotate`` (differ, on purpose). A secret the controller holds is never generated again.
+    """
+    rotating = set(rotating or [])
+    plan: dict = {"keep": [], "adopt": {}, "generate": [], "mismatch": [], "rotate": []}
+    for name, key in sorted(names.items()):
+        on_host = host.get(key) or None
+        if name in controller:
+            if on_host is None or on_host == controller[name]:
+                plan["keep"].append(name)
+            else:
+                plan["rotate" if name in rotating else "mismatch"].append(name)
+        elif on_host is not None:
+            plan["adopt"][name] = on_host
+        else:
+            plan["generate"].append(name)
+    return plan
+
+
 # --- Context budget (docs/context-budget.md) -----------------------------------------------
 
 GIB = 1024**3
@@ -530,4 +578,6 @@ class FilterModule:
             "r1_stack_vllm_args": r1_stack_vllm_args,
             "r1_stack_llamacpp_args": r1_stack_llamacpp_args,
             "r1_stack_context_budget": r1_stack_context_budget,
+            "r1_stack_parse_env": r1_stack_parse_env,
+            "r1_stack_secrets_plan": r1_stack_secrets_plan,
         }
