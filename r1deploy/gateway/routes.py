@@ -16,6 +16,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from jsonschema import Draft202012Validator
 
+from r1deploy.hostnames import noncanonical_ipv4
+
 # Used when a plugin does not set its own; documented in README (tool gateway).
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
@@ -119,12 +121,21 @@ def _host_for_url(host: str) -> str:
 
 
 def _origin_of(url: str, where: str) -> tuple[Origin, str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise GatewayConfigError(f"{where}: {url!r} cannot be read as a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise GatewayConfigError(f"{where}: {url!r} is not an absolute http(s) URL")
     if parts.username or parts.password:
         raise GatewayConfigError(f"{where}: {url!r} carries credentials; use headers instead")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    canonical = noncanonical_ipv4(parts.hostname)
+    if canonical is not None:
+        raise GatewayConfigError(
+            f"{where}: host {parts.hostname!r} is read as an IPv4 address but is not "
+            f"written as one; write {canonical or 'a host name or four decimal numbers'}"
+        )
     return Origin(parts.scheme, parts.hostname.lower(), port), parts.path
 
 

@@ -391,3 +391,18 @@ def test_serve_tools_cli_refuses_to_start_without_a_key(tmp_path, capsys, monkey
     monkeypatch.delenv("TOOLS_GATEWAY_KEY", raising=False)
     assert main(["serve-tools", "--tools", str(tools_file)]) == 2
     assert "TOOLS_GATEWAY_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("http://0177.0.0.1:8080", "write 127.0.0.1"),
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://[::1", "Invalid IPv6 URL"),
+    ],
+)
+def test_base_url_env_the_validator_would_refuse_stops_startup(override, problem):
+    tools = [plugin("lookup", "https://api.example.com/{item}", base_url_env="LOOKUP_BASE_URL")]
+    with pytest.raises(GatewayConfigError, match="LOOKUP_BASE_URL") as raised:
+        create_app(tools, KEY, environ={"LOOKUP_BASE_URL": override})
+    assert problem in str(raised.value)

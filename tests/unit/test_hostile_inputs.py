@@ -1,0 +1,218 @@
+"""The hostile-input corpus (issue 14): what attackers sent the validators, as they sent it.
+
+Each case asserts the answer (exit code, rule, location) and that time and memory stay
+bounded. A case runs in a forked child (tests/support/bounded.py) under an address-space
+limit and a wall-clock limit, so a regression fails its test instead of hanging the
+suite or exhausting the machine. The measured figures print with `pytest -rP`.
+docs/security.md lists the cases.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from r1deploy.cli import main
+from tests.support.bounded import MIB, run_bounded
+
+REPO = Path(__file__).resolve().parents[2]
+# Generous: the fixed code answers each case in tens of milliseconds and a few MiB.
+MAX_SECONDS = 1.0
+MAX_RSS_GROWTH = 32 * MIB
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    """Run the r1deploy CLI in-process with real UTF-8 streams; exit code and output."""
+    saved = sys.stdout, sys.stderr
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
+    sys.stdout = sys.stderr = stream
+    try:
+        code = main(list(argv))
+    finally:
+        sys.stdout, sys.stderr = saved
+        stream.detach()  # keep the buffer open once the wrapper is collected
+    return code, buffer.getvalue().decode("utf-8", "backslashreplace")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_up():
+    """Import everything and load the schemas before forking: the child measures the case."""
+    cli("tools", "validate", str(REPO / "tools.json"))
+    cli("compose", "validate", str(REPO / "tests/golden/cpu/compose.yaml"))
+
+
+def bounded_cli(*argv: str):
+    outcome = run_bounded(cli, *argv)
+    print(f"{' '.join(argv[:2])} {Path(argv[-1]).name}: {outcome}")
+    assert outcome.error is None, outcome.error
+    assert outcome.seconds < MAX_SECONDS, outcome
+    assert outcome.rss_growth < MAX_RSS_GROWTH, outcome
+    return outcome.result
+
+
+# --- hostile files: (name, which validator, how to make it, rule, where) --------------------
+
+
+def fifo(tmp_path: Path, suffix: str) -> Path:
+    path = tmp_path / f"fifo{suffix}"
+    os.mkfifo(path)
+    return path
+
+
+def dev_zero(tmp_path: Path, suffix: str) -> Path:
+    return Path("/dev/zero")
+
+
+def written(text: str | bytes):
+    def make(tmp_path: Path, suffix: str) -> Path:
+        path = tmp_path / f"hostile{suffix}"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    return make
+
+
+def over_the_size_cap(tmp_path: Path, suffix: str) -> Path:
+    from r1deploy.inputfile import MAX_INPUT_BYTES
+
+    path = tmp_path / f"large{suffix}"
+    path.write_bytes(b" " * (MAX_INPUT_BYTES + 1))
+    return path
+
+
+def billion_laughs(levels: int) -> str:
+    """Each anchor a list of nine aliases of the previous one: 9**levels values."""
+    lines = ['x-l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"x-l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines + ["services: {}"]) + "\n"
+
+
+PLUGIN = '{"id": "a", "name": "a", "description": "d", "params": {"type": "object"}, '
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@dataclass(frozen=True)
+class FileCase:
+    name: str
+    validator: str  # "tools" or "compose"
+    make: object
+    rule: str
+    where: str  # ":line:col" after the file name, or "" when the file has no position
+
+
+FILE_CASES = [
+    FileCase("fifo", "tools", fifo, "input-not-a-file", ""),
+    FileCase("fifo", "compose", fifo, "input-not-a-file", ""),
+    FileCase("dev-zero", "tools", dev_zero, "input-not-a-file", ""),
+    FileCase("dev-zero", "compose", dev_zero, "input-not-a-file", ""),
+    FileCase("over-size-cap", "tools", over_the_size_cap, "input-too-large", ""),
+    FileCase("over-size-cap", "compose", over_the_size_cap, "input-too-large", ""),
+    FileCase("latin-1", "tools", written('[\n {"id": "caf\xe9"}]'.encode("latin-1")),
+             "input-encoding", ":2:13"),
+    FileCase("latin-1", "compose", written("services:\n  caf\xe9: {}\n".encode("latin-1")),
+             "input-encoding", ":2:6"),
+    FileCase("nested-100k", "tools", written(DEEP), "json-limit", ":1:65"),
+    FileCase("nested-100k", "compose", written("x: " + DEEP + "\n"), "yaml-limit", ":1:67"),
+    FileCase("half-a-million-values", "tools", written("[" + "1," * 500_000 + "1]"),
+             "json-limit", ":1:20001"),
+    FileCase("half-a-million-values", "compose", written("x:\n" + "- 1\n" * 250_000),
+             "yaml-limit", ":10001:3"),
+    # 9**7 values in 367 bytes; 9**6 (319 bytes) was called valid after 2 s and 136 MiB.
+    FileCase("billion-laughs-7", "compose", written(billion_laughs(7)), "yaml-limit", ":5:12"),
+    FileCase("billion-laughs-6", "compose", written(billion_laughs(6)), "yaml-limit", ":5:12"),
+    FileCase("recursive-alias", "compose", written("x: &a [*a]\nservices: {}\n"),
+             "yaml-limit", ":1:8"),
+    FileCase("5000-digit-int", "tools", written("[{\"timeout_s\": " + "1" * 5000 + "}]"),
+             "json-syntax", ":1:16"),
+    FileCase("5000-digit-int", "compose", written("services: {}\nx-a: " + "1" * 5000 + "\n"),
+             "yaml-syntax", ":2:6"),
+    FileCase("impossible-date", "compose", written("services: {}\nx-a: 2001-02-30\n"),
+             "yaml-syntax", ":2:6"),
+    FileCase("nul-character", "compose", written("services: {}\nx-a: \"\0\"\n"),
+             "yaml-syntax", ":2:7"),
+    FileCase("lone-surrogate-key", "tools", written('[{"\\ud800": 1}]'), "unknown-key",
+             ":1:2"),
+    FileCase("lone-surrogate-key", "compose", written('services:\n  "\\ud800": {}\n'),
+             "image-pinned", ":2:13"),
+    FileCase("timeout-nan", "tools",
+             written("[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
+                     ' "timeout_s": NaN}]'),
+             "number-not-finite", ":2:15"),
+    FileCase("max-response-1e999", "tools",
+             written("[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
+                     ' "max_response_bytes": 1e999}]'),
+             "number-not-finite", ":2:24"),
+    FileCase("duplicate-key", "tools",
+             written("[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
+                     ' "allow_private_network": false, "allow_private_network": true}]'),
+             "duplicate-key", ":2:34"),
+    FileCase("octal-host", "tools",
+             written("[" + PLUGIN + '\n "url": "http://0177.0.0.1/x", "method": "GET"}]'),
+             "url-host-not-canonical", ":2:9"),
+    FileCase("unclosed-ipv6-host", "tools",
+             written("[" + PLUGIN + '\n "url": "http://[::1/x", "method": "GET"}]'),
+             "url-invalid", ":2:9"),
+    FileCase("port-out-of-range", "tools",
+             written("[" + PLUGIN + '\n "url": "https://a.example:99999/x", "method": "GET"}]'),
+             "url-invalid", ":2:9"),
+]
+
+
+@pytest.mark.parametrize(
+    "case", FILE_CASES, ids=[f"{c.validator}-{c.name}" for c in FILE_CASES]
+)
+def test_hostile_file_gets_a_located_finding_fast(tmp_path, case):
+    suffix = ".json" if case.validator == "tools" else ".yaml"
+    path = case.make(tmp_path, suffix)
+    code, output = bounded_cli(case.validator, "validate", str(path))
+    assert code == 1, output
+    assert f"{path}{case.where}: error [{case.rule}]" in output, output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "host", ["0177.0.0.1", "2130706433", "0x7f.1", "127.1", "127.0.0.01", "1.2.3.4."]
+)
+def test_ipv4_in_disguise_is_refused_with_its_canonical_form(tmp_path, host):
+    path = tmp_path / "tools.json"
+    path.write_text("[" + PLUGIN + f'"url": "http://{host}/x", "method": "GET"}}]')
+    code, output = cli("tools", "validate", str(path))
+    assert code == 1
+    assert "[url-host-not-canonical] /0/url:" in output
+    canonical = "1.2.3.4" if host == "1.2.3.4." else "127.0.0.1"
+    assert f"fix: write the address as {canonical}" in output
+
+
+def test_names_and_dotted_decimal_hosts_are_not_ipv4_in_disguise(tmp_path):
+    hosts = ["127.0.0.1", "api.example.com", "api.v2", "[::1]", "10.0.0.1"]
+    path = tmp_path / "tools.json"
+    plugins = [
+        PLUGIN.replace('"a"', f'"p{i}"') + f'"url": "https://{h}/x", "method": "GET"}}'
+        for i, h in enumerate(hosts)
+    ]
+    path.write_text("[" + ",".join(plugins) + "]")
+    code, output = cli("tools", "validate", str(path))
+    assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in FILE_CASES if c.name in ("timeout-nan", "duplicate-key", "octal-host")],
+    ids=lambda c: c.name,
+)
+def test_the_gateway_refuses_the_tools_files_the_validator_refuses(tmp_path, monkeypatch, case):
+    path = case.make(tmp_path, ".json")
+    monkeypatch.setenv("TOOLS_GATEWAY_KEY", "k" * 40)
+    # Bounded: a gateway that accepted the file would serve until killed.
+    code, output = run_bounded(cli, "serve-tools", "--tools", str(path), "--port", "1").result
+    assert code == 1
+    assert f"[{case.rule}]" in output
