@@ -249,6 +249,57 @@ def test_answer_over_the_size_cap_is_refused_with_502_against_stub_upstream(stub
     assert "max_response_bytes (1000 bytes)" in large.json()["detail"]
 
 
+def test_the_gateway_asks_for_uncompressed_answers_against_stub_upstream(stub):
+    tools = [plugin("lookup", f"{stub.url}/echo/{{item}}", allow_private_network=True)]
+    with gateway(tools) as client:
+        call(client, "lookup", {"item": "a"})
+    assert stub.seen[0].headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_compressed_answer_is_decoded_up_to_the_cap_against_stub_upstream(stub, layers):
+    tools = [
+        plugin(
+            "packed",
+            f"{stub.url}/gzip/{layers}/{{item}}",
+            max_response_bytes=1000,
+            allow_private_network=True,
+        )
+    ]
+    with gateway(tools) as client:
+        fits = call(client, "packed", {"item": "1000"})
+        over = call(client, "packed", {"item": "1001"})
+    assert fits.status_code == 200
+    assert fits.content == bytes(1000)
+    assert "content-encoding" not in fits.headers
+    assert over.status_code == 502
+    assert over.json()["error"] == "response-too-large"
+
+
+@pytest.mark.parametrize(
+    ("coding", "why"),
+    [
+        ("br", "Content-Encoding br is not decoded here"),
+        ("gzip, gzip, gzip", "3 layers"),
+        ("gzip", "does not decode"),  # the body is plain "hello"
+    ],
+)
+def test_answer_the_gateway_cannot_decode_is_a_502_against_stub_upstream(stub, coding, why):
+    tools = [
+        plugin(
+            "coded",
+            f"{stub.url}/coded/{{item}}",
+            params={"type": "object", "properties": {"item": {"type": "string"}}},
+            allow_private_network=True,
+        )
+    ]
+    with gateway(tools) as client:
+        answer = call(client, "coded", {"item": coding})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "upstream-bad-encoding"
+    assert why in answer.json()["detail"]
+
+
 def test_upstream_error_status_is_reported_as_502_against_stub_upstream(stub):
     tools = [plugin("gone", f"{stub.url}/status/{{item}}", allow_private_network=True)]
     with gateway(tools) as client:

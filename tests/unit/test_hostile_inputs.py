@@ -216,3 +216,105 @@ def test_the_gateway_refuses_the_tools_files_the_validator_refuses(tmp_path, mon
     code, output = run_bounded(cli, "serve-tools", "--tools", str(path), "--port", "1").result
     assert code == 1
     assert f"[{case.rule}]" in output
+
+
+# --- hostile calls to the tool gateway ------------------------------------------------------
+
+GATEWAY_KEY = "hostile-inputs-gateway-key-0123456789"
+BOMB = (400_000_000, 2)  # 400 MB of zeros, gzipped twice: 790 bytes on the wire
+STRING_ITEM = {
+    "type": "object",
+    "properties": {"item": {"type": "string"}},
+    "required": ["item"],
+}
+
+
+def gateway_tools(upstream: str) -> list[dict]:
+    def tool(name: str, url: str, method: str = "GET", **extra) -> dict:
+        return {
+            "id": name,
+            "name": name,
+            "description": name,
+            "params": extra.pop("params", STRING_ITEM),
+            "url": url,
+            "method": method,
+            "allow_private_network": True,
+            **extra,
+        }
+
+    size, layers = BOMB
+    return [
+        tool("bomb", f"{upstream}/gzip/{layers}/{size}?item={{item}}", max_response_bytes=1000),
+        tool("lookup", f"{upstream}/echo/{{item}}/tail"),
+        tool("store", f"{upstream}/echo", "POST", params={"type": "object"}),
+    ]
+
+
+def gateway_call(tool: str, body: bytes) -> tuple[int, dict, int, list[str]]:
+    """One hostile call, then a normal one: both answers and what reached the upstream."""
+    from fastapi.testclient import TestClient
+
+    from r1deploy.gateway import create_app
+    from tests.support.stub_upstream import StubUpstream
+
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}", "Content-Type": "application/json"}
+    with StubUpstream() as stub:
+        app = create_app(gateway_tools(stub.url), GATEWAY_KEY, environ={})
+        with TestClient(app) as client:
+            answer = client.post(f"/tools/{tool}", content=body, headers=headers)
+            normal = client.post("/tools/lookup", json={"item": "ok"}, headers=headers)
+        reached = [seen.raw_path for seen in stub.seen]
+    return answer.status_code, answer.json(), normal.status_code, reached
+
+
+@pytest.fixture(scope="module")
+def gateway_warm():
+    """Build the bomb and import the gateway before forking: the child measures the call."""
+    from tests.support.stub_upstream import gzip_layers
+
+    gzip_layers(*BOMB)
+    gateway_call("lookup", b'{"item": "warm"}')
+
+
+@dataclass(frozen=True)
+class CallCase:
+    name: str
+    tool: str
+    body: bytes
+    status: int
+    error: str
+    pointer: str | None
+
+
+CALL_CASES = [
+    CallCase("gzip-bomb", "bomb", b'{"item": "x"}', 502, "response-too-large", None),
+    CallCase("nested-arrays-100k", "store", b"[" * 100_000 + b"]" * 100_000, 400,
+             "invalid-arguments", "/0" * 64),
+    CallCase("nested-objects-50k", "store", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400,
+             "invalid-arguments", "/a" * 64),
+    CallCase("half-a-million-values", "store", b'{"a": [' + b"1," * 500_000 + b"1]}", 400,
+             "invalid-arguments", "/a/9998"),
+    CallCase("nan-argument", "store", b'{"limit": NaN}', 400, "invalid-arguments", "/limit"),
+    CallCase("infinity-argument", "store", b'{"x": [1, -Infinity]}', 400, "invalid-arguments",
+             "/x/1"),
+    CallCase("url-over-64-kib", "lookup", b'{"item": "' + b"/" * 30_000 + b'"}', 400,
+             "invalid-arguments", "/item"),
+    CallCase("empty-path-segment", "lookup", b'{"item": ""}', 400, "invalid-arguments",
+             "/item"),
+    CallCase("not-utf-8", "lookup", b'{"item": "caf\xe9"}', 400, "invalid-json", ""),
+]
+
+
+@pytest.mark.parametrize("case", CALL_CASES, ids=lambda c: c.name)
+def test_hostile_call_is_answered_and_the_gateway_keeps_serving(gateway_warm, case):
+    outcome = run_bounded(gateway_call, case.tool, case.body)
+    print(f"gateway {case.name}: {outcome}")
+    assert outcome.error is None, outcome.error
+    status, answer, normal_status, reached = outcome.result
+    assert (status, answer["error"]) == (case.status, case.error), answer
+    assert answer.get("pointer") == case.pointer, answer
+    assert normal_status == 200, "the gateway must keep serving after a hostile call"
+    if case.status == 400:
+        assert reached == ["/echo/ok/tail"], "nothing may leave the host for a refused call"
+    assert outcome.seconds < MAX_SECONDS, outcome
+    assert outcome.rss_growth < MAX_RSS_GROWTH, outcome
