@@ -6,12 +6,14 @@ the wire, so the tests see exactly what left the gateway.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 
-from r1deploy.gateway import GatewayConfigError, create_app
+from r1deploy.gateway import GatewayConfigError, create_app, netpolicy
 from r1deploy.gateway.netpolicy import refusal
 from r1deploy.tools.export import to_openapi
 from tests.support.stub_upstream import StubUpstream
@@ -375,10 +377,112 @@ def test_metadata_address_is_refused():
         ("100.64.0.1", "non-public address"),
         ("93.184.215.14", None),
         ("2606:4700::1111", None),
+        # IPv6 forms that carry an IPv4 address are judged by that address.
+        ("64:ff9b::a9fe:a9fe", "NAT64 address carrying link-local / cloud metadata address "
+         "169.254.169.254"),
+        ("64:ff9b::7f00:1", "NAT64 address carrying loopback address 127.0.0.1"),
+        ("64:ff9b::808:808", None),
+        ("64:ff9b:1::a00:1", "local-use NAT64 address"),
+        ("::127.0.0.1", "IPv4-compatible address carrying loopback address 127.0.0.1"),
+        ("::ffff:0:7f00:1", "IPv4-translated address carrying loopback address 127.0.0.1"),
+        ("::ffff:0:808:808", None),
+        ("2002:7f00:1::1", "6to4 address carrying loopback address 127.0.0.1"),
+        ("2002:a9fe:a9fe::1", "6to4 address carrying link-local / cloud metadata address "
+         "169.254.169.254"),
+        ("2002:808:808::1", None),
+        # Teredo: server 65.54.227.120, client 127.0.0.1 / 10.0.0.1 (stored inverted).
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo address carrying loopback address "
+         "127.0.0.1"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo address carrying private address "
+         "10.0.0.1"),
     ],
 )
 def test_address_policy(address, why):
     assert refusal(address) == why
+
+
+# --- every resolved address is checked, and the connect uses a checked one -----------------
+
+PUBLIC = "93.184.215.14"
+CONNECTED = object()  # what the recording backend returns for a connection
+
+
+class RecordingBackend:
+    """Stands in for the socket layer: records the address each connect goes to. Given a
+    name instead of an address it resolves it again, as the operating system would."""
+
+    def __init__(self):
+        self.connected: list[str] = []
+
+    async def connect_tcp(self, host, port, **_options):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            host = (await netpolicy.resolve(host, port, None))[0]
+        self.connected.append(host)
+        return CONNECTED
+
+
+def resolver(monkeypatch, *answers: list[str]) -> list[str]:
+    """Make the gateway's resolver answer each lookup with the next list; returns the
+    names looked up."""
+    lookups, queue = [], list(answers)
+
+    async def resolve(host, port, timeout):
+        lookups.append(host)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    monkeypatch.setattr(netpolicy, "resolve", resolve)
+    return lookups
+
+
+def vetted_backend() -> tuple[netpolicy.VettedNetworkBackend, RecordingBackend]:
+    backend = netpolicy.VettedNetworkBackend(allow_private_network=False)
+    backend._inner = recorder = RecordingBackend()
+    return backend, recorder
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [PUBLIC, "10.0.0.5"],
+        ["10.0.0.5", PUBLIC],
+        [PUBLIC, "2606:4700::1111", "169.254.169.254"],
+        ["2606:4700::1111", "::ffff:127.0.0.1"],
+    ],
+)
+def test_a_name_with_any_non_public_answer_is_refused_before_connecting(monkeypatch, answers):
+    resolver(monkeypatch, answers)
+    backend, recorder = vetted_backend()
+    with pytest.raises(netpolicy.AddressRefused) as raised:
+        anyio.run(backend.connect_tcp, "api.example.test", 443)
+    refused = next(a for a in answers if netpolicy.refusal(a))
+    assert raised.value.address == refused
+    assert recorder.connected == [], "no connection may start while an answer is refused"
+
+
+def test_the_connect_goes_to_the_vetted_address_not_to_a_fresh_lookup(monkeypatch):
+    # DNS rebinding: public when vetted, the metadata service on the next lookup.
+    lookups = resolver(monkeypatch, [PUBLIC], ["169.254.169.254"])
+    backend, recorder = vetted_backend()
+    assert anyio.run(backend.connect_tcp, "api.example.test", 443) is CONNECTED
+    assert recorder.connected == [PUBLIC]
+    assert lookups == ["api.example.test"], "one lookup per connection"
+    # The next connection looks the name up again and is refused on the new answer.
+    with pytest.raises(netpolicy.AddressRefused, match="169.254.169.254"):
+        anyio.run(backend.connect_tcp, "api.example.test", 443)
+    assert recorder.connected == [PUBLIC]
+
+
+def test_a_public_and_a_private_answer_are_refused_through_the_gateway(monkeypatch, stub):
+    resolver(monkeypatch, [PUBLIC, "127.0.0.1"])
+    url = f"http://two-answers.example.test:{stub.port}/echo/{{item}}"
+    with gateway([plugin("lookup", url, timeout_s=2)]) as client:
+        answer = call(client, "lookup", {"item": "a"})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "address-refused"
+    assert "resolves to 127.0.0.1 (loopback address)" in answer.json()["detail"]
+    assert stub.seen == []
 
 
 # --- configuration from the environment ------------------------------------------------------
