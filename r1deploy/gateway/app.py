@@ -20,6 +20,9 @@ UNAUTHORISED = GatewayError(
     "unauthorised",
     "missing or wrong bearer key: send Authorization: Bearer <TOOLS_GATEWAY_KEY>",
 )
+# A guessable key opens every tool to anyone who reaches the port; the r1_stack role
+# generates 40 characters.
+MIN_KEY_CHARS = 32
 # Tool arguments are small; a larger body is a mistake or an attack.
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -41,8 +44,11 @@ def create_app(
     environ=None,
 ) -> FastAPI:
     """The gateway for validated plugins; raises GatewayConfigError (missing env vars)."""
-    if not key:
-        raise ValueError("the gateway needs a bearer key (TOOLS_GATEWAY_KEY or --key-file)")
+    if len(key) < MIN_KEY_CHARS:
+        raise ValueError(
+            f"the gateway needs a bearer key of at least {MIN_KEY_CHARS} characters "
+            f"(TOOLS_GATEWAY_KEY or --key-file); this one has {len(key)}"
+        )
     routes = compile_routes(plugins, environ)
     document = to_openapi(plugins, server_url)
     upstream = Upstream()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 
 import anyio
 import pytest
@@ -16,9 +17,10 @@ from fastapi.testclient import TestClient
 from r1deploy.gateway import GatewayConfigError, create_app, netpolicy
 from r1deploy.gateway.netpolicy import refusal
 from r1deploy.tools.export import to_openapi
+from tests.support.bounded import run_bounded
 from tests.support.stub_upstream import StubUpstream
 
-KEY = "test-gateway-key"
+KEY = "test-gateway-key-0123456789abcdef"  # the gateway needs 32 characters or more
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
@@ -100,6 +102,77 @@ def test_openapi_json_is_exactly_the_export():
 def test_a_gateway_without_a_key_does_not_start():
     with pytest.raises(ValueError, match="TOOLS_GATEWAY_KEY"):
         create_app([], "")
+
+
+def test_a_gateway_with_a_short_key_does_not_start():
+    with pytest.raises(ValueError, match="at least 32 characters.*this one has 31"):
+        create_app([], "k" * 31)
+    create_app([], "k" * 32)
+
+
+@pytest.fixture
+def serve_tools(tmp_path, monkeypatch, capsys):
+    """`r1deploy serve-tools` up to the point where it would serve: exit code, stderr,
+    and whether uvicorn was started."""
+    import uvicorn
+
+    from r1deploy.cli import main
+
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps([plugin("lookup", "https://api.example.com/{item}")]))
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    monkeypatch.delenv("TOOLS_GATEWAY_KEY", raising=False)
+
+    def run(*argv: str) -> tuple[int, str, bool]:
+        code = main(["serve-tools", "--tools", str(tools_file), *argv])
+        return code, capsys.readouterr().err, bool(served)
+
+    return run
+
+
+def key_file(tmp_path, key: str, mode: int):
+    path = tmp_path / "gateway.key"
+    path.write_text(key + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_serve_tools_takes_the_40_character_keys_the_role_generates(tmp_path, serve_tools):
+    role_like = "aB3" * 13 + "x"  # ascii letters and digits, 40 characters
+    assert serve_tools("--key-file", str(key_file(tmp_path, role_like, 0o600)))[::2] == (0, True)
+
+
+def test_serve_tools_refuses_a_short_key_naming_where_it_came_from(
+    tmp_path, serve_tools, monkeypatch
+):
+    monkeypatch.setenv("TOOLS_GATEWAY_KEY", "k")
+    code, err, served = serve_tools()
+    assert (code, served) == (2, False)
+    assert "the bearer key in the TOOLS_GATEWAY_KEY variable has 1 characters" in err
+    assert "at least 32" in err
+    short = key_file(tmp_path, "k" * 31, 0o600)
+    code, err, served = serve_tools("--key-file", str(short))
+    assert (code, served) == (2, False)
+    assert f"--key-file {short} has 31 characters" in err
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=lambda m: f"{m:04o}")
+def test_serve_tools_refuses_a_key_file_others_can_read(tmp_path, serve_tools, mode):
+    path = key_file(tmp_path, "k" * 40, mode)
+    code, err, served = serve_tools("--key-file", str(path))
+    assert (code, served) == (2, False)
+    assert f"--key-file {path} is readable by other users (mode {mode:04o})" in err
+    assert f"chmod 600 {path}" in err
+
+
+def test_serve_tools_does_not_wait_on_a_fifo_as_key_file(tmp_path, serve_tools):
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    outcome = run_bounded(serve_tools, "--key-file", str(fifo), timeout=10)
+    code, err, served = outcome.result
+    assert (code, served) == (2, False)
+    assert "a FIFO, not a regular file" in err
 
 
 # --- argument validation ---------------------------------------------------------------------
