@@ -3,7 +3,9 @@
 A regression must fail its test, not the machine: the child runs under an address-space
 limit (RLIMIT_AS) and the parent kills it after a wall-clock limit, so a hang or a
 memory blow-up ends the child, never pytest. Memory is the growth of the child's peak
-RSS (VmHWM, reset when the case starts) over its RSS at that moment.
+RSS (VmHWM, reset when the case starts) over its RSS at that moment. Time is measured
+twice: wall-clock (time.monotonic) and the CPU the child used (all its threads), which
+does not grow when other processes crowd the machine.
 """
 
 from __future__ import annotations
@@ -24,14 +26,21 @@ MIB = 1024 * 1024
 class Bounded:
     result: object
     seconds: float
+    cpu_seconds: float
     rss_growth: int
     error: str | None = None
 
     def __str__(self) -> str:
         return (
-            f"{self.seconds * 1000:.0f} ms, peak RSS +{self.rss_growth / MIB:.1f} MiB"
+            f"{self.seconds * 1000:.0f} ms ({self.cpu_seconds * 1000:.0f} ms CPU), "
+            f"peak RSS +{self.rss_growth / MIB:.1f} MiB"
             + (f", raised {self.error}" if self.error else "")
         )
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _status_kib(field: str) -> int:
@@ -46,16 +55,16 @@ def _child(conn, fn: Callable, args: tuple, address_space: int) -> None:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # reset VmHWM to the current RSS
         before = _status_kib("VmRSS")
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), _cpu_seconds()
         result, error = None, None
         try:
             result = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             error = f"{type(exc).__name__}: {exc}"[:2000]
             error += "\n" + "".join(traceback.format_exc(limit=-3))[-2000:]
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
         growth = (_status_kib("VmHWM") - before) * 1024
-        conn.send(Bounded(result, seconds, growth, error))
+        conn.send(Bounded(result, seconds, cpu, growth, error))
     finally:
         conn.close()
         os._exit(0)

@@ -21,9 +21,19 @@ from r1deploy.cli import main
 from tests.support.bounded import MIB, run_bounded
 
 REPO = Path(__file__).resolve().parents[2]
-# Generous: the fixed code answers each case in tens of milliseconds and a few MiB.
-MAX_SECONDS = 1.0
+# Generous: the fixed code answers each case in at most a few hundred milliseconds of
+# CPU and a few MiB. The wall-clock bound is looser: on a crowded machine (two cores and
+# a running vLLM) the slowest case took 2.7 s of wall time for 0.4 s of CPU.
+MAX_CPU_SECONDS = 1.0
+MAX_SECONDS = 10.0
 MAX_RSS_GROWTH = 32 * MIB
+
+
+def assert_bounded(outcome) -> None:
+    assert outcome.error is None, outcome.error
+    assert outcome.cpu_seconds < MAX_CPU_SECONDS, outcome
+    assert outcome.seconds < MAX_SECONDS, outcome
+    assert outcome.rss_growth < MAX_RSS_GROWTH, outcome
 
 
 def cli(*argv: str) -> tuple[int, str]:
@@ -47,12 +57,10 @@ def warm_up():
     cli("compose", "validate", str(REPO / "tests/golden/cpu/compose.yaml"))
 
 
-def bounded_cli(*argv: str):
+def bounded_cli(label: str, *argv: str):
     outcome = run_bounded(cli, *argv)
-    print(f"{' '.join(argv[:2])} {Path(argv[-1]).name}: {outcome}")
-    assert outcome.error is None, outcome.error
-    assert outcome.seconds < MAX_SECONDS, outcome
-    assert outcome.rss_growth < MAX_RSS_GROWTH, outcome
+    print(f"{label}: {outcome}")
+    assert_bounded(outcome)
     return outcome.result
 
 
@@ -173,7 +181,8 @@ FILE_CASES = [
 def test_hostile_file_gets_a_located_finding_fast(tmp_path, case):
     suffix = ".json" if case.validator == "tools" else ".yaml"
     path = case.make(tmp_path, suffix)
-    code, output = bounded_cli(case.validator, "validate", str(path))
+    label = f"{case.validator} {case.name}"
+    code, output = bounded_cli(label, case.validator, "validate", str(path))
     assert code == 1, output
     assert f"{path}{case.where}: error [{case.rule}]" in output, output
     assert "Traceback" not in output
@@ -309,12 +318,10 @@ CALL_CASES = [
 def test_hostile_call_is_answered_and_the_gateway_keeps_serving(gateway_warm, case):
     outcome = run_bounded(gateway_call, case.tool, case.body)
     print(f"gateway {case.name}: {outcome}")
-    assert outcome.error is None, outcome.error
+    assert_bounded(outcome)
     status, answer, normal_status, reached = outcome.result
     assert (status, answer["error"]) == (case.status, case.error), answer
     assert answer.get("pointer") == case.pointer, answer
     assert normal_status == 200, "the gateway must keep serving after a hostile call"
     if case.status == 400:
         assert reached == ["/echo/ok/tail"], "nothing may leave the host for a refused call"
-    assert outcome.seconds < MAX_SECONDS, outcome
-    assert outcome.rss_growth < MAX_RSS_GROWTH, outcome
