@@ -141,6 +141,7 @@ def _parse_arguments(route: Route, raw: bytes) -> object:
             400, "invalid-json", f"the request body is not JSON: {exc}", ""
         ) from None
     # NaN and Infinity pass every schema bound, then cannot be sent on as JSON.
-    for path in doclimits.non_finite_numbers(arguments):
-        raise _invalid(route, json_pointer(path), "NaN and Infinity are not JSON numbers")
+    not_finite = next(doclimits.non_finite_numbers(arguments), None)
+    if not_finite is not None:
+        raise _invalid(route, json_pointer(not_finite), "NaN and Infinity are not JSON numbers")
     return arguments
