@@ -189,6 +189,23 @@ def test_hostile_file_gets_a_located_finding_fast(tmp_path, case):
 
 
 @pytest.mark.parametrize(
+    ("content", "finding"),
+    [
+        ("VLLM_API_KEY=caf\xe9\n".encode("latin-1"), ":1:17: error [input-encoding]"),
+        (b"#" * (1024 * 1024 + 1), ": error [input-too-large]"),
+    ],
+    ids=["latin-1", "over-size-cap"],
+)
+def test_a_dot_env_compose_validate_cannot_read_is_a_finding(tmp_path, content, finding):
+    compose = tmp_path / "compose.yaml"
+    compose.write_text((REPO / "tests/golden/cpu/compose.yaml").read_text())
+    (tmp_path / ".env").write_bytes(content)
+    code, output = bounded_cli("compose .env", "compose", "validate", str(compose))
+    assert code == 1, output
+    assert f"{tmp_path / '.env'}{finding}" in output, output
+
+
+@pytest.mark.parametrize(
     "host", ["0177.0.0.1", "2130706433", "0x7f.1", "127.1", "127.0.0.01", "1.2.3.4."]
 )
 def test_ipv4_in_disguise_is_refused_with_its_canonical_form(tmp_path, host):
