@@ -8,11 +8,15 @@ them; the CLI decides how to print them.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import json_source_map
+
+from r1deploy import doclimits
 
 Severity = Literal["error", "warning"]
 
@@ -95,24 +99,41 @@ class SourceMap:
 
 
 def load_json(path: str, text: str) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
-    """Parse ``text``; a syntax error becomes a diagnostic with line and column."""
+    """Parse ``text``; a syntax error becomes a diagnostic with line and column.
+
+    Objects that repeat a key come back as doclimits.DuplicateKeysDict, for the rules
+    to report; text past the limits of doclimits is refused before it is parsed.
+    """
+    shape = doclimits.json_shape_error(text)
+    if shape:
+        where = json_pointer(shape.path), "json-limit", shape.problem, shape.fix, "error"
+        return None, None, [Diagnostic(path, *where, *_line_column(text, shape.offset))]
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=doclimits.object_pairs)
     except json.JSONDecodeError as exc:
-        return (
-            None,
-            None,
-            [
-                Diagnostic(
-                    file=path,
-                    pointer="",
-                    rule="json-syntax",
-                    message=f"invalid JSON: {exc.msg}",
-                    fix="correct the JSON syntax at this line and column "
-                    "(a missing comma, quote or bracket is the usual cause)",
-                    line=exc.lineno,
-                    column=exc.colno,
-                )
-            ],
-        )
+        return None, None, [_syntax_error(path, exc.msg, exc.lineno, exc.colno)]
+    except ValueError as exc:
+        # An integer literal longer than Python converts (sys.get_int_max_str_digits()).
+        digits = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1},}}", text)
+        line, column = _line_column(text, digits.start()) if digits else (None, None)
+        problem = str(exc).split(";")[0]
+        fix = "write the number with fewer digits, or as a string"
+        return None, None, [_syntax_error(path, problem, line, column, fix)]
     return document, SourceMap(text), []
+
+
+def _syntax_error(
+    path: str,
+    message: str,
+    line: int | None,
+    column: int | None,
+    fix: str = "correct the JSON syntax at this line and column "
+    "(a missing comma, quote or bracket is the usual cause)",
+) -> Diagnostic:
+    message = f"invalid JSON: {message}"
+    return Diagnostic(path, "", "json-syntax", message, fix, "error", line, column)
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)

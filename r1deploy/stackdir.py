@@ -5,6 +5,7 @@ Python keeps no second copy of a default: every value comes from what the role r
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,12 @@ def read_env_file(path: Path) -> dict[str, str]:
     file reads as empty. The one .env reader of the package."""
     if not path.is_file():
         return {}
-    return {k: v or "" for k, v in dotenv_values(path).items()}
+    return parse_env(path.read_text(encoding="utf-8"))
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """The ``KEY=value`` lines of a .env file's text (see read_env_file)."""
+    return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
 
 
 class StackDirError(ValueError):

@@ -25,7 +25,8 @@ from jsonschema import Draft202012Validator
 
 from r1deploy.compose.source import YamlSource, YamlSyntaxError, load_yaml
 from r1deploy.diagnostics import Diagnostic, errors, json_pointer
-from r1deploy.stackdir import read_env_file
+from r1deploy.inputfile import InputRefused, read_text
+from r1deploy.stackdir import parse_env
 
 # What the served model allows (config.json of DeepSeek-R1-Distill-Qwen-1.5B).
 MODEL_ATTENTION_HEADS = 12
@@ -838,18 +839,9 @@ def validate_text(
     try:
         source = load_yaml(text)
     except YamlSyntaxError as exc:
+        message = f"invalid YAML: {exc}" if exc.rule == "yaml-syntax" else str(exc)
         report.diagnostics.append(
-            Diagnostic(
-                path,
-                "",
-                "yaml-syntax",
-                f"invalid YAML: {exc}",
-                "correct the YAML at this line "
-                "(indentation and unquoted colons are the usual causes)",
-                "error",
-                exc.line,
-                exc.column,
-            )
+            Diagnostic(path, "", exc.rule, message, exc.fix, "error", exc.line, exc.column)
         )
         return report
     found = _Findings(path, source)
@@ -886,17 +878,35 @@ def validate_text(
 def validate_file(path: str | Path) -> Report:
     """Check a compose file, with the .env next to it when there is one.
 
-    Raises OSError when the file cannot be read.
+    Raises OSError when the file cannot be opened; a FIFO, a device, a file over
+    MAX_INPUT_BYTES or one that is not UTF-8 is reported as a finding, and so is a
+    .env that cannot be read as text.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    return validate_text(text, str(path), read_env_file(path.parent / ".env"))
+    try:
+        text = read_text(path)
+    except InputRefused as exc:
+        return Report(str(path), [exc.diagnostic(str(path))])
+    env_file, env, unread = path.parent / ".env", {}, []
+    if env_file.is_file():
+        try:
+            env = parse_env(read_text(env_file))
+        except InputRefused as exc:
+            # Without it the secret-literal rule cannot check anything.
+            unread = [exc.diagnostic(str(env_file))]
+    report = validate_text(text, str(path), env)
+    report.diagnostics[:0] = unread
+    return report
 
 
 def iter_rules() -> Iterator[str]:
     """Rule ids, for documentation and tests."""
     yield from (
+        "input-not-a-file",
+        "input-too-large",
+        "input-encoding",
         "yaml-syntax",
+        "yaml-limit",
         "duplicate-key",
         "compose-schema",
         "image-pinned",

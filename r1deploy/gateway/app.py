@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from r1deploy.gateway.routes import Route, compile_routes
+from r1deploy import doclimits
+from r1deploy.diagnostics import json_pointer
+from r1deploy.gateway.routes import InvalidArguments, Route, compile_routes
 from r1deploy.gateway.upstream import GatewayError, Upstream
 from r1deploy.tools.export import operation_path, to_openapi
 
@@ -18,6 +20,9 @@ UNAUTHORISED = GatewayError(
     "unauthorised",
     "missing or wrong bearer key: send Authorization: Bearer <TOOLS_GATEWAY_KEY>",
 )
+# A guessable key opens every tool to anyone who reaches the port; the r1_stack role
+# generates 40 characters.
+MIN_KEY_CHARS = 32
 # Tool arguments are small; a larger body is a mistake or an attack.
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -39,8 +44,11 @@ def create_app(
     environ=None,
 ) -> FastAPI:
     """The gateway for validated plugins; raises GatewayConfigError (missing env vars)."""
-    if not key:
-        raise ValueError("the gateway needs a bearer key (TOOLS_GATEWAY_KEY or --key-file)")
+    if len(key) < MIN_KEY_CHARS:
+        raise ValueError(
+            f"the gateway needs a bearer key of at least {MIN_KEY_CHARS} characters "
+            f"(TOOLS_GATEWAY_KEY or --key-file); this one has {len(key)}"
+        )
     routes = compile_routes(plugins, environ)
     document = to_openapi(plugins, server_url)
     upstream = Upstream()
@@ -81,17 +89,13 @@ def _endpoint(route: Route, upstream: Upstream, key: str):
         if not _authorised(request, key):
             return _error(UNAUTHORISED)
         try:
-            arguments = _parse_arguments(await _read_capped_body(request))
+            arguments = _parse_arguments(route, await _read_capped_body(request))
             problems = route.argument_errors(arguments)
             if problems:
-                pointer, message = problems[0]
-                raise GatewayError(
-                    400,
-                    "invalid-arguments",
-                    f"{route.name}: argument {pointer or '(body)'}: {message}",
-                    pointer,
-                )
+                raise _invalid(route, *problems[0])
             answer = await upstream.call(route, arguments)
+        except InvalidArguments as exc:
+            return _error(_invalid(route, exc.pointer, exc.message))
         except GatewayError as exc:
             return _error(exc)
         return Response(answer.content, status_code=answer.status, media_type=answer.content_type)
@@ -112,12 +116,32 @@ async def _read_capped_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_arguments(raw: bytes) -> object:
+def _invalid(route: Route, pointer: str, message: str) -> GatewayError:
+    detail = f"{route.name}: argument {pointer or '(body)'}: {message}"
+    return GatewayError(400, "invalid-arguments", detail, pointer)
+
+
+def _parse_arguments(route: Route, raw: bytes) -> object:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GatewayError(
+            400, "invalid-json", f"the request body is not UTF-8: {exc}", ""
+        ) from None
+    # Checked on the text: json.loads recurses once per level (RecursionError, a 500).
+    shape = doclimits.json_shape_error(text)
+    if shape:
+        raise _invalid(route, json_pointer(shape.path), shape.problem)
+    try:
+        arguments = json.loads(text)
     except ValueError as exc:
         raise GatewayError(
             400, "invalid-json", f"the request body is not JSON: {exc}", ""
         ) from None
+    # NaN and Infinity pass every schema bound, then cannot be sent on as JSON.
+    not_finite = next(doclimits.non_finite_numbers(arguments), None)
+    if not_finite is not None:
+        raise _invalid(route, json_pointer(not_finite), "NaN and Infinity are not JSON numbers")
+    return arguments

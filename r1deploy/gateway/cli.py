@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from pathlib import Path
 
+from r1deploy.inputfile import InputRefused, decode_utf8, read_bytes
 from r1deploy.tools.validate import ToolsFileError, load_plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -30,22 +32,32 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run_serve)
 
 
-def read_key(key_file: Path | None) -> str:
-    if key_file is not None:
-        try:
-            return key_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SystemExit(
-                f"r1deploy serve-tools: cannot read --key-file {key_file}: {exc}"
-            ) from None
-    return os.environ.get(KEY_ENV, "").strip()
+def read_key(key_file: Path | None) -> tuple[str, str]:
+    """The callers' bearer key and where it came from; SystemExit with the fix when the
+    key file cannot be used."""
+    if key_file is None:
+        return os.environ.get(KEY_ENV, "").strip(), f"the {KEY_ENV} variable"
+    where = f"--key-file {key_file}"
+    try:
+        data, info = read_bytes(key_file)
+        key = decode_utf8(data).strip()
+    except OSError as exc:
+        raise SystemExit(f"r1deploy serve-tools: cannot read {where}: {exc.strerror}") from None
+    except InputRefused as exc:
+        raise SystemExit(f"r1deploy serve-tools: {where}: {exc.message}; {exc.fix}") from None
+    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        raise SystemExit(
+            f"r1deploy serve-tools: {where} is readable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}): run chmod 600 {key_file}"
+        )
+    return key, where
 
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from r1deploy.gateway.app import create_app
+        from r1deploy.gateway.app import MIN_KEY_CHARS, create_app
         from r1deploy.gateway.routes import GatewayConfigError
     except ImportError as exc:
         print(
@@ -55,7 +67,7 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     try:
-        key = read_key(args.key_file)
+        key, where = read_key(args.key_file)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -63,6 +75,14 @@ def run_serve(args: argparse.Namespace) -> int:
         print(
             f"r1deploy serve-tools: no bearer key: set {KEY_ENV} (the stack's .env has it) "
             "or pass --key-file FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if len(key) < MIN_KEY_CHARS:
+        print(
+            f"r1deploy serve-tools: the bearer key in {where} has {len(key)} characters; "
+            f"use at least {MIN_KEY_CHARS} (the r1_stack role generates 40), e.g. "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
             file=sys.stderr,
         )
         return EXIT_USAGE

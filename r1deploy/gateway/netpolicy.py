@@ -34,11 +34,44 @@ class AddressRefused(Exception):
         )
 
 
+# IPv6 forms that carry an IPv4 address (RFC 4291, 2765, 6052, 3056, 4380): a
+# connection to one can reach that IPv4 address through the kernel, a NAT64 gateway or
+# a 6to4/Teredo relay, and the ipaddress module calls most of them global. So the
+# embedded address is what gets judged.
+_EMBEDDING_NETWORKS = (
+    (ipaddress.ip_network("::ffff:0:0:0/96"), "IPv4-translated"),
+    (ipaddress.ip_network("64:ff9b::/96"), "NAT64"),
+    (ipaddress.ip_network("::/96"), "IPv4-compatible"),
+)
+# RFC 8215's local-use NAT64 prefix: where the IPv4 address sits is up to the network.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address carries, and the name of the form; else None."""
+    if ip.sixtofour:
+        return ip.sixtofour, "6to4"
+    if ip.teredo:
+        return ip.teredo[1], "Teredo"  # the client's address, de-obfuscated
+    for network, form in _EMBEDDING_NETWORKS:
+        if ip in network and int(ip) > 1:  # :: and ::1 are themselves, not IPv4
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), form
+    return None
+
+
 def refusal(address: str) -> str | None:
     """Why a public-only gateway must not connect to this address, or None."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            ip = ip.ipv4_mapped  # the kernel connects to it over IPv4
+        elif ip in LOCAL_NAT64:
+            return "local-use NAT64 address"
+        elif embedded := embedded_ipv4(ip):
+            inner, form = embedded
+            why = refusal(str(inner))
+            if why:
+                return f"{form} address carrying {why} {inner}"
     if any(ip in network for network in METADATA_NETWORKS if network.version == ip.version):
         return "link-local / cloud metadata address"
     if ip.is_link_local:
@@ -56,8 +89,21 @@ def refusal(address: str) -> str | None:
     return None
 
 
+async def resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """Every address ``host`` resolves to, in the resolver's order, without repeats."""
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
 class VettedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, checks every address, then connects to a checked one."""
+    """Resolves the host once, checks every address it got, then connects to one of
+    those addresses (never to the name, which could resolve differently a second time)."""
 
     def __init__(self, allow_private_network: bool):
         self.allow_private_network = allow_private_network
@@ -66,14 +112,7 @@ class VettedNetworkBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(
         self, host, port, timeout=None, local_address=None, socket_options=None
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            with anyio.fail_after(timeout):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        addresses = await resolve(host, port, timeout)
         if not self.allow_private_network:
             for address in addresses:
                 why = refusal(address)

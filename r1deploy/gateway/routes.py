@@ -16,16 +16,28 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from jsonschema import Draft202012Validator
 
+from r1deploy.hostnames import noncanonical_ipv4
+
 # Used when a plugin does not set its own; documented in README (tool gateway).
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 QUERY_METHODS = frozenset({"GET", "DELETE"})
+# httpx refuses longer URLs ("URL too long"), which the gateway answered with a 500.
+MAX_URL_LENGTH = 65536
 
 
 class GatewayConfigError(ValueError):
     """The tools file cannot be served as configured (names the plugin and what to set)."""
+
+
+class InvalidArguments(ValueError):
+    """Arguments that fit the schema but cannot make a request: where, and why."""
+
+    def __init__(self, pointer: str, message: str):
+        super().__init__(message)
+        self.pointer, self.message = pointer, message
 
 
 @dataclass(frozen=True)
@@ -76,14 +88,20 @@ class Route:
 
         Placeholder values are percent-encoded as one path segment: '/', '?', '#', '@',
         '%' and '.' are all escaped, so no argument can add a segment, climb with '..',
-        or reach another host.
+        or reach another host. InvalidArguments for an empty segment or a URL too long.
         """
         consumed: set[str] = set()
 
         def substitute(match: re.Match) -> str:
             name = match.group(1)
             consumed.add(name)
-            return encode_segment(arguments[name])
+            segment = encode_segment(arguments.get(name, ""))
+            if not segment:
+                # "/items/{id}/tail" with "" would call "/items//tail": another resource.
+                raise InvalidArguments(
+                    _pointer([name]), "fills a path segment of the url: it must not be empty"
+                )
+            return segment
 
         path = PLACEHOLDER.sub(substitute, self.path_template)
         rest = {k: v for k, v in arguments.items() if k not in consumed}
@@ -97,6 +115,13 @@ class Route:
         else:
             body = rest
         url = f"{self.origin}{path}" + (f"?{query}" if query else "")
+        if len(url) > MAX_URL_LENGTH:
+            in_url = consumed | (set(rest) if self.method in QUERY_METHODS else set())
+            longest = max(in_url, key=lambda k: len(_scalar_text(arguments[k])), default="")
+            raise InvalidArguments(
+                _pointer([longest] if longest else []),
+                f"makes the upstream URL {len(url)} characters long, over {MAX_URL_LENGTH}",
+            )
         return url, body
 
 
@@ -119,12 +144,21 @@ def _host_for_url(host: str) -> str:
 
 
 def _origin_of(url: str, where: str) -> tuple[Origin, str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise GatewayConfigError(f"{where}: {url!r} cannot be read as a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise GatewayConfigError(f"{where}: {url!r} is not an absolute http(s) URL")
     if parts.username or parts.password:
         raise GatewayConfigError(f"{where}: {url!r} carries credentials; use headers instead")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    canonical = noncanonical_ipv4(parts.hostname)
+    if canonical is not None:
+        raise GatewayConfigError(
+            f"{where}: host {parts.hostname!r} is read as an IPv4 address but is not "
+            f"written as one; write {canonical or 'a host name or four decimal numbers'}"
+        )
     return Origin(parts.scheme, parts.hostname.lower(), port), parts.path
 
 

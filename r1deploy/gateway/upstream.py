@@ -10,11 +10,15 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
+from r1deploy.gateway import decoding
 from r1deploy.gateway.netpolicy import AddressRefused, VettedNetworkBackend
 from r1deploy.gateway.routes import Origin, Route
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Uncompressed answers: decoding a compressed one costs the gateway memory and CPU
+# (decoding.py bounds both when an upstream compresses anyway).
+REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 # Enough for 32 concurrent callers on one host with headroom.
 POOL_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=64)
 
@@ -57,6 +61,12 @@ def _transport(allow_private_network: bool) -> httpx.AsyncHTTPTransport:
         network_backend=VettedNetworkBackend(allow_private_network),
     )
     return transport
+
+
+def _headers(route: Route) -> httpx.Headers:
+    headers = httpx.Headers(REQUEST_HEADERS)
+    headers.update(route.headers)  # case-insensitive: a plugin's own Accept-Encoding wins
+    return headers
 
 
 def _origin(url: httpx.URL) -> Origin:
@@ -109,7 +119,11 @@ class Upstream:
                     f"the gateway follows redirects only within {route.origin}",
                 )
             request = client.build_request(
-                method, url, json=body, headers=dict(route.headers), timeout=route.timeout_s
+                method,
+                url,
+                json=body,
+                headers=_headers(route),
+                timeout=route.timeout_s,
             )
             try:
                 response = await client.send(request, stream=True)
@@ -158,13 +172,18 @@ async def _read_capped(route: Route, response: httpx.Response) -> bytes:
         "raise max_response_bytes in tools.json or ask the API for less",
     )
     declared = response.headers.get("content-length")
-    plain = "content-encoding" not in response.headers
+    plain = not decoding.codings(response.headers.get("content-encoding"))
     if plain and declared and declared.isdigit() and int(declared) > cap:
         raise too_large
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        decoder = decoding.BoundedDecoder(response.headers.get("content-encoding"), cap)
+        # Raw bytes: httpx would decode each chunk whole before anything could count it.
+        async for chunk in response.aiter_raw():
+            decoder.feed(chunk)
+    except decoding.TooLarge:
+        raise too_large from None
+    except decoding.BadEncoding as exc:
+        raise GatewayError(
+            502, "upstream-bad-encoding", f"{route.name}: the upstream answer: {exc}"
+        ) from None
+    return decoder.content()

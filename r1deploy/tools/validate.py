@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 
+from r1deploy import doclimits
 from r1deploy.diagnostics import Diagnostic, SourceMap, errors, json_pointer, load_json
+from r1deploy.hostnames import noncanonical_ipv4
+from r1deploy.inputfile import InputRefused, read_text
 from r1deploy.tools import strict
 
 SCALAR_TYPES = frozenset({"string", "number", "integer", "boolean", "null"})
@@ -244,7 +246,18 @@ def _url_is_absolute_and_placeholders_match(path: tuple, plugin: dict, found: _F
     if not isinstance(url, str):
         return
     where = path + ("url",)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+    except ValueError as exc:
+        found.add(
+            where,
+            "url-invalid",
+            f"url {url!r} cannot be read as a URL: {exc}",
+            'write the full address, e.g. "https://api.example.com/v1/{city}" '
+            '(an IPv6 host goes in brackets: "https://[2001:db8::1]/v1")',
+        )
+        return
     if parts.scheme not in ("http", "https") or not parts.netloc:
         found.add(
             where,
@@ -294,6 +307,49 @@ def _url_is_absolute_and_placeholders_match(path: tuple, plugin: dict, found: _F
             f"url {url!r} uses plain http: arguments and answers travel unencrypted",
             "use https:// if the API offers it",
             severity="warning",
+        )
+
+
+def _url_host_is_canonical(path: tuple, plugin: dict, found: _Findings) -> None:
+    url = plugin.get("url")
+    try:
+        host = urlsplit(url).hostname if isinstance(url, str) else None
+    except ValueError:
+        return  # reported by the url rule
+    canonical = noncanonical_ipv4(host) if host else None
+    if canonical is None:
+        return
+    found.add(
+        path + ("url",),
+        "url-host-not-canonical",
+        f"host {host!r} is read as an IPv4 address but is not written as one "
+        "(octal, hexadecimal, a single number or a short form)",
+        f"write the address as {canonical}"
+        if canonical
+        else "write a host name, or an IPv4 address as four decimal numbers 0-255",
+    )
+
+
+def _numbers_are_finite(path: tuple, plugin: dict, found: _Findings) -> None:
+    for where in doclimits.non_finite_numbers(plugin):
+        found.add(
+            path + where,
+            "number-not-finite",
+            "NaN and Infinity are not JSON numbers (1e999 overflows to Infinity); "
+            "they pass every bound, and the gateway cannot send them",
+            "write a finite number",
+        )
+
+
+def _keys_are_unique(path: tuple, plugin: dict, found: _Findings) -> None:
+    for where in doclimits.duplicate_keys(plugin):
+        found.add(
+            path + where,
+            "duplicate-key",
+            f'key "{where[-1]}" appears more than once in its object; the last one '
+            "would win without a word",
+            "keep one of them",
+            key=True,
         )
 
 
@@ -388,10 +444,13 @@ def _arguments_are_described(path: tuple, plugin: dict, found: _Findings) -> Non
 
 
 PLUGIN_RULES: tuple[PluginRule, ...] = (
+    _keys_are_unique,
+    _numbers_are_finite,
     _params_is_schema,
     _required_are_declared,
     _no_remote_ref,
     _url_is_absolute_and_placeholders_match,
+    _url_host_is_canonical,
     _query_arguments_are_scalars,
     _strict_rules,
     _no_secret_literals_in_headers,
@@ -451,12 +510,21 @@ def _unique_across_files(results: list[FileResult]) -> None:
                     first_seen[value] = (result, pointer)
 
 
+def _validate_path(path: str) -> FileResult:
+    try:
+        text = read_text(path)
+    except InputRefused as exc:
+        return FileResult(path, diagnostics=[exc.diagnostic(path)])
+    return validate_text(path, text)
+
+
 def validate_files(paths: list[str]) -> Report:
     """Validate each file, then the rules that span them (unique ids and names).
 
-    Raises OSError when a file cannot be read: that is a usage problem, not a finding.
+    Raises OSError when a file cannot be opened: that is a usage problem, not a finding.
+    A FIFO, a device, a file over MAX_INPUT_BYTES or one that is not UTF-8 is a finding.
     """
-    results = [validate_text(str(p), Path(p).read_text(encoding="utf-8")) for p in paths]
+    results = [_validate_path(str(p)) for p in paths]
     _unique_across_files(results)
     for result in results:
         result.diagnostics.sort(key=lambda d: (d.line or 0, d.column or 0, d.pointer))

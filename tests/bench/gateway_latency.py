@@ -22,7 +22,7 @@ import httpx
 from tests.support.processes import start_gateway
 from tests.support.stub_upstream import StubUpstream
 
-KEY = "bench-gateway-key"
+KEY = "bench-gateway-key-0123456789abcdef"  # the gateway needs 32 characters or more
 SEQUENTIAL_CALLS = 400
 WARMUP_CALLS = 50
 CONCURRENCY = 32

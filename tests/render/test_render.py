@@ -3,7 +3,8 @@
 One run renders every scenario of scenarios.yml (one inventory host per case); a second
 run must change nothing and rotate no secret; wrong variables must fail naming the
 variable with nothing written. Golden files hold the exact compose.yaml, settings.json
-and .env (secrets masked) of each scenario: R1DEPLOY_UPDATE_GOLDEN=1 rewrites them.
+and .env (secrets masked) of each scenario: R1DEPLOY_UPDATE_GOLDEN=1 rewrites them,
+prints the diff and reports the comparison skipped (.ci/run refuses to run with it set).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from tests.support.compose_binary import ensure_compose_binary
+from tests.support.golden import rewrite_golden
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -256,18 +258,22 @@ def _masked_env(path: Path) -> str:
 
 
 @pytest.mark.parametrize("host", SCENARIOS)
-def test_rendered_files_match_the_golden_files(first, host):
+def test_rendered_files_match_the_golden_files(first, host, capsys):
     out, _, _ = first
     rendered = {
         "compose.yaml": (out / host / "compose.yaml").read_text(),
         "settings.json": (out / host / "settings.json").read_text(),
         "env.masked": _masked_env(out / host / ".env"),
     }
+    if UPDATE_GOLDEN:
+        diffs = [rewrite_golden(GOLDEN / host / name, text) for name, text in rendered.items()]
+        changed = [diff for diff in diffs if diff]
+        if changed:
+            with capsys.disabled():  # shown even when pytest captures output
+                print("\n" + "".join(changed))
+            pytest.skip(f"rewrote {len(changed)} golden files of {host} (diff above): not compared")
     for name, text in rendered.items():
         golden = GOLDEN / host / name
-        if UPDATE_GOLDEN:
-            golden.parent.mkdir(parents=True, exist_ok=True)
-            golden.write_text(text)
         assert golden.exists(), f"no golden {golden}: run with R1DEPLOY_UPDATE_GOLDEN=1"
         assert text == golden.read_text(), f"{host}/{name} differs from {golden}"
 

@@ -11,18 +11,38 @@ by path:
 - ``/redirect?to=URL``   302 to URL
 - ``/status/<code>``     that status, a short text body
 - ``/weather/<city>``    200, ``<city>: Sunny, +21°C`` (the agent tests' weather API)
+- ``/gzip/<layers>/<bytes>``  200, that many zero bytes gzipped ``layers`` times, with
+  ``Content-Encoding: gzip, gzip`` (one per layer), whatever the request accepts: a
+  decompression bomb when large (790 bytes on the wire carry 400 MB in two layers)
+- ``/coded/<coding>``    200, ``hello`` labelled with that Content-Encoding
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.support.ports import bind_free_port
+
+
+@functools.cache
+def gzip_layers(decoded_bytes: int, layers: int) -> bytes:
+    """``decoded_bytes`` zero bytes gzipped ``layers`` times, built in 1 MiB steps."""
+    block = bytes(1024 * 1024)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    parts = [compressor.compress(block) for _ in range(decoded_bytes // len(block))]
+    parts += [compressor.compress(bytes(decoded_bytes % len(block))), compressor.flush()]
+    data = b"".join(parts)
+    for _ in range(layers - 1):
+        compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        data = compressor.compress(data) + compressor.flush()
+    return data
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -113,6 +133,12 @@ class StubUpstream:
             return 302, {"Location": seen.query["to"]}, b""
         if path.startswith("/status/"):
             return int(path.rsplit("/", 1)[1]), {"Content-Type": "text/plain"}, b"no such thing"
+        if path.startswith("/gzip/"):
+            layers, size = (int(part) for part in path.split("/")[2:4])
+            coding = ", ".join(["gzip"] * layers)
+            return 200, {"Content-Encoding": coding}, gzip_layers(size, layers)
+        if path.startswith("/coded/"):
+            return 200, {"Content-Encoding": unquote(path.rsplit("/", 1)[1])}, b"hello"
         if path.startswith("/weather/"):
             city = unquote(path.rsplit("/", 1)[1])
             text = f"{city}: Sunny, +21°C".encode()

@@ -16,7 +16,8 @@ from r1deploy.tools.export import to_openai
 from tests.support.ports import bind_free_port, free_port
 from tests.support.stub_upstream import StubUpstream
 
-KEY = "k"
+# The gateway refuses bearer keys under 32 characters.
+KEY = "agent-loop-gateway-key-0123456789"
 WEATHER = {
     "id": "weather_tool",
     "name": "get_weather",

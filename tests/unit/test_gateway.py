@@ -6,17 +6,21 @@ the wire, so the tests see exactly what left the gateway.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 
-from r1deploy.gateway import GatewayConfigError, create_app
+from r1deploy.gateway import GatewayConfigError, create_app, netpolicy
 from r1deploy.gateway.netpolicy import refusal
 from r1deploy.tools.export import to_openapi
+from tests.support.bounded import run_bounded
 from tests.support.stub_upstream import StubUpstream
 
-KEY = "test-gateway-key"
+KEY = "test-gateway-key-0123456789abcdef"  # the gateway needs 32 characters or more
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
@@ -98,6 +102,77 @@ def test_openapi_json_is_exactly_the_export():
 def test_a_gateway_without_a_key_does_not_start():
     with pytest.raises(ValueError, match="TOOLS_GATEWAY_KEY"):
         create_app([], "")
+
+
+def test_a_gateway_with_a_short_key_does_not_start():
+    with pytest.raises(ValueError, match="at least 32 characters.*this one has 31"):
+        create_app([], "k" * 31)
+    create_app([], "k" * 32)
+
+
+@pytest.fixture
+def serve_tools(tmp_path, monkeypatch, capsys):
+    """`r1deploy serve-tools` up to the point where it would serve: exit code, stderr,
+    and whether uvicorn was started."""
+    import uvicorn
+
+    from r1deploy.cli import main
+
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps([plugin("lookup", "https://api.example.com/{item}")]))
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    monkeypatch.delenv("TOOLS_GATEWAY_KEY", raising=False)
+
+    def run(*argv: str) -> tuple[int, str, bool]:
+        code = main(["serve-tools", "--tools", str(tools_file), *argv])
+        return code, capsys.readouterr().err, bool(served)
+
+    return run
+
+
+def key_file(tmp_path, key: str, mode: int):
+    path = tmp_path / "gateway.key"
+    path.write_text(key + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_serve_tools_takes_the_40_character_keys_the_role_generates(tmp_path, serve_tools):
+    role_like = "aB3" * 13 + "x"  # ascii letters and digits, 40 characters
+    assert serve_tools("--key-file", str(key_file(tmp_path, role_like, 0o600)))[::2] == (0, True)
+
+
+def test_serve_tools_refuses_a_short_key_naming_where_it_came_from(
+    tmp_path, serve_tools, monkeypatch
+):
+    monkeypatch.setenv("TOOLS_GATEWAY_KEY", "k")
+    code, err, served = serve_tools()
+    assert (code, served) == (2, False)
+    assert "the bearer key in the TOOLS_GATEWAY_KEY variable has 1 characters" in err
+    assert "at least 32" in err
+    short = key_file(tmp_path, "k" * 31, 0o600)
+    code, err, served = serve_tools("--key-file", str(short))
+    assert (code, served) == (2, False)
+    assert f"--key-file {short} has 31 characters" in err
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=lambda m: f"{m:04o}")
+def test_serve_tools_refuses_a_key_file_others_can_read(tmp_path, serve_tools, mode):
+    path = key_file(tmp_path, "k" * 40, mode)
+    code, err, served = serve_tools("--key-file", str(path))
+    assert (code, served) == (2, False)
+    assert f"--key-file {path} is readable by other users (mode {mode:04o})" in err
+    assert f"chmod 600 {path}" in err
+
+
+def test_serve_tools_does_not_wait_on_a_fifo_as_key_file(tmp_path, serve_tools):
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    outcome = run_bounded(serve_tools, "--key-file", str(fifo), timeout=10)
+    code, err, served = outcome.result
+    assert (code, served) == (2, False)
+    assert "a FIFO, not a regular file" in err
 
 
 # --- argument validation ---------------------------------------------------------------------
@@ -249,6 +324,57 @@ def test_answer_over_the_size_cap_is_refused_with_502_against_stub_upstream(stub
     assert "max_response_bytes (1000 bytes)" in large.json()["detail"]
 
 
+def test_the_gateway_asks_for_uncompressed_answers_against_stub_upstream(stub):
+    tools = [plugin("lookup", f"{stub.url}/echo/{{item}}", allow_private_network=True)]
+    with gateway(tools) as client:
+        call(client, "lookup", {"item": "a"})
+    assert stub.seen[0].headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_compressed_answer_is_decoded_up_to_the_cap_against_stub_upstream(stub, layers):
+    tools = [
+        plugin(
+            "packed",
+            f"{stub.url}/gzip/{layers}/{{item}}",
+            max_response_bytes=1000,
+            allow_private_network=True,
+        )
+    ]
+    with gateway(tools) as client:
+        fits = call(client, "packed", {"item": "1000"})
+        over = call(client, "packed", {"item": "1001"})
+    assert fits.status_code == 200
+    assert fits.content == bytes(1000)
+    assert "content-encoding" not in fits.headers
+    assert over.status_code == 502
+    assert over.json()["error"] == "response-too-large"
+
+
+@pytest.mark.parametrize(
+    ("coding", "why"),
+    [
+        ("br", "Content-Encoding br is not decoded here"),
+        ("gzip, gzip, gzip", "3 layers"),
+        ("gzip", "does not decode"),  # the body is plain "hello"
+    ],
+)
+def test_answer_the_gateway_cannot_decode_is_a_502_against_stub_upstream(stub, coding, why):
+    tools = [
+        plugin(
+            "coded",
+            f"{stub.url}/coded/{{item}}",
+            params={"type": "object", "properties": {"item": {"type": "string"}}},
+            allow_private_network=True,
+        )
+    ]
+    with gateway(tools) as client:
+        answer = call(client, "coded", {"item": coding})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "upstream-bad-encoding"
+    assert why in answer.json()["detail"]
+
+
 def test_upstream_error_status_is_reported_as_502_against_stub_upstream(stub):
     tools = [plugin("gone", f"{stub.url}/status/{{item}}", allow_private_network=True)]
     with gateway(tools) as client:
@@ -324,10 +450,112 @@ def test_metadata_address_is_refused():
         ("100.64.0.1", "non-public address"),
         ("93.184.215.14", None),
         ("2606:4700::1111", None),
+        # IPv6 forms that carry an IPv4 address are judged by that address.
+        ("64:ff9b::a9fe:a9fe", "NAT64 address carrying link-local / cloud metadata address "
+         "169.254.169.254"),
+        ("64:ff9b::7f00:1", "NAT64 address carrying loopback address 127.0.0.1"),
+        ("64:ff9b::808:808", None),
+        ("64:ff9b:1::a00:1", "local-use NAT64 address"),
+        ("::127.0.0.1", "IPv4-compatible address carrying loopback address 127.0.0.1"),
+        ("::ffff:0:7f00:1", "IPv4-translated address carrying loopback address 127.0.0.1"),
+        ("::ffff:0:808:808", None),
+        ("2002:7f00:1::1", "6to4 address carrying loopback address 127.0.0.1"),
+        ("2002:a9fe:a9fe::1", "6to4 address carrying link-local / cloud metadata address "
+         "169.254.169.254"),
+        ("2002:808:808::1", None),
+        # Teredo: server 65.54.227.120, client 127.0.0.1 / 10.0.0.1 (stored inverted).
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo address carrying loopback address "
+         "127.0.0.1"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo address carrying private address "
+         "10.0.0.1"),
     ],
 )
 def test_address_policy(address, why):
     assert refusal(address) == why
+
+
+# --- every resolved address is checked, and the connect uses a checked one -----------------
+
+PUBLIC = "93.184.215.14"
+CONNECTED = object()  # what the recording backend returns for a connection
+
+
+class RecordingBackend:
+    """Stands in for the socket layer: records the address each connect goes to. Given a
+    name instead of an address it resolves it again, as the operating system would."""
+
+    def __init__(self):
+        self.connected: list[str] = []
+
+    async def connect_tcp(self, host, port, **_options):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            host = (await netpolicy.resolve(host, port, None))[0]
+        self.connected.append(host)
+        return CONNECTED
+
+
+def resolver(monkeypatch, *answers: list[str]) -> list[str]:
+    """Make the gateway's resolver answer each lookup with the next list; returns the
+    names looked up."""
+    lookups, queue = [], list(answers)
+
+    async def resolve(host, port, timeout):
+        lookups.append(host)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    monkeypatch.setattr(netpolicy, "resolve", resolve)
+    return lookups
+
+
+def vetted_backend() -> tuple[netpolicy.VettedNetworkBackend, RecordingBackend]:
+    backend = netpolicy.VettedNetworkBackend(allow_private_network=False)
+    backend._inner = recorder = RecordingBackend()
+    return backend, recorder
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [PUBLIC, "10.0.0.5"],
+        ["10.0.0.5", PUBLIC],
+        [PUBLIC, "2606:4700::1111", "169.254.169.254"],
+        ["2606:4700::1111", "::ffff:127.0.0.1"],
+    ],
+)
+def test_a_name_with_any_non_public_answer_is_refused_before_connecting(monkeypatch, answers):
+    resolver(monkeypatch, answers)
+    backend, recorder = vetted_backend()
+    with pytest.raises(netpolicy.AddressRefused) as raised:
+        anyio.run(backend.connect_tcp, "api.example.test", 443)
+    refused = next(a for a in answers if netpolicy.refusal(a))
+    assert raised.value.address == refused
+    assert recorder.connected == [], "no connection may start while an answer is refused"
+
+
+def test_the_connect_goes_to_the_vetted_address_not_to_a_fresh_lookup(monkeypatch):
+    # DNS rebinding: public when vetted, the metadata service on the next lookup.
+    lookups = resolver(monkeypatch, [PUBLIC], ["169.254.169.254"])
+    backend, recorder = vetted_backend()
+    assert anyio.run(backend.connect_tcp, "api.example.test", 443) is CONNECTED
+    assert recorder.connected == [PUBLIC]
+    assert lookups == ["api.example.test"], "one lookup per connection"
+    # The next connection looks the name up again and is refused on the new answer.
+    with pytest.raises(netpolicy.AddressRefused, match="169.254.169.254"):
+        anyio.run(backend.connect_tcp, "api.example.test", 443)
+    assert recorder.connected == [PUBLIC]
+
+
+def test_a_public_and_a_private_answer_are_refused_through_the_gateway(monkeypatch, stub):
+    resolver(monkeypatch, [PUBLIC, "127.0.0.1"])
+    url = f"http://two-answers.example.test:{stub.port}/echo/{{item}}"
+    with gateway([plugin("lookup", url, timeout_s=2)]) as client:
+        answer = call(client, "lookup", {"item": "a"})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "address-refused"
+    assert "resolves to 127.0.0.1 (loopback address)" in answer.json()["detail"]
+    assert stub.seen == []
 
 
 # --- configuration from the environment ------------------------------------------------------
@@ -391,3 +619,18 @@ def test_serve_tools_cli_refuses_to_start_without_a_key(tmp_path, capsys, monkey
     monkeypatch.delenv("TOOLS_GATEWAY_KEY", raising=False)
     assert main(["serve-tools", "--tools", str(tools_file)]) == 2
     assert "TOOLS_GATEWAY_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("http://0177.0.0.1:8080", "write 127.0.0.1"),
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://[::1", "Invalid IPv6 URL"),
+    ],
+)
+def test_base_url_env_the_validator_would_refuse_stops_startup(override, problem):
+    tools = [plugin("lookup", "https://api.example.com/{item}", base_url_env="LOOKUP_BASE_URL")]
+    with pytest.raises(GatewayConfigError, match="LOOKUP_BASE_URL") as raised:
+        create_app(tools, KEY, environ={"LOOKUP_BASE_URL": override})
+    assert problem in str(raised.value)
