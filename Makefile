@@ -57,7 +57,7 @@ PLAYBOOK = $(BIN)/ansible-playbook -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMI
 	$(if $(CHECK),--check --diff) $(ARGS)
 DEMO_VARS := -e @playbooks/vars/demo.yml
 
-.PHONY: deploy demo status logs down upgrade destroy test-deploy bench-deploy
+.PHONY: deploy demo status logs down upgrade destroy rotate-secrets test-deploy bench-deploy
 
 deploy: $(VENV_STAMP) ## Deploy the stack to INVENTORY (LIMIT=, CHECK=1): provision, render, start, smoke
 	$(PLAYBOOK) playbooks/site.yml
@@ -77,6 +77,10 @@ down: $(VENV_STAMP) ## Stop every service; data, secrets and environments are ke
 
 upgrade: $(VENV_STAMP) ## Back up Open WebUI data, apply new pins (PINS=file.yml), smoke; roll back on failure
 	$(PLAYBOOK) $(if $(PINS),-e @$(PINS)) $(if $(DEMO),$(DEMO_VARS)) playbooks/upgrade.yml
+
+rotate-secrets: $(VENV_STAMP) ## Change one secret on purpose, everywhere it is used, then smoke (SECRET=vllm_api_key|tools_gateway_key|webui_admin_password|webui_secret_key; DEMO=1 for the demo)
+	@test -n "$(SECRET)" || { echo "make rotate-secrets needs SECRET=vllm_api_key|tools_gateway_key|webui_admin_password|webui_secret_key"; exit 2; }
+	$(PLAYBOOK) -e r1deploy_rotate_secret=$(SECRET) $(if $(DEMO),$(DEMO_VARS)) playbooks/rotate-secrets.yml
 
 destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data too only with PURGE=1
 	$(PLAYBOOK) -e r1deploy_purge=$(if $(PURGE),true,false) playbooks/destroy.yml

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from r1deploy.stackdir import StackDirError
-from r1deploy.webui.client import WebUIError
+from r1deploy.stackdir import StackDir, StackDirError
+from r1deploy.webui.client import WebUIClient, WebUIError
 from r1deploy.webui.reconcile import reconcile_stack
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -29,6 +30,45 @@ def register(subparsers) -> None:
     )
     rec.add_argument("--json", action="store_true", help="one JSON object (changed, ok, items)")
     rec.set_defaults(handler=run_reconcile)
+
+    password = verbs.add_parser(
+        "set-admin-password",
+        help="change the admin's password in the running Open WebUI (make rotate-secrets)",
+    )
+    password.add_argument("--stack", required=True, metavar="DIR", help="rendered stack directory")
+    password.add_argument("--url", help="Open WebUI URL (default: the stack's settings.json)")
+    password.set_defaults(handler=run_set_admin_password)
+
+
+# The new password comes from the environment, never the command line (ps shows arguments).
+NEW_PASSWORD_ENV = "R1DEPLOY_NEW_ADMIN_PASSWORD"
+
+
+def run_set_admin_password(args: argparse.Namespace) -> int:
+    """From the password in the stack's .env to the one in $R1DEPLOY_NEW_ADMIN_PASSWORD. A
+    rotation interrupted after this step finds the new one already set: that is success."""
+    new = os.environ.get(NEW_PASSWORD_ENV, "")
+    if len(new) < 12:
+        print(f"r1deploy webui set-admin-password: set {NEW_PASSWORD_ENV} to the new password "
+              "(12 characters or more)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        stack = StackDir.load(args.stack)
+        email = stack.env.get("WEBUI_ADMIN_EMAIL") or stack.setting("webui", "admin_email")
+        current = stack.secret("WEBUI_ADMIN_PASSWORD")
+        client = WebUIClient(args.url or stack.setting("webui", "url"))
+        try:
+            client.sign_in(email, new)
+            print(f"{email}: the new password is already set")
+            return EXIT_OK
+        except WebUIError:
+            client.sign_in(email, current)
+        client.change_password(current, new)
+    except (StackDirError, WebUIError) as exc:
+        print(f"r1deploy webui set-admin-password: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{email}: password changed")
+    return EXIT_OK
 
 
 def run_reconcile(args: argparse.Namespace) -> int:

@@ -173,6 +173,10 @@ class WebUIClient:
     def set_models_config(self, config: dict) -> dict:
         return self.post("/api/v1/configs/models", config)
 
+    def change_password(self, current: str, new: str) -> None:
+        """Change the signed-in user's password (routers/auths.py update/password)."""
+        self.post("/api/v1/auths/update/password", {"password": current, "new_password": new})
+
     # --- the served model's entry (routers/models.py) ----------------------------------------
 
     def model_entry(self, model_id: str) -> dict | None:
