@@ -11,11 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
-    """`make ARGS...` from the checkout, uncoloured; prints how long it took."""
+def make(*args: str, timeout: int = 3600, checkout: Path = ROOT) -> subprocess.CompletedProcess:
+    """`make ARGS...` from the checkout (another clone: with this checkout's .venv, which
+    make then leaves alone), uncoloured; prints how long it took."""
     started = time.monotonic()
+    if checkout != ROOT:
+        venv = ROOT / ".venv"
+        args = (f"VENV={venv}", "-o", str(venv / ".installed"), *args)
     result = subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+        ["make", "--no-print-directory", *args], cwd=checkout, capture_output=True, text=True,
         timeout=timeout, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
     )
     result.seconds = time.monotonic() - started
