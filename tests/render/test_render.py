@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -513,6 +514,54 @@ def test_a_vault_encrypted_secret_is_read_decrypted(first, second):
     encrypted = secrets / "gpu-default" / "vllm_api_key"
     assert encrypted.read_text().startswith("$ANSIBLE_VAULT;")
     assert "$ANSIBLE_VAULT" not in (out / "gpu-default" / ".env").read_text()
+
+
+def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
+        first, tmp_path):
+    """A second checkout (no secrets/<host>/) against a host with a stack: it takes the
+    host's secrets, vault-encrypted because it keeps its other secrets so, and the host's
+    .env stays byte for byte."""
+    out, _, _ = first
+    host_env = out / "cpu" / ".env"
+    env_before = host_env.read_bytes()
+    teammate = tmp_path / "teammate-secrets"
+    password = tmp_path / "vault-password"
+    password.write_text("teammate-vault-password\n")
+    other = teammate / "another-host" / "vllm_api_key"
+    other.parent.mkdir(parents=True)
+    other.write_text("another-hosts-key\n")
+    subprocess.run([str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password),
+                    str(other)], check=True, capture_output=True, env=ansible_env())
+
+    rc, result = render(HERE / "scenarios.yml", out, teammate, "--limit", "cpu",
+                        "--vault-password-file", str(password))
+    assert rc == 0, failures(result)
+    assert host_env.read_bytes() == env_before
+    env = read_env(host_env)
+    for file_name, key in SECRET_FILES.items():
+        adopted = teammate / "cpu" / file_name
+        assert adopted.read_text().startswith("$ANSIBLE_VAULT;")
+        assert stat.S_IMODE(adopted.stat().st_mode) == 0o600
+        plain = subprocess.run([str(BIN / "ansible-vault"), "view", "--vault-password-file",
+                                str(password), str(adopted)], check=True, capture_output=True,
+                               text=True, env=ansible_env()).stdout.strip()
+        assert plain == env[key]
+
+
+def test_a_controller_whose_secret_differs_from_the_hosts_stops_before_writing(first, tmp_path):
+    out, secrets, _ = first
+    stack = out / "cpu"
+    before = {p: p.read_bytes() for p in stack.rglob("*") if p.is_file()}
+    teammate = tmp_path / "secrets"
+    shutil.copytree(secrets / "cpu", teammate / "cpu")
+    (teammate / "cpu" / "webui_secret_key").write_text("not-what-the-host-runs-with\n")
+    rc, result = render(HERE / "scenarios.yml", out, teammate, "--limit", "cpu")
+    assert rc != 0
+    message = failures(result)["cpu"]
+    assert "webui_secret_key (WEBUI_SECRET_KEY)" in message and "Nothing was changed" in message
+    assert "make rotate-secrets SECRET=webui_secret_key" in message
+    assert "not-what-the-host-runs-with" not in json.dumps(result)
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_a_file_changed_on_the_host_is_put_back_and_only_it(first):
