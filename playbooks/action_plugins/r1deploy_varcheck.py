@@ -145,16 +145,19 @@ class ActionModule(ActionBase):
 
         for entity in [*groups.values(), *hosts]:
             kind = "group" if isinstance(entity, Group) else "host"
-            # Set in the inventory source itself (hosts.yml, an INI file, a script). A host
-            # records its source (inventory_file); a group does not, so with several -i
-            # sources all of them are named.
-            source = entity.vars.get("inventory_file") if kind == "host" else None
-            where = _shown(source) if source else ", ".join(_shown(s) for s in inventory._sources)
-            note(entity.vars, f"for {kind} {entity.name} in {where}")
+            in_files: set[str] = set()
             for base in dirs:
                 if os.path.isdir(vars_dir := os.path.join(base, f"{kind}_vars")):
                     for file in self._loader.find_vars_files(vars_dir, entity.name):
-                        note(self._load(file), f"in {_shown(file)} ({kind} {entity.name})")
+                        in_files.update(data := self._load(file))
+                        note(data, f"in {_shown(file)} ({kind} {entity.name})")
+            # Set in the inventory source itself (hosts.yml, an INI file, a script). Where vars
+            # plugins run at inventory time (RUN_VARS_PLUGINS=start) the files' variables are
+            # merged in here too: those are named by their file above. A host records its
+            # source (inventory_file); a group does not, so with several -i all are named.
+            source = entity.vars.get("inventory_file") if kind == "host" else None
+            where = _shown(source) if source else ", ".join(_shown(s) for s in inventory._sources)
+            note(set(entity.vars) - in_files, f"for {kind} {entity.name} in {where}")
         for origin, data in _extra_vars(self._loader):
             note(data, origin)
         return found
