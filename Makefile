@@ -33,7 +33,7 @@ test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens,
 	$(BIN)/pytest -q tests/render
 
 render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)
-	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/render.yml -e r1deploy_render_dir=$(abspath $(RENDER_DIR)) $(ANSIBLE_ARGS)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/render.yml -e r1deploy_render_dir=$(abspath $(RENDER_DIR)) $(ANSIBLE_ARGS) $(ARGS)
 
 lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check r1deploy tests
