@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
+from r1deploy.compose.interpolation import MissingVariable, interpolate
 from r1deploy.compose.source import YamlSource, YamlSyntaxError, load_yaml
 from r1deploy.diagnostics import Diagnostic, errors, json_pointer
 from r1deploy.inputfile import InputRefused, read_text
@@ -35,7 +36,6 @@ MODEL_NAMES = ("deepseek-r1-distill-qwen-1.5b",)
 
 VLLM_DEFAULT_PORT = 8000
 LLAMACPP_DEFAULT_PORT = 8080
-ALLOW_PUBLIC_LABEL = "io.r1deploy.allow-public"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 UNPINNED_TAGS = frozenset({"latest", "main", "nightly", "master", "dev"})
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.I)
@@ -194,8 +194,13 @@ def _image_name(service: dict) -> str:
 
 
 def _is_vllm(service: dict) -> bool:
-    entry = " ".join(arg for arg, _ in _argv(service, "entrypoint"))
-    return "vllm-openai" in _image_name(service) or "vllm" in entry.split()
+    """vLLM by its image, or by what the service runs whatever the image is called:
+    ``vllm serve``, ``python -m vllm.entrypoints.openai.api_server``."""
+    if "vllm-openai" in _image_name(service):
+        return True
+    argv = [arg for arg, _ in _argv(service, "entrypoint")] + [arg for arg, _ in _argv(service)]
+    return any(arg == "vllm" or arg.endswith("/vllm") or arg.startswith("vllm.entrypoints")
+               for arg in argv)
 
 
 def _is_llamacpp(service: dict) -> bool:
@@ -224,8 +229,15 @@ def _is_interpolation(value: object) -> bool:
     return isinstance(value, str) and bool(INTERPOLATION.match(value.strip()))
 
 
-def _parse_port(entry: object) -> tuple[str | None, str | None, str] | None:
-    """(host_ip, published, target) of a ports entry in short or long syntax."""
+def _parse_port(entry: object, env: dict | None = None
+                ) -> tuple[str | None, str | None, str] | None:
+    """(host_ip, published, target) of a ports entry in short or long syntax, with Compose's
+    interpolation filled from the .env beside the file (``${HOST:-0.0.0.0}:8000:8000``)."""
+    if env is not None:
+        if isinstance(entry, dict):
+            entry = {k: interpolate(v, env) if isinstance(v, str) else v for k, v in entry.items()}
+        elif isinstance(entry, str):
+            entry = interpolate(entry, env)
     if isinstance(entry, dict):
         published = entry.get("published")
         return (
@@ -789,40 +801,42 @@ def _check_tool_server_keys(name: str, value: str, path: tuple, found: _Findings
             )
 
 
-def _check_public(services: dict, found: _Findings) -> None:
+def _check_public(services: dict, env: dict, found: _Findings) -> None:
+    """No model API beyond loopback: vLLM's key guards /v1/* only (/invocations runs a chat
+    without it; /tokenize, /metrics, /docs answer anyone), so it is reached through Open
+    WebUI, the compose network, or an SSH tunnel, never published."""
     for name, service in services.items():
         if not (_is_vllm(service) or _is_llamacpp(service)):
             continue
-        labels = service.get("labels") or {}
-        if isinstance(labels, list):
-            labels = dict(str(item).partition("=")[::2] for item in labels)
-        if str(labels.get(ALLOW_PUBLIC_LABEL, "")).lower() == "true":
-            continue
-        fix = (
-            f"publish it on loopback (127.0.0.1:PORT:{_listen_port(service)}), or open it on "
-            f'purpose with the label {ALLOW_PUBLIC_LABEL}: "true" '
-            "(inventory: r1_stack_vllm_allow_public: true)"
-        )
+        fix = (f"publish it on loopback only (127.0.0.1:PORT:{_listen_port(service)}); "
+               "clients on other hosts use Open WebUI, or an SSH tunnel to that port")
         if service.get("network_mode") == "host":
             found.add(
                 ("services", name, "network_mode"),
                 "public-port",
-                f"service {name}: network_mode host exposes the model API on every interface",
+                f"service {name}: network_mode host exposes the model API on every interface "
+                "(its key guards only /v1/*)",
                 fix,
             )
         for index, entry in enumerate(service.get("ports") or []):
-            parsed = _parse_port(entry)
+            try:
+                parsed = _parse_port(entry, env)
+            except MissingVariable:
+                parsed = _parse_port(entry)  # an unset ${HOST?err}: the address is unknown
             if parsed is None:
                 continue
             host_ip, published, target = parsed
-            if host_ip in LOOPBACK or (isinstance(host_ip, str) and "$" in host_ip):
+            if host_ip in LOOPBACK:
                 continue
-            where = f"on {host_ip}" if host_ip else "on all interfaces"
+            unknown = isinstance(host_ip, str) and "$" in host_ip
+            where = (f"on {host_ip}, an address .env does not set" if unknown
+                     else f"on {host_ip}" if host_ip else "on all interfaces")
             found.add(
                 ("services", name, "ports", index),
                 "public-port",
                 f"service {name} publishes the model API (port {published or target}) "
-                f"{where}: it would be reachable from the network",
+                f"{where}: it would be reachable from the network, and vLLM's key guards only "
+                "/v1/* (/invocations, /tokenize, /metrics, /docs answer without it)",
                 fix,
             )
 
@@ -870,7 +884,7 @@ def validate_text(
         _check_vllm_flags(services, found)
         _check_webui(services, found)
         _check_secrets(services, text, secrets, found)
-        _check_public(services, found)
+        _check_public(services, env or {}, found)
     report.diagnostics = found.items
     return report
 

@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 from dotenv import dotenv_values
 
+from r1deploy.compose.interpolation import MissingVariable
+from r1deploy.compose.interpolation import interpolate as compose_interpolate
 from r1deploy.stackdir import StackDir, StackDirError
 from r1deploy.webui.client import WebUIClient, WebUIError
 
-# Compose interpolation: $$, ${NAME}, ${NAME:?err}, ${NAME?err}, ${NAME:-def}, ${NAME-def}.
-_INTERPOLATION = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
-    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
-)
 # Fields Open WebUI fills in when it stores a tool server connection (configs.py).
 TOOL_SERVER_DEFAULTS = {"type": "openapi", "forward_cookies": False, "headers": None, "info": None}
 
@@ -126,20 +122,10 @@ class Outcome:
 
 
 def interpolate(value: str, env: dict[str, str], where: str) -> str:
-    def replace(match: re.Match) -> str:
-        if match.group("escaped"):
-            return "$"
-        name = match.group("braced") or match.group("bare")
-        op, arg = match.group("op") or "", match.group("arg") or ""
-        current = env.get(name)
-        unset = current is None or (op.startswith(":") and current == "")
-        if unset and op.endswith("-"):
-            return arg
-        if unset and op.endswith("?"):
-            raise StackDirError(f"{where}: {name} is missing from .env ({arg})")
-        return current or ""
-
-    return _INTERPOLATION.sub(replace, value)
+    try:
+        return compose_interpolate(value, env, where)
+    except MissingVariable as exc:
+        raise StackDirError(str(exc)) from None
 
 
 def webui_environment(stack: StackDir) -> dict[str, str]:

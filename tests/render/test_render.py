@@ -449,12 +449,12 @@ def test_air_gapped_serves_the_preseeded_model_offline(first):
     assert not (out / "air-gapped" / "gateway").exists()
 
 
-def test_custom_ports_and_an_opened_model_api(first):
+def test_custom_ports(first):
     out, _, _ = first
     compose = load_compose(out, "custom-ports")
     vllm = compose["services"]["vllm"]
-    assert vllm["ports"] == ["0.0.0.0:18000:8000"]
-    assert vllm["labels"] == {"io.r1deploy.allow-public": "true"}
+    assert vllm["ports"] == ["127.0.0.1:18000:8000"]
+    assert "labels" not in vllm
     assert vllm["command"][vllm["command"].index("--max-num-seqs") + 1] == "32"
     assert vllm["environment"]["HF_TOKEN"].startswith("${HF_TOKEN:?")
     assert compose["services"]["open-webui"]["ports"] == ["127.0.0.1:7860:8080"]
@@ -607,7 +607,7 @@ WRONG = {
     "utilization-1-5": "r1_stack_gpu_memory_utilization is 1.5",
     "unknown-profile": "value of r1_stack_profile must be one of: gpu, cpu, got: tpu",
     "public-without-consent": (
-        "r1_stack_vllm_bind_address is 0.0.0.0 but r1_stack_vllm_allow_public is false"
+        "r1_stack_vllm_bind_address is 0.0.0.0: the model API would be reachable"
     ),
     "device-ids-mismatch": "r1_stack_gpu_device_ids lists 3 GPU(s)",
     "max-model-len-too-long": "r1_stack_max_model_len is 200000",

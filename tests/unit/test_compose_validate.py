@@ -448,7 +448,7 @@ def test_hugging_face_token_literal():
 def test_vllm_published_on_all_interfaces():
     report = check(lambda d: vllm(d).update(ports=["8000:8000"]))
     (finding,) = only(report, "public-port")
-    assert finding.message == (
+    assert finding.message.startswith(
         "service vllm publishes the model API (port 8000) on all interfaces: it would be "
         "reachable from the network"
     )
@@ -462,18 +462,65 @@ def test_vllm_published_on_a_public_address_long_syntax():
         )
     )
     (finding,) = only(report, "public-port")
-    assert finding.message == (
+    assert finding.message.startswith(
         "service vllm publishes the model API (port 8000) on 10.0.0.5: it would be reachable "
-        "from the network"
+        "from the network, and vLLM's key guards only /v1/*"
     )
 
 
-def test_vllm_public_with_explicit_consent_label():
+def test_a_label_no_longer_opens_the_model_api():
     def mutate(d):
         vllm(d)["ports"] = ["0.0.0.0:8000:8000"]
         vllm(d)["labels"] = {"io.r1deploy.allow-public": "true"}
 
-    assert check(mutate).diagnostics == []
+    (finding,) = only(check(mutate), "public-port")
+    assert "on 0.0.0.0" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("port", "env", "where"),
+    [
+        # A default after :- is what compose publishes on while .env does not set it.
+        ("${VLLM_HOST:-0.0.0.0}:8000:8000", {}, "on 0.0.0.0"),
+        ("${VLLM_HOST:-127.0.0.1}:8000:8000", {"VLLM_HOST": "10.0.0.5"}, "on 10.0.0.5"),
+        ("$VLLM_HOST:8000:8000", {"VLLM_HOST": "0.0.0.0"}, "on 0.0.0.0"),
+        # An address .env does not give is not known to be loopback.
+        ("${VLLM_HOST}:8000:8000", {}, "on all interfaces"),
+        ("${VLLM_HOST?set it}:8000:8000", {}, "an address .env does not set"),
+        ("${VLLM_PORT:-8000}:8000", {}, "on all interfaces"),
+    ],
+)
+def test_interpolated_port_forms_are_read_as_compose_fills_them(port, env, where):
+    def mutate(d):
+        vllm(d)["ports"] = [port]
+
+    (finding,) = only(check(mutate, env=env), "public-port")
+    assert where in finding.message
+
+
+def test_interpolation_to_loopback_is_fine():
+    def mutate(d):
+        vllm(d)["ports"] = ["${VLLM_HOST:-127.0.0.1}:8000:8000"]
+
+    assert not [f for f in check(mutate).diagnostics if f.rule == "public-port"]
+
+
+@pytest.mark.parametrize(
+    "runs_vllm",
+    [
+        {"image": "myorg/llm-server:1.2", "command": ["vllm", "serve", "m"]},
+        {"image": "python:3.12",
+         "entrypoint": ["python", "-m", "vllm.entrypoints.openai.api_server"]},
+        {"image": "python:3.12", "entrypoint": ["/opt/venv/bin/vllm"], "command": ["serve", "m"]},
+    ],
+)
+def test_vllm_under_another_image_name_is_a_model_api_too(runs_vllm):
+    def mutate(d):
+        vllm(d).update(runs_vllm)
+        vllm(d)["ports"] = ["0.0.0.0:8000:8000"]
+
+    (finding,) = only(check(mutate), "public-port")
+    assert "publishes the model API" in finding.message
 
 
 def test_vllm_host_network_is_public():
@@ -482,10 +529,8 @@ def test_vllm_host_network_is_public():
         vllm(d).pop("ports")
 
     (finding,) = only(check(mutate), "public-port")
-    assert (
-        finding.message
-        == "service vllm: network_mode host exposes the model API on every interface"
-    )
+    assert finding.message.startswith(
+        "service vllm: network_mode host exposes the model API on every interface")
 
 
 def test_llamacpp_backend_defaults_to_port_8080():

@@ -50,7 +50,7 @@ def _config(profile: str, **over) -> dict:
         "air_gapped": False,
         "hf": {"token_given": False, "endpoint": "", "cache_dir": ""},
         "vllm": {"gpu_memory_utilization": 0.9, "tensor_parallel_size": 1, "max_num_seqs": 0,
-                 "extra_args": [], "port": 8000, "bind_address": "127.0.0.1", "allow_public": False,
+                 "extra_args": [], "port": 8000, "bind_address": "127.0.0.1",
                  "start_period_s": 900},
         "gpu": {"driver": "nvidia", "device_ids": []},
         "llamacpp": {"threads": 0, "extra_args": []},

@@ -29,9 +29,6 @@ SERVICE_LLAMACPP = "llamacpp"
 SERVICE_WEBUI = "open-webui"
 SERVICE_GATEWAY = "tools-gateway"
 
-# Label that records an explicit decision to publish the model API beyond loopback;
-# `r1deploy compose validate` accepts a public port only with it.
-ALLOW_PUBLIC_LABEL = "io.r1deploy.allow-public"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 # Open WebUI's id of the gateway's tool server (tool id "server:<id>" in chats).
@@ -204,8 +201,6 @@ def _vllm_service(c: dict) -> dict:
         "healthcheck": _healthcheck(_python_http_probe(MODEL_API_PORT), vllm["start_period_s"]),
         "restart": c["restart_policy"],
     }
-    if vllm["allow_public"]:
-        service["labels"] = {ALLOW_PUBLIC_LABEL: "true"}
     return service
 
 
@@ -233,8 +228,6 @@ def _llamacpp_service(c: dict) -> dict:
         ),
         "restart": c["restart_policy"],
     }
-    if vllm["allow_public"]:
-        service["labels"] = {ALLOW_PUBLIC_LABEL: "true"}
     return service
 
 
