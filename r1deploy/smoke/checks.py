@@ -12,7 +12,7 @@ import jsonschema
 import requests
 
 from r1deploy.smoke.config import SmokeConfig
-from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped
+from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped, CheckWarning
 from r1deploy.smoke.webui_chat import webui_ui_chat
 from r1deploy.webui.client import SIGNIN_RATE_LIMIT, SIGNIN_RATE_LIMIT_WAIT_S, post_signin
 
@@ -115,9 +115,16 @@ def vllm_models(ctx: Context):
 
 def vllm_auth(ctx: Context):
     url = ctx.config.vllm_url
-    if not ctx.config.vllm_key:
-        raise CheckSkipped("no API key configured, nothing to enforce (.env VLLM_API_KEY)")
     response = ctx.session.get(f"{url}/v1/models", timeout=ctx.timeout)
+    if not ctx.config.vllm_key:
+        open_to_anyone = response.status_code < 400
+        raise CheckWarning(
+            "no API key configured (.env VLLM_API_KEY, or --vllm-key-file), so whether vLLM "
+            "enforces one was not checked"
+            + (f"; it answered HTTP {response.status_code} without a key: anyone who reaches "
+               "it can use it" if open_to_anyone else "")
+            + "\n    fix: give the key (--stack-dir with its .env, or --vllm-key-file); "
+              "--allow-warnings accepts this on purpose")
     if response.status_code != 401:
         raise CheckFailed(f"vLLM answered HTTP {response.status_code} to a request without an "
                           "API key, expected 401\n    fix: start vLLM with VLLM_API_KEY set "

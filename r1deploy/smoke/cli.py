@@ -1,7 +1,8 @@
 """`r1deploy smoke`: check a deployed stack against its real servers.
 
-Exit codes: 0 every check passed (skips allowed), 1 some failed, 2 could not run (usage,
-bad stack directory, or no server reachable at all).
+Exit codes: 0 every check passed (skips allowed), 1 some failed or warned (a promise it could
+not check, such as the API key with no key given; --allow-warnings makes those 0), 2 could
+not run (usage, bad stack directory, or no server reachable at all).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from r1deploy.smoke.checks import CHECKS, Context
 from r1deploy.smoke.config import ConfigError, load_config
 from r1deploy.smoke.report import summary, table_line, to_json, write_junit
-from r1deploy.smoke.runner import FAIL, PASS, run_checks
+from r1deploy.smoke.runner import FAIL, PASS, WARN, run_checks
 from r1deploy.smoke.wait import wait_ready
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -47,6 +48,8 @@ def register(subparsers) -> None:
                         help="first wait up to SECONDS, with backoff, for the health endpoints")
     parser.add_argument("--quality", action="store_true",
                         help="also ask the product guide's worked problem (real model only)")
+    parser.add_argument("--allow-warnings", action="store_true",
+                        help="exit 0 when checks only warn (e.g. no API key given to check auth)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON on stdout (the table goes to stderr)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
@@ -86,6 +89,8 @@ def run(args) -> int:
     if health and not any(r.status == PASS for r in health):
         exit_code = EXIT_USAGE  # nothing answered: the checks could not run
     elif any(r.status == FAIL for r in results):
+        exit_code = EXIT_FAILED
+    elif any(r.status == WARN for r in results) and not args.allow_warnings:
         exit_code = EXIT_FAILED
     else:
         exit_code = EXIT_OK

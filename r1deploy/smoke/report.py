@@ -9,7 +9,7 @@ from collections import Counter
 
 from r1deploy.smoke.runner import FAIL, CheckResult
 
-LABEL = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
+LABEL = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP", "warn": "WARN"}
 
 
 def table_line(result: CheckResult, stream=sys.stdout) -> None:
@@ -22,8 +22,9 @@ def table_line(result: CheckResult, stream=sys.stdout) -> None:
 
 def summary(results: list[CheckResult], wall_s: float) -> str:
     counts = Counter(r.status for r in results)
-    return (f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped "
-            f"in {wall_s:.2f}s")
+    warned = f", {counts['warn']} warned" if counts["warn"] else ""
+    return (f"{counts['pass']} passed, {counts['fail']} failed{warned}, {counts['skip']} "
+            f"skipped in {wall_s:.2f}s")
 
 
 def to_json(results: list[CheckResult], wall_s: float, exit_code: int, source: str) -> str:
@@ -55,7 +56,7 @@ def write_junit(path: str, results: list[CheckResult], wall_s: float) -> None:
         group, _, name = result.name.rpartition(".")
         case = ET.SubElement(suite, "testcase", classname=f"smoke.{group or 'stack'}",
                              name=name, time=f"{result.duration_s:.3f}")
-        if result.status == FAIL:
+        if result.status in (FAIL, "warn"):
             failure = ET.SubElement(case, "failure",
                                     message=result.message.splitlines()[0][:500])
             failure.text = result.message

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import requests
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"
 
 
 class CheckFailed(Exception):
@@ -27,6 +27,11 @@ class CheckFailed(Exception):
 
 class CheckSkipped(Exception):
     """The check does not apply here (disabled feature, missing prerequisite)."""
+
+
+class CheckWarning(Exception):
+    """The check could not verify a promise it exists for (no key to test auth with): not
+    a pass. The smoke exits 1 on a warning unless told to allow warnings."""
 
 
 @dataclass
@@ -61,7 +66,7 @@ def run_checks(
     for check in checks:
         start = time.perf_counter()
         data: dict = {}
-        blocked = [n for n in check.needs if status_of.get(n) in (FAIL, SKIP)]
+        blocked = [n for n in check.needs if status_of.get(n) in (FAIL, SKIP, WARN)]
         if blocked:
             status, message = SKIP, f"needs {', '.join(blocked)}, which did not pass"
         else:
@@ -72,6 +77,8 @@ def run_checks(
                     message, data = detail
             except CheckSkipped as exc:
                 status, message = SKIP, str(exc)
+            except CheckWarning as exc:
+                status, message = WARN, str(exc)
             except CheckFailed as exc:
                 status, message, data = FAIL, str(exc), exc.data
             except requests.RequestException as exc:

@@ -50,3 +50,23 @@ def test_smoke_sees_the_scripted_model_say_exactly_its_script(stack):
     assert ui["builtin_tools"] is False and ui["tool_ids"] == ["server:r1deploy-tools"]
     assert 0 < ui["usage"]["prompt_tokens"] <= stacklib.read_settings(stack)["model"][
         "prompt_budget"]
+
+
+def test_a_second_reconcile_writes_nothing_to_the_real_open_webui(stack, monkeypatch):
+    """The stack was reconciled when it came up: another run must read every item and
+    write none (a write before the comparison would still report changed=False)."""
+    from r1deploy.webui.client import WebUIClient
+    from r1deploy.webui.reconcile import reconcile_stack
+
+    writes = []
+    post = WebUIClient.post
+
+    def counting_post(self, path, body):
+        if not path.endswith("/verify"):  # asking Open WebUI to fetch a spec changes nothing
+            writes.append(path)
+        return post(self, path, body)
+
+    monkeypatch.setattr(WebUIClient, "post", counting_post)
+    outcome = reconcile_stack(str(stack))
+    assert outcome.ok and not outcome.changed, outcome.to_dict()
+    assert writes == []

@@ -79,3 +79,82 @@ def test_agent_round_trip_tells_an_unreachable_upstream_from_a_broken_stack():
         UPSTREAM_UNREACHABLE
     )
     assert _upstream_error("Paris: sunny, +12°C") is None
+
+
+class _StandInVllm:
+    """A stand-in for vLLM's auth surface: /health, and /v1/models that answers 200 to the
+    right key, 401 otherwise, or (``enforces=False``) 200 to anyone."""
+
+    def __init__(self, key: str, enforces: bool):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                allowed = not enforces or self.headers.get("Authorization") == f"Bearer {key}"
+                status = 200 if self.path == "/health" or allowed else 401
+                body = b'{"data": []}' if self.path == "/v1/models" else b""
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stand_in_vllm(request):
+    servers = []
+
+    def start(*, enforces: bool, key: str = "k" * 40) -> _StandInVllm:
+        servers.append(_StandInVllm(key, enforces))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _auth_check(capsys, url: str, *extra: str) -> tuple[int, dict]:
+    code = main(["smoke", "--vllm", url, "--only", "vllm.health", "--only", "vllm.auth",
+                 "--json", *extra])
+    report = json.loads(capsys.readouterr().out)
+    return code, {c["name"]: c for c in report["checks"]}["vllm.auth"]
+
+
+def test_a_vllm_that_answers_without_a_key_fails_the_smoke_against_stand_in(
+        capsys, tmp_path, stand_in_vllm):
+    server = stand_in_vllm(enforces=False)
+    key_file = tmp_path / "key"
+    key_file.write_text("k" * 40)
+    code, auth = _auth_check(capsys, server.url, "--vllm-key-file", str(key_file))
+    assert code == 1 and auth["status"] == "fail"
+    assert "HTTP 200 to a request without an API key, expected 401" in auth["message"]
+
+
+def test_a_vllm_that_enforces_its_key_passes_against_stand_in(capsys, tmp_path, stand_in_vllm):
+    server = stand_in_vllm(enforces=True)
+    key_file = tmp_path / "key"
+    key_file.write_text("k" * 40)
+    code, auth = _auth_check(capsys, server.url, "--vllm-key-file", str(key_file))
+    assert code == 0 and auth["status"] == "pass"
+
+
+def test_no_key_to_check_with_warns_loudly_and_fails_unless_allowed_against_stand_in(
+        capsys, stand_in_vllm):
+    server = stand_in_vllm(enforces=False)
+    code, auth = _auth_check(capsys, server.url)
+    assert code == 1 and auth["status"] == "warn"
+    assert "was not checked" in auth["message"]
+    assert "answered HTTP 200 without a key: anyone who reaches it can use it" in auth["message"]
+    code, auth = _auth_check(capsys, server.url, "--allow-warnings")
+    assert code == 0 and auth["status"] == "warn"
