@@ -222,6 +222,8 @@ def test_each_service_runs_as_its_own_user_and_writes_only_its_data():
     assert services["vllm"]["writable"] == [services["vllm"]["env"]["HF_HOME"],
                                             services["vllm"]["env"]["VLLM_CACHE_ROOT"]]
     assert services["open-webui"]["writable"] == [f"{STACK_DIR}/data/open-webui"]
+    # Open WebUI copies its static files at start: not into its (read-only) package.
+    assert services["open-webui"]["env"]["STATIC_DIR"] == f"{STACK_DIR}/data/open-webui/static"
     assert services["tools-gateway"]["writable"] == []
     # A home in its data (libraries cache under ~), none for the gateway.
     assert services["vllm"]["home"] in services["vllm"]["writable"]

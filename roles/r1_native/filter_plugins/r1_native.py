@@ -195,6 +195,9 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
            for k, v in (webui.get("environment") or {}).items()}
     env["DATA_DIR"] = f"{stack_dir}/data/open-webui"
     env |= {str(k): str(v) for k, v in (options.get("webui_env") or {}).items()}
+    # It copies its static files (favicon, loader) into STATIC_DIR at every start: by default
+    # into its package, which is root's (read-only to it) here.
+    env.setdefault("STATIC_DIR", f"{env['DATA_DIR']}/static")
     result[SERVICE_WEBUI] = {
         "argv": [f"{venvs[SERVICE_WEBUI]}/bin/open-webui", "serve",
                  "--host", address, "--port", str(port)],
