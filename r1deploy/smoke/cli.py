@@ -88,9 +88,8 @@ def run(args) -> int:
     health = [r for r in results if r.name.endswith(".health") and r.status != "skip"]
     if health and not any(r.status == PASS for r in health):
         exit_code = EXIT_USAGE  # nothing answered: the checks could not run
-    elif any(r.status == FAIL for r in results):
-        exit_code = EXIT_FAILED
-    elif any(r.status == WARN for r in results) and not args.allow_warnings:
+    elif any(r.status == FAIL for r in results) or (
+            any(r.status == WARN for r in results) and not args.allow_warnings):
         exit_code = EXIT_FAILED
     else:
         exit_code = EXIT_OK
