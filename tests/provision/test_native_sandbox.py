@@ -22,13 +22,15 @@ from tests.unit.test_native_services import DOTENV_TEXT, USERS, _config
 from tests.unit.test_native_services import stack as r1_stack
 
 pytestmark = pytest.mark.infra
-STACK = "/opt/r1deploy"
+# Not the default /opt/r1deploy: the testinfra stack checks later in the tier take a stack
+# there for a docker one.
+STACK = "/srv/r1native"
 STANDIN = Path(__file__).parent / "standin" / "r1deploy-service"
 PORTS = {"vllm": 8000, "tools-gateway": 8090, "open-webui": 3000}
 DATA = {"vllm": [f"{STACK}/data/hf-cache", f"{STACK}/data/vllm-cache"],
         "tools-gateway": [], "open-webui": [f"{STACK}/data/open-webui"]}
 MODEL = f"{STACK}/models/test"
-ROLE_VARS = {"r1_native_model_path": MODEL}
+ROLE_VARS = {"r1_native_stack_dir": STACK, "r1_native_model_path": MODEL}
 TAGS = "r1_native_configure,r1_native_run"
 # systemd-analyze security's exposure, 0 (best) to 10. The units before the sandbox scored
 # 9.6 ("UNSAFE": root, nothing restricted); with it, 1.4 each (1.7 for vLLM on the gpu
@@ -74,8 +76,9 @@ def native(host):
     again = host.play(["r1_native"], tags=TAGS, **ROLE_VARS)
     yield {"first": first, "started": started, "again": again,
            "findings": {s: ask(host, port, "/standin") for s, port in PORTS.items()}}
-    host.ssh("systemctl disable --now r1deploy-vllm r1deploy-tools-gateway r1deploy-open-webui",
-             check=False)
+    units = " ".join(f"r1deploy-{service}.service" for service in USERS)
+    host.ssh(f"systemctl disable --now {units}; cd /etc/systemd/system && rm -f {units}; "
+             f"systemctl daemon-reload; rm -rf {STACK}", check=False)
 
 
 def test_the_role_starts_the_units_and_a_second_run_changes_nothing(native):
