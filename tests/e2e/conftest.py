@@ -159,7 +159,7 @@ def webui(stack_services, vllm_server, gateway_server):
 def reconcile(stack: Path) -> dict:
     """`r1deploy webui reconcile` on the stack, as every deploy runs it; its JSON outcome."""
     done = subprocess.run([sys.executable, "-m", "r1deploy.cli", "webui", "reconcile",
-                           "--stack", str(stack), "--json"],
+                           "--stack-dir", str(stack), "--format", "json"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     return stacklib.json.loads(done.stdout)
