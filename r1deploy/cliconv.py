@@ -19,7 +19,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from r1deploy.diagnostics import Diagnostic, errors, warnings
+# Standard library only at import: `r1deploy testmodel` runs in the vLLM image, which has
+# none of the package's dependencies.
 
 
 class ExitCode(enum.IntEnum):
@@ -63,10 +64,12 @@ def secret_from(file: str | None, env_name: str | None, what: str) -> str | None
     return None
 
 
-def print_findings(findings: Iterable[Diagnostic], summaries: list[str], fmt: str,
+def print_findings(findings: Iterable, summaries: list[str], fmt: str,
                    extra: dict | None = None, stream=None) -> None:
-    """Findings as text lines (each names file, line, rule and fix) followed by one summary
-    line per input, or as one JSON object."""
+    """Findings (r1deploy.diagnostics.Diagnostic) as text lines, each naming file, line, rule
+    and fix, followed by one summary line per input; or as one JSON object."""
+    from r1deploy.diagnostics import errors, warnings
+
     stream = stream or sys.stdout
     found = list(findings)
     if fmt == "json":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
     build.add_argument("directory", help="output model directory (created)")
     build.add_argument("--kind", choices=KINDS, default="scripted",
                        help="random weights, or the scripted model with fixed output")
+    build.add_argument("--atomic", action="store_true",
+                       help="build beside DIRECTORY, then move it in place: an interrupted "
+                            "build is never served")
     build.set_defaults(handler=run_build)
 
 
@@ -54,16 +58,23 @@ def run_build(args) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
         return subprocess.call(
-            [python, "-m", "r1deploy.testmodel", "build", args.directory, "--kind", args.kind],
+            [python, "-m", "r1deploy.testmodel", "build", args.directory, "--kind", args.kind,
+             *(["--atomic"] if args.atomic else [])],
             env=env,
         )
     from r1deploy.testmodel.build import build
 
+    path = Path(args.directory)
+    partial = path.with_name(path.name + ".partial") if args.atomic else path
+    if args.atomic:  # what an interrupted build left
+        shutil.rmtree(partial, ignore_errors=True)
     try:
-        path = build(args.directory, args.kind)
+        build(partial, args.kind)
     except ValueError as exc:
         print(f"r1deploy testmodel: {exc}", file=sys.stderr)
         return ExitCode.CANNOT_RUN
+    if args.atomic:
+        os.replace(partial, path)
     print(f"built {args.kind} test model in {path}")
     return ExitCode.OK
 
