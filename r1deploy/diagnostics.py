@@ -98,13 +98,14 @@ class SourceMap:
             key = False
 
 
-def load_json(path: str, text: str) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
+def load_json(path: str, text: str, max_values: int = doclimits.MAX_VALUES
+              ) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
     """Parse ``text``; a syntax error becomes a diagnostic with line and column.
 
     Objects that repeat a key come back as doclimits.DuplicateKeysDict, for the rules
     to report; text past the limits of doclimits is refused before it is parsed.
     """
-    shape = doclimits.json_shape_error(text)
+    shape = doclimits.json_shape_error(text, max_values=max_values)
     if shape:
         where = json_pointer(shape.path), "json-limit", shape.problem, shape.fix, "error"
         return None, None, [Diagnostic(path, *where, *_line_column(text, shape.offset))]
