@@ -43,6 +43,7 @@ lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile)
 bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.tools_validate
 	$(BIN)/python -m tests.bench.bench_serving
+	$(BIN)/python -m tests.bench.http_clients
 	$(BIN)/python -m tests.bench.gateway_latency
 	tests/e2e/envs.sh
 	$(BIN)/python -m tests.bench.e2e_stack

@@ -102,14 +102,14 @@ def _settings(args) -> dict:
 
 
 def _first_model(url: str, key: str) -> str:
-    import requests
+    import httpx
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        models = requests.get(url.rstrip("/") + "/models", headers=headers, timeout=30)
+        models = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=30)
         models.raise_for_status()
         return models.json()["data"][0]["id"]
-    except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
+    except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
         raise AgentError(f"cannot list the models at {url}/models: {exc}") from None
 
 

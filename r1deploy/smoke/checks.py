@@ -8,8 +8,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import httpx
 import jsonschema
-import requests
 
 from r1deploy.smoke.config import SmokeConfig
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped, CheckWarning
@@ -33,7 +33,7 @@ class Context:
     """Shared between checks: the config, HTTP sessions, and what earlier checks learnt."""
 
     config: SmokeConfig
-    session: requests.Session = field(default_factory=requests.Session)
+    session: httpx.Client = field(default_factory=httpx.Client)
     webui_token: str | None = None
 
     @property
@@ -54,7 +54,7 @@ def _need(value, what: str, fix: str):
     return value
 
 
-def _json(response: requests.Response, what: str):
+def _json(response: httpx.Response, what: str):
     try:
         return response.json()
     except ValueError as exc:
@@ -62,11 +62,12 @@ def _json(response: requests.Response, what: str):
                           f"{response.text[:200]!r}") from exc
 
 
-def _expect_ok(response: requests.Response, what: str, fix: str = "") -> None:
+def _expect_ok(response: httpx.Response, what: str, fix: str = "") -> None:
     if response.status_code == 401:
         raise CheckFailed(f"{what}: the credentials were refused (HTTP 401)\n    fix: "
                           + (fix or "check the key/password in the stack's .env"))
     if response.status_code >= 400:
+        response.read()  # a streamed response holds no body until read
         detail = response.text[:300].strip()
         raise CheckFailed(f"{what}: HTTP {response.status_code}: {detail}"
                           + (f"\n    fix: {fix}" if fix else ""))
@@ -176,14 +177,14 @@ def vllm_stream(ctx: Context):
     start = time.perf_counter()
     ttft = None
     deltas, done, text = 0, False, []
-    with ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
-                          json=_chat_body(ctx, CHAT_PROMPT, stream=True), stream=True,
-                          timeout=ctx.timeout) as response:
+    with ctx.session.stream("POST", f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
+                            json=_chat_body(ctx, CHAT_PROMPT, stream=True),
+                            timeout=ctx.timeout) as response:
         _expect_ok(response, "vLLM streaming chat completion")
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             raise CheckFailed("the stream is not server-sent events (content-type "
                               f"{response.headers.get('content-type')!r})")
-        for line in response.iter_lines(decode_unicode=True):
+        for line in response.iter_lines():
             if not line or not line.startswith("data:"):
                 continue
             payload = line[len("data:"):].strip()
@@ -298,7 +299,7 @@ def _backend_hint(ctx: Context) -> str:
         response = ctx.session.get(f"{ctx.config.webui_url}/openai/config",
                                    headers=ctx.webui_headers(), timeout=ctx.timeout)
         urls = response.json().get("OPENAI_API_BASE_URLS")
-    except (requests.RequestException, ValueError, AttributeError):
+    except (httpx.HTTPError, ValueError, AttributeError):
         return ""
     hint = f"; its OpenAI connection points at {urls}"
     if urls and all("api.openai.com" in u for u in urls):
