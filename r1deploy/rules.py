@@ -44,7 +44,7 @@ def index(registry: tuple[Rule, ...]) -> dict[str, Rule]:
 # r1deploy/inputfile.py: every validator reads its file through it.
 INPUT_RULES: tuple[Rule, ...] = (
     Rule("input-not-a-file", "input",
-         "the path is a directory, FIFO, device or socket: not read (a FIFO would block)"),
+         "a FIFO, device or socket, not a regular file: not read (a FIFO would block)"),
     Rule("input-too-large", "input",
          "the file is larger than MAX_INPUT_BYTES (1 MiB): not read"),
     Rule("input-encoding", "input", "the file is not UTF-8, named at its first bad byte"),
