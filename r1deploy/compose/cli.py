@@ -1,4 +1,4 @@
-"""`r1deploy compose validate FILE...`."""
+"""`r1deploy compose validate FILE...`, `r1deploy compose rules`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from r1deploy.cliconv import ExitCode, add_format, print_findings
+from r1deploy.compose.registry import COMPOSE_RULES
 from r1deploy.compose.validate import validate_file
 from r1deploy.diagnostics import errors, warnings
+from r1deploy.rules import print_rules
 
 
 def register(subparsers) -> None:
@@ -21,6 +23,15 @@ def register(subparsers) -> None:
     validate.add_argument("files", nargs="+", metavar="FILE", help="compose files (compose.yaml)")
     add_format(validate)
     validate.set_defaults(handler=run_validate)
+
+    rules = verbs.add_parser("rules", help="list the rules validate checks (docs/rules.md)")
+    add_format(rules)
+    rules.set_defaults(handler=run_rules)
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    print_rules(COMPOSE_RULES, args.format)
+    return ExitCode.OK
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`r1deploy tools validate|export`."""
+"""`r1deploy tools validate|export|rules`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from r1deploy.cliconv import ExitCode, add_format, print_findings
 from r1deploy.diagnostics import errors, warnings
+from r1deploy.rules import print_rules
 from r1deploy.tools.export import FORMATS, export
+from r1deploy.tools.registry import TOOLS_RULES
 from r1deploy.tools.validate import Report, validate_files
 
 DEFAULT_FILE = "tools.json"
@@ -41,6 +43,15 @@ def register(subparsers) -> None:
     exporter.add_argument("--server-url", help="openapi only: the gateway's URL for `servers`")
     exporter.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     exporter.set_defaults(handler=run_export)
+
+    rules = verbs.add_parser("rules", help="list the rules validate checks (docs/rules.md)")
+    add_format(rules)
+    rules.set_defaults(handler=run_rules)
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    print_rules(TOOLS_RULES, args.format)
+    return ExitCode.OK
 
 
 def _validate(files: list[str]) -> Report | None:
