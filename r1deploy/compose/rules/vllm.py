@@ -115,7 +115,7 @@ def _check_max_model_len(name: str, text: str, facts: dict, note: str, where: tu
             VLLM_FLAGS,
             f"service {name}: --max-model-len {length} exceeds the model's "
             f"{limit} tokens (max_position_embeddings){note}",
-            f"set it to at most {limit} (4096 is the product default)",
+            f"set it to at most {limit} (r1_stack_max_model_len: auto sizes it to the host)",
         )
 
 
