@@ -278,7 +278,7 @@ def _webui_service(c: dict, backend: str) -> dict:
         environment["TOOL_SERVER_CONNECTIONS"] = _tool_server_connections()
     if c["air_gapped"]:
         environment |= {"OFFLINE_MODE": "true", "HF_HUB_OFFLINE": "1"}
-    if c["front_door"]["enabled"]:
+    if _front_door_on(c):
         # Where people reach it: links Open WebUI writes, and the origin it accepts.
         environment["WEBUI_URL"] = front_door_url(c)
     environment |= {str(k): str(v) for k, v in webui["extra_env"].items()}
@@ -343,7 +343,7 @@ def r1_stack_compose(c: dict) -> dict:
     services[SERVICE_WEBUI] = _webui_service(c, backend)
     if c["gateway"]["enabled"]:
         services[SERVICE_GATEWAY] = _gateway_service(c)
-    if c["front_door"]["enabled"]:
+    if _front_door_on(c):
         services[SERVICE_FRONT_DOOR] = _front_door_service(c)
     volumes["open-webui-data"] = {}
     return {"name": c["project_name"], "services": services, "volumes": volumes}
@@ -370,10 +370,14 @@ def _webui_model(c: dict) -> dict:
     }
 
 
+def _front_door_on(c: dict) -> bool:
+    return bool((c.get("front_door") or {}).get("enabled"))
+
+
 def _front_door_settings(c: dict) -> dict:
-    fd = c["front_door"]
-    if not fd["enabled"]:
+    if not _front_door_on(c):
         return {"enabled": False}
+    fd = c["front_door"]
     return {
         "enabled": True,
         "url": front_door_url(c),
