@@ -270,9 +270,10 @@ def vllm_tool_call(ctx: Context):
 
 def webui_health(ctx: Context):
     url = _need(ctx.config.webui_url, "Open WebUI URL", "settings.json webui.url or --webui")
-    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    health = ctx.config.webui_health_url or f"{url}/health"
+    response = ctx.session.get(health, timeout=ctx.timeout)
     _expect_ok(response, "Open WebUI /health", "docker compose logs open-webui")
-    return f"{url}/health 200"
+    return f"{health} 200"
 
 
 def webui_signin(ctx: Context):

@@ -35,9 +35,10 @@ class SmokeConfig:
     timeout_s: float = 60.0
     quality: bool = False
     source: str = "flags"  # what the values came from, for messages
-    # The model server's /health, on the inside (the front door does not pass it on); empty:
-    # vllm_url's.
+    # The model server's and Open WebUI's /health, on the inside (the front door does not
+    # pass /health on); empty: vllm_url's and webui_url's.
     health_url: str | None = None
+    webui_health_url: str | None = None
     # The front door (settings.json front_door) when the checks go through it: its URLs,
     # and how to trust its certificate (a CA file; True: the system's).
     front_door: dict | None = None
@@ -58,6 +59,7 @@ def _through_front_door(config: SmokeConfig, stack: Path, settings: dict, env: d
     # certificate is checked at the name people use.
     url = door["local_url"] if door.get("ca_file") else door["url"]
     config.health_url = f"{config.vllm_url}/health"
+    config.webui_health_url = f"{config.webui_url}/health" if config.webui_url else None
     config.vllm_url, config.vllm_key = url, env[key_env]
     config.webui_url = url
     config.front_door = door
