@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from r1deploy import tls
+
 DEFAULT_MAX_ROUNDS = 4
 
 
@@ -146,7 +148,7 @@ def run_agent(
     emit = on_event or (lambda kind, data: None)
     messages: list[dict] = [{"role": "user", "content": question}]
     result = AgentResult(answer="")
-    with httpx.Client(verify=llm.verify) as session:
+    with httpx.Client(verify=tls.verify(llm.verify)) as session:
         for number in range(1, max_rounds + 1):
             if number == max_rounds:
                 choice: str | dict = "none"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import jsonschema
 
+from r1deploy import tls
 from r1deploy.smoke.config import SmokeConfig
 from r1deploy.smoke.frontdoor import frontdoor_hidden_routes, frontdoor_redirect, frontdoor_tls
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped, CheckWarning
@@ -39,7 +40,7 @@ class Context:
 
     def __post_init__(self):
         if self.session is None:  # trusting the front door's CA where the stack has one
-            self.session = httpx.Client(verify=self.config.verify)
+            self.session = httpx.Client(verify=tls.verify(self.config.verify))
 
     @property
     def timeout(self) -> float:

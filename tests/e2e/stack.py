@@ -27,7 +27,8 @@ COMPILE_CACHE = CACHE / "vllm-compile-cache"
 
 
 def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_port: int,
-                      tools_file: Path, front_door_ports: tuple[int, int] | None = None) -> Path:
+                      tools_file: Path, front_door_ports: tuple[int, int] | None = None,
+                      api_keys: list[str] | None = None) -> Path:
     """Render the stack with the real role (playbooks/render.yml, as `make render` does) for a
     native-runtime test host serving the test model, with the tool gateway, on this tier's
     loopback ports; returns the host's stack directory."""
@@ -51,6 +52,8 @@ def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_por
                       "r1_stack_front_door_bind_address": "127.0.0.1",
                       "r1_stack_front_door_https_port": front_door_ports[0],
                       "r1_stack_front_door_http_port": front_door_ports[1]}
+    if api_keys is not None:
+        host_vars["r1_stack_api_keys"] = api_keys
     inventory.write_text(json.dumps({"all": {"hosts": {host: host_vars}}}))
     subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
