@@ -29,21 +29,24 @@ venv: $(VENV_STAMP) ## Create .venv with the pinned toolchain
 test: $(VENV_STAMP) ## Fast test tier: unit and property tests, no servers (under a minute)
 	$(BIN)/pytest -q tests/unit
 
-test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input
+test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input, nginx -t
+	tests/render/nginx.sh
 	$(BIN)/pytest -q tests/render
 
 render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/render.yml -e r1deploy_render_dir=$(abspath $(RENDER_DIR)) $(ANSIBLE_ARGS) $(ARGS)
 
-lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile), shellcheck (installed with apt when missing, as root)
+lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile), role specs vs defaults, shellcheck (installed with apt when missing, as root)
 	$(BIN)/ruff check r1deploy tests
 	$(BIN)/yamllint -s .
+	$(BIN)/python -m tests.lint.argspecs roles
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles
 	tests/lint/shellcheck.sh
 
 bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.tools_validate
 	$(BIN)/python -m tests.bench.bench_serving
+	$(BIN)/python -m tests.bench.http_clients
 	$(BIN)/python -m tests.bench.gateway_latency
 	tests/e2e/envs.sh
 	$(BIN)/python -m tests.bench.e2e_stack

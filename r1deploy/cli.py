@@ -1,8 +1,9 @@
 """The `r1deploy` command: a thin layer that parses, calls the library and prints.
 
 Each feature package exposes ``register(subparsers)`` in its ``cli`` module; the
-registered handler returns the process exit code (0 ok, 1 failed checks, 2 usage
-or could not run).
+registered handler returns the process exit code, and every verb follows one convention
+(r1deploy/cliconv.py: --stack-dir, --format text|json, ExitCode 0 ok / 1 findings or
+failures / 2 could not run, secrets from files or the environment only).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import sys
 
 from r1deploy import __version__
+from r1deploy.cliconv import ExitCode
 
 # Feature packages that contribute verbs, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -25,7 +27,6 @@ COMMAND_MODULES = [
     "r1deploy.bench.cli",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CANNOT_RUN
     return handler(args)
 
 

@@ -17,8 +17,11 @@ from typing import Literal
 import json_source_map
 
 from r1deploy import doclimits
+from r1deploy.rules import JSON, Rule
 
 Severity = Literal["error", "warning"]
+JSON_SYNTAX = JSON["json-syntax"]
+JSON_LIMIT = JSON["json-limit"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,37 @@ def warnings(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return [d for d in diagnostics if d.severity == "warning"]
 
 
+class Findings:
+    """Collects the diagnostics of one file, each placed on its line by ``source`` (a
+    SourceMap or YamlSource) and referring to a rule of ``registry`` (by id)."""
+
+    def __init__(self, path: str, source, registry: dict[str, Rule]):
+        self.path, self.source, self.registry = path, source, registry
+        self.items: list[Diagnostic] = []
+
+    def _rule_id(self, rule: Rule) -> str:
+        if self.registry.get(rule.id) is not rule:
+            raise ValueError(f"rule {rule.id!r} is not an entry of this validator's registry")
+        return rule.id
+
+    def add(self, path: tuple, rule: Rule, message: str, fix: str, *,
+            severity: Severity | None = None, key: bool = False) -> None:
+        """A finding at the value (or, with ``key``, the key) that ``path`` leads to."""
+        self.add_pointer(json_pointer(path), rule, message, fix, severity=severity, key=key)
+
+    def add_pointer(self, pointer: str, rule: Rule, message: str, fix: str, *,
+                    severity: Severity | None = None, key: bool = False) -> None:
+        line, column = self.source.position(pointer, key=key)
+        self.items.append(Diagnostic(self.path, pointer, self._rule_id(rule), message, fix,
+                                     severity or rule.severity, line, column))
+
+    def add_line(self, rule: Rule, message: str, fix: str, line: int, *,
+                 severity: Severity | None = None) -> None:
+        """A finding in the text itself, at a line (no pointer: it is no one value's)."""
+        self.items.append(Diagnostic(self.path, "", self._rule_id(rule), message, fix,
+                                     severity or rule.severity, line, None))
+
+
 def json_pointer(path: Iterable[str | int]) -> str:
     """RFC 6901 pointer for a path of keys and indexes ('' is the document)."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
@@ -98,15 +132,16 @@ class SourceMap:
             key = False
 
 
-def load_json(path: str, text: str) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
+def load_json(path: str, text: str, max_values: int = doclimits.MAX_VALUES
+              ) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
     """Parse ``text``; a syntax error becomes a diagnostic with line and column.
 
     Objects that repeat a key come back as doclimits.DuplicateKeysDict, for the rules
     to report; text past the limits of doclimits is refused before it is parsed.
     """
-    shape = doclimits.json_shape_error(text)
+    shape = doclimits.json_shape_error(text, max_values=max_values)
     if shape:
-        where = json_pointer(shape.path), "json-limit", shape.problem, shape.fix, "error"
+        where = json_pointer(shape.path), JSON_LIMIT.id, shape.problem, shape.fix, "error"
         return None, None, [Diagnostic(path, *where, *_line_column(text, shape.offset))]
     try:
         document = json.loads(text, object_pairs_hook=doclimits.object_pairs)
@@ -131,7 +166,7 @@ def _syntax_error(
     "(a missing comma, quote or bracket is the usual cause)",
 ) -> Diagnostic:
     message = f"invalid JSON: {message}"
-    return Diagnostic(path, "", "json-syntax", message, fix, "error", line, column)
+    return Diagnostic(path, "", JSON_SYNTAX.id, message, fix, "error", line, column)
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:

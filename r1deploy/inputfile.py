@@ -14,10 +14,15 @@ import stat
 from pathlib import Path
 
 from r1deploy.diagnostics import Diagnostic
+from r1deploy.rules import INPUT
 
 # tools.json and a rendered compose.yaml are a few KiB; 1 MiB leaves room for large
 # hand-written files and keeps every validator well under a second.
 MAX_INPUT_BYTES = 1024 * 1024
+
+NOT_A_FILE = INPUT["input-not-a-file"]
+TOO_LARGE = INPUT["input-too-large"]
+NOT_UTF8 = INPUT["input-encoding"]
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -56,14 +61,14 @@ def read_bytes(path: str | Path) -> tuple[bytes, os.stat_result]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputRefused(
-                "input-not-a-file",
+                NOT_A_FILE.id,
                 f"{_kind(info.st_mode)}, not a regular file: not read",
                 "pass the path of a regular file",
             )
         data = stream.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise InputRefused(
-            "input-too-large",
+            TOO_LARGE.id,
             f"larger than {MAX_INPUT_BYTES} bytes (MAX_INPUT_BYTES, r1deploy/inputfile.py): "
             "not read",
             "split the file, or check that this is the file you meant",
@@ -79,7 +84,7 @@ def decode_utf8(data: bytes) -> str:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         column = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
         raise InputRefused(
-            "input-encoding",
+            NOT_UTF8.id,
             f"not UTF-8: byte 0x{data[exc.start]:02x} ({exc.reason})",
             "save the file as UTF-8",
             data.count(b"\n", 0, exc.start) + 1,

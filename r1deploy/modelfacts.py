@@ -35,3 +35,17 @@ def kv_bytes_per_token(facts: dict) -> int:
     """K and V of every layer and KV head, a token: 28,672 bytes for the R1 distill (bf16)."""
     return (2 * facts["num_hidden_layers"] * facts["num_key_value_heads"] * facts["head_dim"]
             * facts["dtype_bytes"])
+
+
+def find(name: str) -> tuple[str, dict] | None:
+    """The id and facts of the model ``name`` names: a model id of the file, or a path or id
+    whose last part is that of one (``/models/DeepSeek-R1-Distill-Qwen-1.5B``), in any case;
+    None when the file knows no such model."""
+    models = _all()["models"]
+    if name in models:
+        return name, models[name]
+    last = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    for model_id, facts in models.items():
+        if last and model_id.rsplit("/", 1)[-1].lower() == last:
+            return model_id, facts
+    return None

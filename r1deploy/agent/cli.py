@@ -12,11 +12,12 @@ import os
 import sys
 
 from r1deploy.agent.loop import DEFAULT_MAX_ROUNDS, AgentError, Endpoint, run_agent
+from r1deploy.cliconv import ExitCode, add_format, add_stack_dir
 from r1deploy.stackdir import StackDir, StackDirError
 from r1deploy.tools.export import to_openai
 from r1deploy.tools.validate import ToolsFileError, load_plugins
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.CANNOT_RUN
 
 
 def register(subparsers) -> None:
@@ -24,9 +25,7 @@ def register(subparsers) -> None:
         "agent", help="ask a question through the agent loop (model + tools via the gateway)"
     )
     parser.add_argument("question")
-    parser.add_argument(
-        "--stack", metavar="DIR", help="rendered stack directory: URLs, model and keys"
-    )
+    add_stack_dir(parser, help="rendered stack directory: URLs, model and keys")
     parser.add_argument("--vllm-url", help="OpenAI-compatible base URL, e.g. http://h:8000/v1")
     parser.add_argument("--model", help="served model name (default: the stack's, or the first)")
     parser.add_argument("--gateway-url", help="tool gateway URL, e.g. http://h:8090")
@@ -41,7 +40,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_ROUNDS)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    parser.add_argument("--json", action="store_true", help="print the whole run as JSON")
+    add_format(parser)
     parser.epilog = (
         "Keys come from the stack's .env, or from VLLM_API_KEY and TOOLS_GATEWAY_KEY in the "
         "environment (never from flags: they would show in the process list)."
@@ -74,7 +73,7 @@ class _Printer:
 
 def _settings(args) -> dict:
     """URLs, model, keys and tools from flags, the environment and the stack directory."""
-    stack = StackDir.load(args.stack) if args.stack else None
+    stack = StackDir.load(args.stack_dir) if args.stack_dir else None
     env = os.environ
     found = {
         "vllm_url": args.vllm_url,
@@ -97,20 +96,20 @@ def _settings(args) -> dict:
         if not found[key]
     ]
     if missing:
-        raise StackDirError(f"give --stack DIR or {' and '.join(missing)}")
+        raise StackDirError(f"give --stack-dir DIR or {' and '.join(missing)}")
     found["tools_file"] = found["tools_file"] or "tools.json"
     return found
 
 
 def _first_model(url: str, key: str) -> str:
-    import requests
+    import httpx
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        models = requests.get(url.rstrip("/") + "/models", headers=headers, timeout=30)
+        models = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=30)
         models.raise_for_status()
         return models.json()["data"][0]["id"]
-    except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
+    except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
         raise AgentError(f"cannot list the models at {url}/models: {exc}") from None
 
 
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"r1deploy agent: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    printer = None if args.json else _Printer(sys.stderr)
+    printer = None if args.format == "json" else _Printer(sys.stderr)
     try:
         model = found["model"] or _first_model(found["vllm_url"], found["vllm_key"])
         result = run_agent(
@@ -144,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     except AgentError as exc:
         print(f"r1deploy agent: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if args.json:
+    if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(result.answer.strip())

@@ -12,7 +12,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import requests
+import httpx
+
+from r1deploy import tls
 
 DEFAULT_MAX_ROUNDS = 4
 
@@ -25,6 +27,8 @@ class AgentError(RuntimeError):
 class Endpoint:
     url: str
     key: str = ""
+    # How to trust an https URL's certificate: a CA file (the front door's), or True.
+    verify: str | bool = True
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -73,15 +77,15 @@ def tool_choice_value(choice: str) -> str | dict:
     return {"type": "function", "function": {"name": choice}}
 
 
-def _post(session: requests.Session, url: str, what: str, **kwargs) -> requests.Response:
+def _post(session: httpx.Client, url: str, what: str, **kwargs) -> httpx.Response:
     try:
         return session.post(url, **kwargs)
-    except requests.RequestException as exc:
+    except httpx.HTTPError as exc:
         raise AgentError(f"cannot reach {what} at {url}: {exc}") from None
 
 
 def ask_model(
-    session: requests.Session,
+    session: httpx.Client,
     llm: Endpoint,
     model: str,
     messages: list[dict],
@@ -104,7 +108,7 @@ def ask_model(
 
 
 def run_tool(
-    session: requests.Session, gateway: Endpoint, name: str, arguments: str, timeout_s: float
+    session: httpx.Client, gateway: Endpoint, name: str, arguments: str, timeout_s: float
 ) -> tuple[int, str]:
     """(HTTP status, text for the model). Errors are returned, not raised: the model may
     recover from a bad argument, and the conversation shows what happened."""
@@ -144,7 +148,7 @@ def run_agent(
     emit = on_event or (lambda kind, data: None)
     messages: list[dict] = [{"role": "user", "content": question}]
     result = AgentResult(answer="")
-    with requests.Session() as session:
+    with httpx.Client(verify=tls.verify(llm.verify)) as session:
         for number in range(1, max_rounds + 1):
             if number == max_rounds:
                 choice: str | dict = "none"

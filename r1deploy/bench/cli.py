@@ -9,7 +9,9 @@ import random
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from r1deploy.cliconv import ExitCode, SecretError, add_format, add_stack_dir, secret_from
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.CANNOT_RUN
 
 
 def _int_list(text: str) -> list[int | None]:
@@ -56,12 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = verbs.add_parser("run", help="run a benchmark sweep")
     where = run.add_argument_group("endpoint (a stack dir, or flags; flags win)")
-    where.add_argument("--stack-dir", help="rendered stack directory (docs/stack-dir.md)")
+    add_stack_dir(where)
     where.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000")
     where.add_argument("--model", help="served model name (default: the stack's, else the "
                                        "server's first)")
-    where.add_argument("--api-key", help="bearer key (default: the stack's VLLM_API_KEY, "
-                                         "else $OPENAI_API_KEY)")
+    where.add_argument("--api-key-file", metavar="FILE",
+                       help="file holding the bearer key (default: the stack's VLLM_API_KEY, "
+                            "else $OPENAI_API_KEY)")
+    # A key on the command line shows in the process list: refused, with the way out.
+    where.add_argument("--api-key", dest="api_key_flag", help=argparse.SUPPRESS)
     where.add_argument("--via", choices=("vllm", "webui"), default="vllm",
                        help="load vLLM directly (default) or through Open WebUI's "
                             "/api/chat/completions (with --stack-dir: signs in as the admin)")
@@ -100,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="SLOs for goodput, e.g. --goodput ttft:500 tpot:50 (ttft, tpot, e2el)")
     out.add_argument("--percentiles", default="50,90,99",
                      help="percentiles to report (default 50,90,99)")
-    out.add_argument("--json", dest="json_path", help="write the full result here ('-': stdout)")
+    out.add_argument("--output", "--json", dest="json_path", metavar="FILE",
+                     help="write the full result as JSON here ('-': stdout)")
     out.add_argument("--plot", help="write a PNG of throughput against latency here")
     out.add_argument("--gpu", help="GPU for the roofline line when nvidia-smi is not local "
                                    "(H100-SXM, H200, A100-80GB, RTX-4090, RTX-3060-12GB)")
@@ -110,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmp_ = verbs.add_parser("compare", help="ratios of two results (B/A)")
     cmp_.add_argument("a", metavar="A.json")
     cmp_.add_argument("b", metavar="B.json")
-    cmp_.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    add_format(cmp_)
     cmp_.set_defaults(handler=handle_compare)
 
 
@@ -153,10 +159,14 @@ def handle_run(args: argparse.Namespace) -> int:
     from r1deploy.bench.workload import WorkloadError
 
     try:
-        target = resolve_target(args.stack_dir, args.base_url, args.model, args.api_key,
-                                args.via)
+        if args.api_key_flag:
+            raise ValueError("--api-key is refused: a key on the command line shows in the "
+                             "process list. Fix: --api-key-file FILE, or OPENAI_API_KEY in the "
+                             "environment, or --stack-dir (its .env)")
+        api_key = secret_from(args.api_key_file, None, "API key")
+        target = resolve_target(args.stack_dir, args.base_url, args.model, api_key, args.via)
         sweep = _sweep_from_args(args)
-    except (TargetError, WorkloadError, ValueError) as exc:
+    except (TargetError, WorkloadError, SecretError, ValueError) as exc:
         print(f"r1deploy bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -216,7 +226,7 @@ def handle_compare(args: argparse.Namespace) -> int:
         print(f"r1deploy bench compare: {exc}", file=sys.stderr)
         return EXIT_USAGE
     rows, warnings = report.compare(a, b)
-    if args.as_json:
+    if args.format == "json":
         print(json.dumps({"a": args.a, "b": args.b, "levels": rows, "warnings": warnings},
                          indent=2))
     else:

@@ -16,6 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# aiohttp, not the httpx the rest of the package uses: the load generator must sustain ten
+# times the rate of the server it measures, and httpx's async client streams about 7x fewer
+# requests a second on the same core (`make bench`, tests/bench/http_clients.py: ~2,000 vs
+# ~300 req/s against the instant stub at concurrency 32).
 import aiohttp
 
 from r1deploy.bench.metrics import RequestResult, compute_metrics, summarize

@@ -1,15 +1,15 @@
-"""`r1deploy compose validate FILE...`."""
+"""`r1deploy compose validate FILE...`, `r1deploy compose rules`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from r1deploy.cliconv import ExitCode, add_format, print_findings
+from r1deploy.compose.registry import COMPOSE_RULES
 from r1deploy.compose.validate import validate_file
 from r1deploy.diagnostics import errors, warnings
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+from r1deploy.rules import print_rules
 
 
 def register(subparsers) -> None:
@@ -21,13 +21,17 @@ def register(subparsers) -> None:
         "Open WebUI wiring, vLLM flags, no secrets, no public model API)",
     )
     validate.add_argument("files", nargs="+", metavar="FILE", help="compose files (compose.yaml)")
-    validate.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output for people (text) or machines (json)",
-    )
+    add_format(validate)
     validate.set_defaults(handler=run_validate)
+
+    rules = verbs.add_parser("rules", help="list the rules validate checks (docs/rules.md)")
+    add_format(rules)
+    rules.set_defaults(handler=run_rules)
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    print_rules(COMPOSE_RULES, args.format)
+    return ExitCode.OK
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -37,28 +41,13 @@ def run_validate(args: argparse.Namespace) -> int:
             reports.append(validate_file(path))
         except OSError as exc:
             print(f"r1deploy compose: cannot read {path}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-    if args.format == "json":
-        found = [d for r in reports for d in r.diagnostics]
-        print(
-            json.dumps(
-                {
-                    "valid": all(r.valid for r in reports),
-                    "files": [r.path for r in reports],
-                    "errors": len(errors(found)),
-                    "warnings": len(warnings(found)),
-                    "diagnostics": [d.to_dict() for d in found],
-                },
-                indent=2,
-            )
-        )
-    else:
-        for report in reports:
-            for diagnostic in report.diagnostics:
-                print(diagnostic)
-            verdict = "valid" if report.valid else "INVALID"
-            print(
-                f"{report.path}: {verdict} ({len(errors(report.diagnostics))} errors, "
-                f"{len(warnings(report.diagnostics))} warnings)"
-            )
-    return EXIT_OK if all(r.valid for r in reports) else EXIT_INVALID
+            return ExitCode.CANNOT_RUN
+    valid = all(r.valid for r in reports)
+    print_findings(
+        [d for r in reports for d in r.diagnostics],
+        [f"{r.path}: {'valid' if r.valid else 'INVALID'} ({len(errors(r.diagnostics))} errors, "
+         f"{len(warnings(r.diagnostics))} warnings)" for r in reports],
+        args.format,
+        {"valid": valid, "files": [r.path for r in reports]},
+    )
+    return ExitCode.OK if valid else ExitCode.FAILED

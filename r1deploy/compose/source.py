@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from r1deploy.compose.registry import RULES
 from r1deploy.diagnostics import json_pointer
 from r1deploy.doclimits import MAX_NESTING_DEPTH, MAX_VALUES, too_deep, too_many
+
+YAML_SYNTAX = RULES["yaml-syntax"]
+YAML_LIMIT = RULES["yaml-limit"]
 
 
 @dataclass
@@ -41,7 +45,7 @@ class YamlSyntaxError(Exception):
         message: str,
         line: int | None,
         column: int | None,
-        rule: str = "yaml-syntax",
+        rule: str = YAML_SYNTAX.id,
         fix: str = "correct the YAML at this line "
         "(indentation and unquoted colons are the usual causes)",
     ):
@@ -50,7 +54,7 @@ class YamlSyntaxError(Exception):
 
 
 def _limit_error(problem: str, fix: str, mark) -> YamlSyntaxError:
-    return YamlSyntaxError(problem, mark.line + 1, mark.column + 1, "yaml-limit", fix)
+    return YamlSyntaxError(problem, mark.line + 1, mark.column + 1, YAML_LIMIT.id, fix)
 
 
 class _BoundedLoader(yaml.SafeLoader):

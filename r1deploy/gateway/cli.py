@@ -8,10 +8,11 @@ import stat
 import sys
 from pathlib import Path
 
+from r1deploy.cliconv import ExitCode
 from r1deploy.inputfile import InputRefused, decode_utf8, read_bytes
 from r1deploy.tools.validate import ToolsFileError, load_plugins
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.CANNOT_RUN
 KEY_ENV = "TOOLS_GATEWAY_KEY"
 
 

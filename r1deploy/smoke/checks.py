@@ -6,12 +6,14 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import httpx
 import jsonschema
-import requests
 
+from r1deploy import tls
 from r1deploy.smoke.config import SmokeConfig
+from r1deploy.smoke.frontdoor import frontdoor_hidden_routes, frontdoor_redirect, frontdoor_tls
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped, CheckWarning
 from r1deploy.smoke.webui_chat import webui_ui_chat
 from r1deploy.webui.client import SIGNIN_RATE_LIMIT, SIGNIN_RATE_LIMIT_WAIT_S, post_signin
@@ -33,8 +35,12 @@ class Context:
     """Shared between checks: the config, HTTP sessions, and what earlier checks learnt."""
 
     config: SmokeConfig
-    session: requests.Session = field(default_factory=requests.Session)
+    session: httpx.Client | None = None
     webui_token: str | None = None
+
+    def __post_init__(self):
+        if self.session is None:  # trusting the front door's CA where the stack has one
+            self.session = httpx.Client(verify=tls.verify(self.config.verify))
 
     @property
     def timeout(self) -> float:
@@ -54,7 +60,7 @@ def _need(value, what: str, fix: str):
     return value
 
 
-def _json(response: requests.Response, what: str):
+def _json(response: httpx.Response, what: str):
     try:
         return response.json()
     except ValueError as exc:
@@ -62,11 +68,12 @@ def _json(response: requests.Response, what: str):
                           f"{response.text[:200]!r}") from exc
 
 
-def _expect_ok(response: requests.Response, what: str, fix: str = "") -> None:
+def _expect_ok(response: httpx.Response, what: str, fix: str = "") -> None:
     if response.status_code == 401:
         raise CheckFailed(f"{what}: the credentials were refused (HTTP 401)\n    fix: "
                           + (fix or "check the key/password in the stack's .env"))
     if response.status_code >= 400:
+        response.read()  # a streamed response holds no body until read
         detail = response.text[:300].strip()
         raise CheckFailed(f"{what}: HTTP {response.status_code}: {detail}"
                           + (f"\n    fix: {fix}" if fix else ""))
@@ -82,9 +89,10 @@ def _excerpt(text: str | None, limit: int = 80) -> str:
 
 def vllm_health(ctx: Context):
     url = _need(ctx.config.vllm_url, "vLLM URL", "settings.json vllm.url or --vllm")
-    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    health = ctx.config.health_url or f"{url}/health"
+    response = ctx.session.get(health, timeout=ctx.timeout)
     _expect_ok(response, "vLLM /health", "the engine is unhealthy: docker compose logs vllm")
-    return f"{url}/health 200"
+    return f"{health} 200"
 
 
 def vllm_models(ctx: Context):
@@ -176,14 +184,14 @@ def vllm_stream(ctx: Context):
     start = time.perf_counter()
     ttft = None
     deltas, done, text = 0, False, []
-    with ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
-                          json=_chat_body(ctx, CHAT_PROMPT, stream=True), stream=True,
-                          timeout=ctx.timeout) as response:
+    with ctx.session.stream("POST", f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
+                            json=_chat_body(ctx, CHAT_PROMPT, stream=True),
+                            timeout=ctx.timeout) as response:
         _expect_ok(response, "vLLM streaming chat completion")
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             raise CheckFailed("the stream is not server-sent events (content-type "
                               f"{response.headers.get('content-type')!r})")
-        for line in response.iter_lines(decode_unicode=True):
+        for line in response.iter_lines():
             if not line or not line.startswith("data:"):
                 continue
             payload = line[len("data:"):].strip()
@@ -263,9 +271,10 @@ def vllm_tool_call(ctx: Context):
 
 def webui_health(ctx: Context):
     url = _need(ctx.config.webui_url, "Open WebUI URL", "settings.json webui.url or --webui")
-    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    health = ctx.config.webui_health_url or f"{url}/health"
+    response = ctx.session.get(health, timeout=ctx.timeout)
     _expect_ok(response, "Open WebUI /health", "docker compose logs open-webui")
-    return f"{url}/health 200"
+    return f"{health} 200"
 
 
 def webui_signin(ctx: Context):
@@ -298,7 +307,7 @@ def _backend_hint(ctx: Context) -> str:
         response = ctx.session.get(f"{ctx.config.webui_url}/openai/config",
                                    headers=ctx.webui_headers(), timeout=ctx.timeout)
         urls = response.json().get("OPENAI_API_BASE_URLS")
-    except (requests.RequestException, ValueError, AttributeError):
+    except (httpx.HTTPError, ValueError, AttributeError):
         return ""
     hint = f"; its OpenAI connection points at {urls}"
     if urls and all("api.openai.com" in u for u in urls):
@@ -419,7 +428,8 @@ def agent_round_trip(ctx: Context):
     try:
         result = run_agent(
             TOOL_PROMPT,
-            llm=Endpoint(f"{ctx.config.vllm_url}/v1", ctx.config.vllm_key or ""),
+            llm=Endpoint(f"{ctx.config.vllm_url}/v1", ctx.config.vllm_key or "",
+                         verify=ctx.config.verify),
             model=ctx.config.model,
             gateway=Endpoint(ctx.config.gateway_url, ctx.config.gateway_key or ""),
             tools=ctx.config.tools,
@@ -507,6 +517,11 @@ CHECKS = [
           webui_ui_chat, ("webui.models",)),
     Check("webui.signup_closed", "a second signup is refused", webui_signup_closed,
           ("webui.health",)),
+    Check("frontdoor.tls", "Open WebUI through the front door: trusted certificate, HSTS",
+          frontdoor_tls),
+    Check("frontdoor.redirect", "plain HTTP is sent to HTTPS", frontdoor_redirect),
+    Check("frontdoor.hidden_routes", "the model server's keyless routes are not reachable",
+          frontdoor_hidden_routes),
     Check("gateway.health", "the tool gateway answers /health", gateway_health),
     Check("webui.tool_server", "Open WebUI verifies the tool gateway connection",
           webui_tool_server, ("webui.signin",)),

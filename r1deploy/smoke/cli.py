@@ -10,13 +10,14 @@ from __future__ import annotations
 import sys
 import time
 
+from r1deploy.cliconv import ExitCode, add_format, add_stack_dir
 from r1deploy.smoke.checks import CHECKS, Context
 from r1deploy.smoke.config import ConfigError, load_config
 from r1deploy.smoke.report import summary, table_line, to_json, write_junit
 from r1deploy.smoke.runner import FAIL, PASS, WARN, run_checks
 from r1deploy.smoke.wait import wait_ready
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.CANNOT_RUN
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
         "credentials come from a rendered stack directory (.env + settings.json) and/or flags "
         "(flags win).",
     )
-    parser.add_argument("--stack-dir", metavar="DIR", help="rendered stack directory")
+    add_stack_dir(parser)
     parser.add_argument("--vllm", metavar="URL", help="vLLM base URL (http://host:8000)")
     parser.add_argument("--vllm-key-file", metavar="FILE", help="file holding the vLLM API key")
     parser.add_argument("--model", help="served model name to expect")
@@ -48,10 +49,12 @@ def register(subparsers) -> None:
                         help="first wait up to SECONDS, with backoff, for the health endpoints")
     parser.add_argument("--quality", action="store_true",
                         help="also ask the product guide's worked problem (real model only)")
+    parser.add_argument("--inside", action="store_true",
+                        help="check the services behind the front door directly (diagnosis); "
+                             "default with a front door: through it, as people reach it")
     parser.add_argument("--allow-warnings", action="store_true",
                         help="exit 0 when checks only warn (e.g. no API key given to check auth)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the results as JSON on stdout (the table goes to stderr)")
+    add_format(parser)
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
     parser.set_defaults(handler=run)
 
@@ -73,7 +76,7 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"r1deploy smoke: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    table = sys.stderr if args.json else sys.stdout
+    table = sys.stderr if args.format == "json" else sys.stdout
     ctx = Context(config)
     start = time.perf_counter()
     if args.wait_ready > 0:
@@ -94,7 +97,7 @@ def run(args) -> int:
     else:
         exit_code = EXIT_OK
     print(summary(results, wall_s), file=table, flush=True)
-    if args.json:
+    if args.format == "json":
         print(to_json(results, wall_s, exit_code, config.source))
     if args.junit:
         write_junit(args.junit, results, wall_s)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-import requests
+import httpx
 
 PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"
 
@@ -81,7 +81,7 @@ def run_checks(
                 status, message = WARN, str(exc)
             except CheckFailed as exc:
                 status, message, data = FAIL, str(exc), exc.data
-            except requests.RequestException as exc:
+            except httpx.HTTPError as exc:
                 status, message = FAIL, describe_request_error(exc)
             except Exception as exc:  # a bug in a check must not hide the others
                 status, message = FAIL, f"{type(exc).__name__}: {exc}"
@@ -94,12 +94,15 @@ def run_checks(
     return results
 
 
-def describe_request_error(exc: requests.RequestException) -> str:
-    url = getattr(exc.request, "url", None) or "the server"
-    if isinstance(exc, requests.ConnectionError):
+def describe_request_error(exc: httpx.HTTPError) -> str:
+    try:
+        url = str(exc.request.url)
+    except RuntimeError:  # raised before a request was made
+        url = "the server"
+    if isinstance(exc, httpx.ConnectError):
         return (f"cannot connect to {url}: nothing answers there (stopped, still starting, or "
                 "wrong URL)\n    fix: check the service is up (docker compose ps; docker "
                 "compose logs) and the URL in settings.json")
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, httpx.TimeoutException):
         return f"{url} did not answer in time\n    fix: check the server's load and logs"
     return f"request to {url} failed: {exc}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-import requests
+import httpx
 
 
-def wait_ready(endpoints: dict[str, str], seconds: float, session: requests.Session,
+def wait_ready(endpoints: dict[str, str], seconds: float, session: httpx.Client,
                log=print) -> dict[str, str]:
     """Poll each ``name -> health URL`` until it answers 200 or ``seconds`` run out.
 
@@ -26,7 +26,7 @@ def wait_ready(endpoints: dict[str, str], seconds: float, session: requests.Sess
                     del pending[name]
                     continue
                 errors[name] = f"HTTP {response.status_code}"
-            except requests.RequestException as exc:
+            except httpx.HTTPError as exc:
                 errors[name] = type(exc).__name__
         remaining = deadline - time.monotonic()
         if not pending or remaining <= 0:

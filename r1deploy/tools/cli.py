@@ -1,4 +1,4 @@
-"""`r1deploy tools validate|export`."""
+"""`r1deploy tools validate|export|rules`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from r1deploy.cliconv import ExitCode, add_format, print_findings
 from r1deploy.diagnostics import errors, warnings
+from r1deploy.rules import print_rules
 from r1deploy.tools.export import FORMATS, export
+from r1deploy.tools.registry import TOOLS_RULES
 from r1deploy.tools.validate import Report, validate_files
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_FILE = "tools.json"
 
 
@@ -27,12 +29,7 @@ def register(subparsers) -> None:
         metavar="FILE",
         help=f"tools files (default: {DEFAULT_FILE})",
     )
-    validate.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output for people (text) or machines (json)",
-    )
+    add_format(validate)
     validate.set_defaults(handler=run_validate)
 
     exporter = verbs.add_parser("export", help="print the tools in the form a server takes")
@@ -47,6 +44,15 @@ def register(subparsers) -> None:
     exporter.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     exporter.set_defaults(handler=run_export)
 
+    rules = verbs.add_parser("rules", help="list the rules validate checks (docs/rules.md)")
+    add_format(rules)
+    rules.set_defaults(handler=run_rules)
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    print_rules(TOOLS_RULES, args.format)
+    return ExitCode.OK
+
 
 def _validate(files: list[str]) -> Report | None:
     try:
@@ -57,39 +63,35 @@ def _validate(files: list[str]) -> Report | None:
 
 
 def _print_findings(report: Report, stream) -> None:
-    for diagnostic in report.diagnostics:
-        print(diagnostic, file=stream)
     found = report.diagnostics
     verdict = "valid" if report.valid else "INVALID"
-    print(
-        f"{', '.join(f.path for f in report.files)}: {len(report.plugins)} plugins, {verdict} "
-        f"({len(errors(found))} errors, {len(warnings(found))} warnings)",
-        file=stream,
-    )
+    summary = (f"{', '.join(f.path for f in report.files)}: {len(report.plugins)} plugins, "
+               f"{verdict} ({len(errors(found))} errors, {len(warnings(found))} warnings)")
+    print_findings(found, [summary], "text", stream=stream)
 
 
 def run_validate(args: argparse.Namespace) -> int:
     report = _validate(args.files)
     if report is None:
-        return EXIT_USAGE
+        return ExitCode.CANNOT_RUN
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_findings(report, sys.stdout)
-    return EXIT_OK if report.valid else EXIT_INVALID
+    return ExitCode.OK if report.valid else ExitCode.FAILED
 
 
 def run_export(args: argparse.Namespace) -> int:
     report = _validate(args.files)
     if report is None:
-        return EXIT_USAGE
+        return ExitCode.CANNOT_RUN
     if not report.valid:
         _print_findings(report, sys.stderr)
         print("nothing exported: fix the errors above first", file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.FAILED
     text = export(report.plugins, args.format, args.server_url)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return EXIT_OK
+    return ExitCode.OK

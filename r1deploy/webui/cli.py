@@ -7,11 +7,12 @@ import json
 import os
 import sys
 
+from r1deploy.cliconv import ExitCode, add_format, add_stack_dir
 from r1deploy.stackdir import StackDir, StackDirError
 from r1deploy.webui.client import WebUIClient, WebUIError
 from r1deploy.webui.reconcile import reconcile_stack
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.CANNOT_RUN
 
 
 def register(subparsers) -> None:
@@ -22,20 +23,20 @@ def register(subparsers) -> None:
         help="make the running Open WebUI match the stack (backends, tool servers, signup, "
         "default model, the model's entry)",
     )
-    rec.add_argument("--stack", required=True, metavar="DIR", help="rendered stack directory")
+    add_stack_dir(rec, required=True)
     rec.add_argument("--url", help="Open WebUI URL (default: the stack's settings.json)")
     rec.add_argument("--check", action="store_true", help="report what differs, change nothing")
     rec.add_argument(
         "--no-verify", action="store_true", help="skip asking Open WebUI to fetch each tool spec"
     )
-    rec.add_argument("--json", action="store_true", help="one JSON object (changed, ok, items)")
+    add_format(rec)
     rec.set_defaults(handler=run_reconcile)
 
     password = verbs.add_parser(
         "set-admin-password",
         help="change the admin's password in the running Open WebUI (make rotate-secrets)",
     )
-    password.add_argument("--stack", required=True, metavar="DIR", help="rendered stack directory")
+    add_stack_dir(password, required=True)
     password.add_argument("--url", help="Open WebUI URL (default: the stack's settings.json)")
     password.set_defaults(handler=run_set_admin_password)
 
@@ -53,7 +54,7 @@ def run_set_admin_password(args: argparse.Namespace) -> int:
               "(12 characters or more)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        stack = StackDir.load(args.stack)
+        stack = StackDir.load(args.stack_dir)
         email = stack.env.get("WEBUI_ADMIN_EMAIL") or stack.setting("webui", "admin_email")
         current = stack.secret("WEBUI_ADMIN_PASSWORD")
         client = WebUIClient(args.url or stack.setting("webui", "url"))
@@ -74,12 +75,12 @@ def run_set_admin_password(args: argparse.Namespace) -> int:
 def run_reconcile(args: argparse.Namespace) -> int:
     try:
         outcome = reconcile_stack(
-            args.stack, url=args.url, apply=not args.check, verify=not args.no_verify
+            args.stack_dir, url=args.url, apply=not args.check, verify=not args.no_verify
         )
     except (StackDirError, WebUIError) as exc:
         print(f"r1deploy webui reconcile: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.json:
+    if args.format == "json":
         print(json.dumps(outcome.to_dict(), indent=2))
     else:
         for item in outcome.items:

@@ -1,4 +1,4 @@
-"""A small Open WebUI admin API client (requests).
+"""A small Open WebUI admin API client (httpx).
 
 Endpoints as in open-webui 0.12.4 (open_webui/routers/auths.py, configs.py, openai.py).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-import requests
+import httpx
 
 SIGNIN_PATH = "/api/v1/auths/signin"
 # open-webui 0.12.4 (utils/rate_limit.py, routers/auths.py): 15 sign-ins per account, counted
@@ -20,7 +20,7 @@ SIGNIN_RETRY_EVERY_S = 61.0
 
 
 def post_signin(
-    session: requests.Session,
+    session: httpx.Client,
     url: str,
     email: str,
     password: str,
@@ -28,7 +28,7 @@ def post_signin(
     timeout_s: float,
     wait_s: float | None = None,
     retry_every_s: float = SIGNIN_RETRY_EVERY_S,
-) -> requests.Response:
+) -> httpx.Response:
     """POST the sign-in; while Open WebUI rate-limits it (HTTP 429), retry for up to
     ``wait_s`` (default SIGNIN_RATE_LIMIT_WAIT_S).
 
@@ -65,19 +65,19 @@ class WebUIClient:
     def __init__(self, url: str, timeout_s: float = 30.0):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        self.session = requests.Session()
+        self.session = httpx.Client()
 
     def _request(self, method: str, path: str, **kwargs):
         url = f"{self.url}{path}"
         try:
             response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
-        except requests.RequestException as exc:
+        except httpx.HTTPError as exc:
             raise WebUIError(f"cannot reach Open WebUI at {url}: {exc}") from None
         return self._answer(method, path, response)
 
     @staticmethod
-    def _answer(method: str, path: str, response: requests.Response):
-        if not response.ok:
+    def _answer(method: str, path: str, response: httpx.Response):
+        if response.is_error:
             try:
                 detail = response.json().get("detail", response.text)
             except ValueError:
@@ -96,7 +96,7 @@ class WebUIClient:
         try:
             response = post_signin(self.session, self.url, email, password,
                                    timeout_s=self.timeout_s)
-        except requests.RequestException as exc:
+        except httpx.HTTPError as exc:
             raise WebUIError(f"cannot reach Open WebUI at {self.url}: {exc}") from None
         if response.status_code == 429:
             raise WebUIError(
@@ -184,7 +184,7 @@ class WebUIClient:
         try:
             response = self.session.get(f"{self.url}/api/v1/models/model",
                                         params={"id": model_id}, timeout=self.timeout_s)
-        except requests.RequestException as exc:
+        except httpx.HTTPError as exc:
             raise WebUIError(f"cannot reach Open WebUI at {self.url}: {exc}") from None
         if response.status_code == 404:
             return None

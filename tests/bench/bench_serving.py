@@ -77,7 +77,7 @@ def vllm_sweep() -> None:
         with VllmServer(model, Path(tmp) / "vllm.log", cores=cores) as url:
             subprocess.run([sys.executable, "-m", "r1deploy.bench", "run", "--base-url", url,
                             "--input-len", "128", "--output-len", "64", "--concurrency",
-                            "1,4,8", "--num-prompts", "32", "--quiet", "--json",
+                            "1,4,8", "--num-prompts", "32", "--quiet", "--output",
                             str(build / "bench-sweep.json"), "--plot",
                             str(build / "bench-sweep.png")], cwd=REPO, check=False,
                            preexec_fn=cores.pin_clients)

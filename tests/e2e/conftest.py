@@ -20,6 +20,7 @@ BUILD = REPO / "build" / "e2e"
 # Servers listen on loopback ports PORT_BASE .. PORT_BASE+9.
 PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
 VLLM_PORT, WEBUI_PORT, GATEWAY_PORT = PORT_BASE, PORT_BASE + 1, PORT_BASE + 4
+FRONT_DOOR_PORTS = (PORT_BASE + 7, PORT_BASE + 8)  # https, http
 FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
 CLOSED_PORT = PORT_BASE + 9  # nothing listens here: a wrong backend URL
 VLLM_READY_S, WEBUI_READY_S = 600, 300
@@ -99,7 +100,8 @@ def stack_tools_file(tmp_path_factory) -> Path:
 def stack_dir(tmp_path_factory, stack_tools_file) -> Path:
     return stacklib.render_test_stack(
         tmp_path_factory.mktemp("stack"), vllm_port=VLLM_PORT, webui_port=WEBUI_PORT,
-        gateway_port=GATEWAY_PORT, tools_file=stack_tools_file)
+        gateway_port=GATEWAY_PORT, tools_file=stack_tools_file,
+        front_door_ports=FRONT_DOOR_PORTS)
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +112,8 @@ def stack_services(stack_dir, scripted_model, stack_upstream) -> dict:
 
 def native_server(name: str, service: dict) -> stacklib.Server:
     return stacklib.Server(name, service["argv"], service["env"], service["health_url"],
-                           BUILD / "logs" / f"{name}.log", Path(service["workdir"]))
+                           BUILD / "logs" / f"{name}.log", Path(service["workdir"]),
+                           verify=service.get("verify", True))
 
 
 def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
@@ -159,14 +162,21 @@ def webui(stack_services, vllm_server, gateway_server):
 def reconcile(stack: Path) -> dict:
     """`r1deploy webui reconcile` on the stack, as every deploy runs it; its JSON outcome."""
     done = subprocess.run([sys.executable, "-m", "r1deploy.cli", "webui", "reconcile",
-                           "--stack", str(stack), "--json"],
+                           "--stack-dir", str(stack), "--format", "json"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     return stacklib.json.loads(done.stdout)
 
 
 @pytest.fixture(scope="session")
-def stack(stack_dir, vllm_server, gateway_server, webui):
+def front_door(stack_dir, webui):
+    server = _start(native_server("front-door", stacklib.front_door_service(stack_dir)), 60)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir, vllm_server, gateway_server, webui, front_door):
     """The whole stack up and reconciled, as a deploy leaves it: the stack directory."""
     TIMINGS["first_reconcile_changed"] = reconcile(stack_dir)["changed"]
     return stack_dir

@@ -31,7 +31,7 @@ class SmokeRun:
 def run_smoke(stack_dir: Path, *extra: str, timeout: float = 300) -> SmokeRun:
     done = subprocess.run(
         [sys.executable, "-m", "r1deploy.cli", "smoke", "--stack-dir", str(stack_dir),
-         "--json", "--timeout", "60", *extra],
+         "--format", "json", "--timeout", "60", *extra],
         capture_output=True, text=True, timeout=timeout,
     )
     try:

@@ -37,7 +37,7 @@ def agent(stack, *extra) -> subprocess.CompletedProcess:
             "r1deploy.cli",
             "agent",
             "What is the weather in Paris?",
-            "--stack",
+            "--stack-dir",
             str(stack),
             "--tool-choice",
             script.TOOL_NAME,
@@ -67,7 +67,7 @@ def test_agent_makes_one_tool_round_trip_and_prints_the_answer_against_stub_upst
 
 
 def test_agent_json_shows_the_tool_message_fed_back_against_stub_upstream(agent_stack):
-    done = agent(agent_stack, "--json")
+    done = agent(agent_stack, "--format", "json")
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
     [tool_run] = run["tool_runs"]
@@ -98,7 +98,8 @@ def test_smoke_agent_round_trip_check_passes_against_stub_upstream(agent_stack):
             "agent.",
             "--tool",
             script.TOOL_NAME,
-            "--json",
+            "--format",
+            "json",
         ],
         capture_output=True,
         text=True,

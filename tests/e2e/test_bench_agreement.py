@@ -76,7 +76,7 @@ def test_r1deploy_bench_cli_runs_a_sweep_on_real_vllm(served, tmp_path):
     out = tmp_path / "sweep.json"
     subprocess.run([sys.executable, "-m", "r1deploy.bench", "run", "--base-url", url,
                     "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
-                    "--concurrency", "1,8", "--num-prompts", "16", "--quiet", "--json",
+                    "--concurrency", "1,8", "--num-prompts", "16", "--quiet", "--output",
                     str(out)], cwd=REPO, check=True, timeout=600)
     result = json.loads(out.read_text())
     assert result["status"] == "complete"

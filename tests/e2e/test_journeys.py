@@ -26,16 +26,18 @@ TOOL_SERVER_NAME = "r1deploy tools"  # the gateway's name in Open WebUI (roles/r
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
+def site(stack) -> dict:
+    """Where a person reaches the stack: the front door's HTTPS URL, its CA trusted."""
+    env = stacklib.read_env(stack)
+    door = stacklib.read_settings(stack)["front_door"]
+    return {"url": door["url"], "ca_file": stack / door["ca_file"],
+            "email": env["WEBUI_ADMIN_EMAIL"], "password": env["WEBUI_ADMIN_PASSWORD"]}
 
 
 @pytest.fixture(scope="module")
-def site(stack) -> dict:
-    env = stacklib.read_env(stack)
-    return {"url": stacklib.read_settings(stack)["webui"]["url"],
-            "email": env["WEBUI_ADMIN_EMAIL"], "password": env["WEBUI_ADMIN_PASSWORD"]}
+def browser(site):
+    with chromium(site["ca_file"]) as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -138,6 +140,7 @@ def test_admin_creates_a_user_who_chats_but_cannot_administer_and_signs_out(pers
     expect(visitor.page.get_by_text("Sign up", exact=True)).to_have_count(0)
     visitor.shot("no-signup")
     refused = requests.post(f"{site['url']}/api/v1/auths/signup", timeout=30,
+                            verify=str(site["ca_file"]),
                             json={"name": "x", "email": f"x-{email}", "password": password})
     assert refused.status_code >= 400, refused.text
 

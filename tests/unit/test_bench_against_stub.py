@@ -118,7 +118,7 @@ def test_max_seconds_bounds_a_level_against_instant_stub_server():
 
 def test_unreachable_endpoint_ends_with_clear_message_and_failed_result(tmp_path, capsys):
     out = tmp_path / "r.json"
-    code = run_cli("run", "--base-url", f"http://127.0.0.1:{free_port()}", "--json", str(out),
+    code = run_cli("run", "--base-url", f"http://127.0.0.1:{free_port()}", "--output", str(out),
                    "--quiet")
     assert code == 2
     printed = capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_unreachable_endpoint_ends_with_clear_message_and_failed_result(tmp_path
 def test_wrong_model_name_lists_served_models_against_instant_stub_server(tmp_path, capsys):
     with StubThread(InstantStub(model="right")) as stub:
         code = run_cli("run", "--base-url", stub.base_url, "--model", "wrong", "--quiet",
-                       "--json", str(tmp_path / "r.json"))
+                       "--output", str(tmp_path / "r.json"))
     assert code == 2
     printed = capsys.readouterr().out
     assert "model 'wrong' is not served" in printed and "right" in printed
@@ -163,7 +163,7 @@ def test_server_going_down_mid_sweep_stops_and_keeps_finished_levels_against_ins
     with StubThread(InstantStub(faults=Faults(down_after=41))) as stub:
         code = run_cli("run", "--base-url", stub.base_url, "--input-len", "8", "--output-len",
                        "8", "--concurrency", "1,2,4", "--num-prompts", "40", "--warmup", "1",
-                       "--quiet", "--json", str(tmp_path / "r.json"))
+                       "--quiet", "--output", str(tmp_path / "r.json"))
     assert code == 1
     printed = capsys.readouterr().out
     assert "RESULT IS PARTIAL" in printed
@@ -199,7 +199,7 @@ def test_through_webui_signs_in_with_the_stack_admin_against_instant_stub_server
         out = tmp_path / "r.json"
         code = run_cli("run", "--stack-dir", str(tmp_path), "--via", "webui", "--input-len",
                        "16", "--output-len", "8", "--num-prompts", "20", "--quiet",
-                       "--json", str(out))
+                       "--output", str(out))
         assert code == 0
         saved = json.loads(out.read_text())
         assert saved["target"]["chat_path"] == "/api/chat/completions"

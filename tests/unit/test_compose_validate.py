@@ -582,3 +582,79 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
 
     assert main(["compose", "validate", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# --- the served model's facts (r1deploy/model_facts.json) --------------------------------
+
+
+def serve(model, **flags):
+    """GOOD with vLLM serving ``model`` and ``flags`` set (all GPUs, so the GPU rule is quiet)."""
+    def mutate(d):
+        command = vllm(d)["command"]
+        command[0] = model
+        for flag, value in flags.items():
+            set_flag(d, flag, value)
+        vllm(d)["deploy"]["resources"]["reservations"]["devices"][0]["count"] = "all"
+    return check(mutate)
+
+
+def test_the_test_model_is_held_to_its_own_facts():
+    report = serve("r1deploy/test-model", **{"--tensor-parallel-size": "3",
+                                              "--max-model-len": "16384"})
+    assert [f.message for f in only(report, "vllm-flags")] == [
+        "service vllm: tensor parallel size 3 does not divide the model's 4 attention heads",
+        "service vllm: --max-model-len 16384 exceeds the model's 8192 tokens "
+        "(max_position_embeddings)",
+    ]
+    assert only(report, "vllm-flags")[0].fix == "set --tensor-parallel-size to 1, 2 or 4"
+
+
+def test_a_local_copy_is_known_by_its_directory_name():
+    report = serve("/models/DeepSeek-R1-Distill-Qwen-1.5B", **{"--tensor-parallel-size": "5"})
+    (finding,) = only(report, "vllm-flags")
+    assert finding.message == (
+        "service vllm: tensor parallel size 5 does not divide the model's 12 attention heads")
+
+
+def test_a_model_the_facts_file_does_not_know_is_held_to_the_r1_distills_saying_so():
+    report = serve("/models/my-copy", **{"--max-model-len": "200000"})
+    (finding,) = only(report, "vllm-flags")
+    assert finding.message == (
+        "service vllm: --max-model-len 200000 exceeds the model's 131072 tokens "
+        "(max_position_embeddings) (the R1 distill's: r1deploy/model_facts.json has no facts "
+        "for /models/my-copy)")
+
+
+def test_the_numbers_come_from_the_facts_file(monkeypatch):
+    from r1deploy import modelfacts
+
+    facts = json.loads(modelfacts.FACTS_FILE.read_text())
+    facts["models"][modelfacts.R1_DISTILL].update(num_attention_heads=16,
+                                                  max_position_embeddings=4000)
+    monkeypatch.setattr(modelfacts, "_all", lambda: facts)
+    report = serve(modelfacts.R1_DISTILL, **{"--tensor-parallel-size": "3"})
+    assert [f.message for f in only(report, "vllm-flags")] == [
+        "service vllm: tensor parallel size 3 does not divide the model's 16 attention heads",
+        "service vllm: --max-model-len 4096 exceeds the model's 4000 tokens "
+        "(max_position_embeddings)",
+    ]
+    assert only(report, "vllm-flags")[0].fix == "set --tensor-parallel-size to 1, 2, 4, 8 or 16"
+
+
+def _with_front_door(d):
+    d["services"]["front-door"] = {"image": "nginx:1.22.1",
+                                   "ports": ["0.0.0.0:443:8443", "0.0.0.0:80:8080"]}
+
+
+def test_with_a_front_door_open_webui_published_beside_it_is_refused():
+    (finding,) = only(check(_with_front_door), "front-door-only")
+    assert finding.pointer == "/services/open-webui/ports/0"
+    assert "beside the front door (front-door)" in finding.message
+
+
+def test_with_a_front_door_everything_else_on_loopback_is_fine():
+    def mutate(d):
+        _with_front_door(d)
+        webui(d)["ports"] = ["127.0.0.1:3000:8080"]
+
+    assert not [f for f in check(mutate).diagnostics if f.rule == "front-door-only"]

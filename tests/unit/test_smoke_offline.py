@@ -37,7 +37,7 @@ def test_nothing_reachable_exits_2_and_names_the_url(capsys, tmp_path):
 def test_wait_ready_reports_what_never_came_up(capsys):
     url = f"http://127.0.0.1:{_closed_port()}"
     assert main(["smoke", "--vllm", url, "--wait-ready", "1.5", "--only", "vllm.health"]) == 2
-    assert "never came up within 2s: vLLM (last: ConnectionError)" in capsys.readouterr().out
+    assert "never came up within 2s: vLLM (last: ConnectError)" in capsys.readouterr().out
 
 
 def test_missing_stack_dir_is_a_usage_error_with_the_fix(capsys, tmp_path):

@@ -60,3 +60,16 @@ def test_the_maths_reply_answers_the_product_guides_problem_in_latex():
     answer = script.MATHS.answer_text
     assert parse_extrema(answer) == (2, -2)
     assert answer.count("$$") >= 4 and "\\boxed{" in answer
+
+
+def test_the_builder_cli_imports_with_the_standard_library_alone():
+    """`r1deploy testmodel build` runs in the vLLM image (tasks/run.yml), which has torch but
+    none of r1deploy's dependencies: its import chain must need nothing else."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c",
+         f"import sys; sys.path.insert(0, {str(REPO)!r}); import r1deploy.testmodel.cli"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
