@@ -1,9 +1,11 @@
-"""The FastAPI app: /openapi.json (the openapi export), one POST per plugin, /health."""
+"""The FastAPI app: /openapi.json (the openapi export), one POST per plugin, /health,
+/metrics."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from r1deploy import doclimits
 from r1deploy.diagnostics import json_pointer
+from r1deploy.gateway.metrics import OK, GatewayMetrics, ToolMetrics, outcome_of
 from r1deploy.gateway.routes import InvalidArguments, Route, compile_routes
 from r1deploy.gateway.upstream import GatewayError, Upstream
 from r1deploy.tools.export import operation_path, to_openapi
@@ -52,6 +55,7 @@ def create_app(
     routes = compile_routes(plugins, environ)
     document = to_openapi(plugins, server_url)
     upstream = Upstream()
+    metrics = GatewayMetrics([route.name for route in routes])
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -61,6 +65,7 @@ def create_app(
     # The export is the spec: FastAPI's generated one and its docs pages are turned off.
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.routes = {route.name: route for route in routes}
+    app.state.metrics = metrics
 
     @app.get("/health")
     async def health() -> dict:
@@ -72,10 +77,17 @@ def create_app(
             return _error(UNAUTHORISED)
         return JSONResponse(document)
 
+    # Open like /health: counts and latencies by tool name, no arguments and no secrets. It
+    # answers where the gateway listens (loopback, or the compose network).
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     for route in routes:
         app.add_api_route(
             operation_path({"name": route.name}),
-            _endpoint(route, upstream, key),
+            _endpoint(route, upstream, key, metrics.tools[route.name]),
             methods=["POST"],
             include_in_schema=False,
             name=route.name,
@@ -83,21 +95,41 @@ def create_app(
     return app
 
 
-def _endpoint(route: Route, upstream: Upstream, key: str):
+def _endpoint(route: Route, upstream: Upstream, key: str, metrics: ToolMetrics):
     async def call_tool(request: Request) -> Response:
+        metrics.in_flight.inc()
+        try:
+            return await _call(request)
+        finally:
+            metrics.in_flight.dec()
+
+    async def _call(request: Request) -> Response:
         # Checked in each handler: an HTTP middleware would cost more than the whole call.
         if not _authorised(request, key):
+            metrics.count(outcome_of(UNAUTHORISED))
             return _error(UNAUTHORISED)
         try:
             arguments = _parse_arguments(route, await _read_capped_body(request))
             problems = route.argument_errors(arguments)
             if problems:
                 raise _invalid(route, *problems[0])
-            answer = await upstream.call(route, arguments)
+            # Observed whatever the upstream answered; not for arguments that cannot make a
+            # request (InvalidArguments: nothing left the host).
+            started = time.perf_counter()
+            try:
+                answer = await upstream.call(route, arguments)
+            except GatewayError:
+                metrics.upstream_seconds.observe(time.perf_counter() - started)
+                raise
+            metrics.upstream_seconds.observe(time.perf_counter() - started)
         except InvalidArguments as exc:
-            return _error(_invalid(route, exc.pointer, exc.message))
+            error = _invalid(route, exc.pointer, exc.message)
+            metrics.count(outcome_of(error))
+            return _error(error)
         except GatewayError as exc:
+            metrics.count(outcome_of(exc))
             return _error(exc)
+        metrics.count(OK)
         return Response(answer.content, status_code=answer.status, media_type=answer.content_type)
 
     call_tool.__name__ = f"call_{route.name}"
