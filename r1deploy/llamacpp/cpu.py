@@ -47,7 +47,7 @@ def variant_for(machine: str, flags: set[str] | frozenset[str]) -> Variant:
     (``/proc/cpuinfo``); raises UnsupportedCPU for anything else."""
     machine = machine.lower()
     if machine in X86_MACHINES:
-        if X86_V3_FLAGS <= set(flags):
+        if set(flags) >= X86_V3_FLAGS:
             return Variant("x86-64-v3", _x86(True),
                            "x86-64 with AVX2, FMA, F16C and BMI2 (AVX-512 not used)")
         missing = ", ".join(sorted(X86_V3_FLAGS - set(flags)))

@@ -89,7 +89,7 @@ def r1_stack_vllm_args(c: dict) -> list[str]:
     return args + [str(a) for a in vllm["extra_args"]]
 
 
-def _gguf(c: dict) -> dict:
+def r1_stack_gguf(c: dict) -> dict:
     """Where the cpu profile's GGUF comes from and where the server finds it.
 
     hub: llama.cpp fetches ``gguf_hub_file`` from ``gguf_repo`` (its sha256 is recorded for
@@ -145,7 +145,7 @@ def r1_stack_llamacpp_args(c: dict) -> list[str]:
     """llama.cpp server arguments (cpu profile): vLLM's service contract in llama.cpp's
     terms (docs/llamacpp.md)."""
     model, llama = c["model"], c["llamacpp"]
-    gguf = _gguf(c)
+    gguf = r1_stack_gguf(c)
     if "container_path" in gguf:
         source = ["--model", gguf["container_path"]]
     else:
@@ -278,7 +278,7 @@ def _llamacpp_service(c: dict) -> dict:
         f"llamacpp-cache:{LLAMA_CACHE}",
         f"./chat_template.jinja:{STACK_MOUNT}/chat_template.jinja:ro",
     ]
-    gguf = _gguf(c)
+    gguf = r1_stack_gguf(c)
     if "container_path" in gguf:
         host_path = gguf["path"] if gguf["path"].startswith("/") else f"./{gguf['path']}"
         volumes.append(f"{host_path}:{gguf['container_path']}:ro")
@@ -486,7 +486,7 @@ def r1_stack_settings(c: dict) -> dict:
         llama = c["llamacpp"]
         settings["llamacpp"] = {
             "args": r1_stack_llamacpp_args(c),
-            "gguf": {k: v for k, v in _gguf(c).items() if k != "container_path"},
+            "gguf": {k: v for k, v in r1_stack_gguf(c).items() if k != "container_path"},
             "parallel": int(llama["parallel"]["parallel"]),
             "parallel_reason": llama["parallel"]["reason"],
             # What llama-server reports as /props build_info: the image's build and the
@@ -542,8 +542,11 @@ def r1_stack_cpu_engine(b: dict) -> dict:
     elif no_vllm:
         reason = no_vllm
     elif not arch or flags is None or memory_mib <= 0:
-        reason = ("the host's CPU and memory are not known here (a render without its "
-                  "preflight), and llama.cpp runs on every CPU")
+        unknown = " and ".join(w for w, known in (("CPU", arch and flags is not None),
+                                                  ("memory", memory_mib > 0)) if not known)
+        verb = "are" if " and " in unknown else "is"
+        reason = (f"the host's {unknown} {verb} not known here (a render without its preflight; "
+                  "r1_stack_host_memory_mib gives the memory), and llama.cpp runs on every CPU")
     elif memory_mib < threshold:
         reason = (f"{memory_mib} MiB of RAM, under r1_stack_cpu_engine_memory_mib ({threshold}): "
                   "the Q4_K_M GGUF is about a third of the bf16 weights vLLM loads")
@@ -712,7 +715,7 @@ class FilterModule:
             "r1_stack_llamacpp_args": r1_stack_llamacpp_args,
             "r1_stack_llamacpp_parallel": r1_stack_llamacpp_parallel,
             "r1_stack_cpu_engine": r1_stack_cpu_engine,
-            "r1_stack_gguf": _gguf,
+            "r1_stack_gguf": r1_stack_gguf,
             "r1_stack_context_budget": r1_stack_context_budget,
             "r1_stack_parse_env": r1_stack_parse_env,
             "r1_stack_secrets_plan": r1_stack_secrets_plan,
