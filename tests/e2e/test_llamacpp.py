@@ -30,7 +30,8 @@ def test_the_build_is_cached_by_version_and_reports_the_pinned_build(llamacpp_bu
     assert f"llama.cpp-{pins.load().build_tag}-" in again.prefix
     version = subprocess.run([again.llama_server, "--version"], capture_output=True,
                              text=True, timeout=30)
-    assert f"version: {pins.load().build}" in version.stdout + version.stderr
+    pin = pins.load()
+    assert f"(build {pin.build}, commit {pin.commit[:7]})" in version.stdout + version.stderr
 
 
 def test_q4_k_m_of_the_test_model_falls_back_where_rows_are_too_short(llamacpp_gguf):
