@@ -56,6 +56,14 @@ def detokenized_text(kind: str, answer: dict) -> str:
     return answer["content"] if kind == LLAMACPP else answer["prompt"]
 
 
+def stream_headers(kind: str) -> dict:
+    """Headers for a streamed request. llama.cpp's server closes the connection after a
+    streamed (chunked) answer although it advertised ``Keep-Alive``; a client that reuses it
+    before noticing gets "Server disconnected". Asking for ``Connection: close`` makes the
+    client open a new one for each stream, as the server will anyway."""
+    return {"Connection": "close"} if kind == LLAMACPP else {}
+
+
 def metric_families(text: str) -> set[str]:
     """The metric names a Prometheus text exposition declares (``# TYPE name kind``)."""
     return {line.split()[2] for line in text.splitlines()
