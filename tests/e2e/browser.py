@@ -49,6 +49,12 @@ class Person:
     def __init__(self, browser: Browser, url: str, shots: Path, name: str):
         self.context = browser.new_context(viewport=VIEWPORT, locale="en-US")
         self.page: Page = self.context.new_page()
+        # Open WebUI's release notes open over the chat after a first sign-in, late on a
+        # loaded machine (after the sign-in's own 5 s wait), and then swallow every click:
+        # whenever they show, a person closes them before going on.
+        self.page.add_locator_handler(
+            self.page.get_by_role("button", name="Okay, Let's Go!"),
+            lambda button: button.click())
         self.url, self.shots, self.name = url.rstrip("/"), shots, name
         self._shot = 0
 
