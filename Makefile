@@ -29,7 +29,8 @@ venv: $(VENV_STAMP) ## Create .venv with the pinned toolchain
 test: $(VENV_STAMP) ## Fast test tier: unit and property tests, no servers (under a minute)
 	$(BIN)/pytest -q tests/unit
 
-test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input
+test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input, nginx -t
+	tests/render/nginx.sh
 	$(BIN)/pytest -q tests/render
 
 render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)

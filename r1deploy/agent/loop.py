@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from r1deploy import tls
+
 DEFAULT_MAX_ROUNDS = 4
 
 
@@ -25,6 +27,8 @@ class AgentError(RuntimeError):
 class Endpoint:
     url: str
     key: str = ""
+    # How to trust an https URL's certificate: a CA file (the front door's), or True.
+    verify: str | bool = True
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -144,7 +148,7 @@ def run_agent(
     emit = on_event or (lambda kind, data: None)
     messages: list[dict] = [{"role": "user", "content": question}]
     result = AgentResult(answer="")
-    with httpx.Client() as session:
+    with httpx.Client(verify=tls.verify(llm.verify)) as session:
         for number in range(1, max_rounds + 1):
             if number == max_rounds:
                 choice: str | dict = "none"

@@ -45,6 +45,9 @@ COMPOSE_RULES: tuple[Rule, ...] = (
     Rule("public-port", "exposure",
          "a model server (vLLM, llama.cpp) published beyond loopback, or on the host network: "
          "its key guards only /v1/*"),
+    Rule("front-door-only", "exposure",
+         "with a front door (the nginx service r1deploy renders), no other service is "
+         "published beyond loopback: HTTPS and the API keys are the only way in"),
 )
 
 RULES = index(COMPOSE_RULES)

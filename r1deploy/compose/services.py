@@ -116,6 +116,13 @@ def is_model_server(service: dict) -> bool:
     return is_vllm(service) or is_llamacpp(service)
 
 
+def is_front_door(name: str, service: dict) -> bool:
+    """The reverse proxy in front of the stack: the front-door service r1deploy renders, or
+    any nginx or Caddy service."""
+    image = image_name(service)
+    return name == "front-door" or image.startswith(("nginx", "caddy")) or "/nginx" in image
+
+
 def is_webui(service: dict) -> bool:
     return "open-webui" in image_name(service)
 

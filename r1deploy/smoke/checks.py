@@ -6,13 +6,14 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import jsonschema
 
-from r1deploy import modelserver
+from r1deploy import modelserver, tls
 from r1deploy.smoke.config import SmokeConfig
+from r1deploy.smoke.frontdoor import frontdoor_hidden_routes, frontdoor_redirect, frontdoor_tls
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped, CheckWarning
 from r1deploy.smoke.webui_chat import webui_ui_chat
 from r1deploy.webui.client import SIGNIN_RATE_LIMIT, SIGNIN_RATE_LIMIT_WAIT_S, post_signin
@@ -34,11 +35,15 @@ class Context:
     """Shared between checks: the config, HTTP sessions, and what earlier checks learnt."""
 
     config: SmokeConfig
-    session: httpx.Client = field(default_factory=httpx.Client)
+    session: httpx.Client | None = None
     webui_token: str | None = None
     # The served model's /v1/models entry, read once: which server it is (owned_by) decides
     # how a few requests are worded (r1deploy/modelserver.py).
     model_entry: dict | None = None
+
+    def __post_init__(self):
+        if self.session is None:  # trusting the front door's CA where the stack has one
+            self.session = httpx.Client(verify=tls.verify(self.config.verify))
 
     @property
     def timeout(self) -> float:
@@ -105,9 +110,10 @@ def _excerpt(text: str | None, limit: int = 80) -> str:
 
 def vllm_health(ctx: Context):
     url = _need(ctx.config.vllm_url, "vLLM URL", "settings.json vllm.url or --vllm")
-    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    health = ctx.config.health_url or f"{url}/health"
+    response = ctx.session.get(health, timeout=ctx.timeout)
     _expect_ok(response, "vLLM /health", "the engine is unhealthy: docker compose logs vllm")
-    return f"{url}/health 200"
+    return f"{health} 200"
 
 
 def vllm_models(ctx: Context):
@@ -325,9 +331,10 @@ def vllm_metrics(ctx: Context):
 
 def webui_health(ctx: Context):
     url = _need(ctx.config.webui_url, "Open WebUI URL", "settings.json webui.url or --webui")
-    response = ctx.session.get(f"{url}/health", timeout=ctx.timeout)
+    health = ctx.config.webui_health_url or f"{url}/health"
+    response = ctx.session.get(health, timeout=ctx.timeout)
     _expect_ok(response, "Open WebUI /health", "docker compose logs open-webui")
-    return f"{url}/health 200"
+    return f"{health} 200"
 
 
 def webui_signin(ctx: Context):
@@ -484,7 +491,8 @@ def agent_round_trip(ctx: Context):
     try:
         result = run_agent(
             TOOL_PROMPT,
-            llm=Endpoint(f"{ctx.config.vllm_url}/v1", ctx.config.vllm_key or ""),
+            llm=Endpoint(f"{ctx.config.vllm_url}/v1", ctx.config.vllm_key or "",
+                         verify=ctx.config.verify),
             model=ctx.config.model,
             gateway=Endpoint(ctx.config.gateway_url, ctx.config.gateway_key or ""),
             tools=choice["tools"],
@@ -574,6 +582,11 @@ CHECKS = [
           webui_ui_chat, ("webui.models",)),
     Check("webui.signup_closed", "a second signup is refused", webui_signup_closed,
           ("webui.health",)),
+    Check("frontdoor.tls", "Open WebUI through the front door: trusted certificate, HSTS",
+          frontdoor_tls),
+    Check("frontdoor.redirect", "plain HTTP is sent to HTTPS", frontdoor_redirect),
+    Check("frontdoor.hidden_routes", "the model server's keyless routes are not reachable",
+          frontdoor_hidden_routes),
     Check("gateway.health", "the tool gateway answers /health", gateway_health),
     Check("webui.tool_server", "Open WebUI verifies the tool gateway connection",
           webui_tool_server, ("webui.signin",)),

@@ -49,6 +49,9 @@ def register(subparsers) -> None:
                         help="first wait up to SECONDS, with backoff, for the health endpoints")
     parser.add_argument("--quality", action="store_true",
                         help="also ask the product guide's worked problem (real model only)")
+    parser.add_argument("--inside", action="store_true",
+                        help="check the services behind the front door directly (diagnosis); "
+                             "default with a front door: through it, as people reach it")
     parser.add_argument("--allow-warnings", action="store_true",
                         help="exit 0 when checks only warn (e.g. no API key given to check auth)")
     add_format(parser)

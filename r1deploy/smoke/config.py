@@ -35,6 +35,35 @@ class SmokeConfig:
     timeout_s: float = 60.0
     quality: bool = False
     source: str = "flags"  # what the values came from, for messages
+    # The model server's and Open WebUI's /health, on the inside (the front door does not
+    # pass /health on); empty: vllm_url's and webui_url's.
+    health_url: str | None = None
+    webui_health_url: str | None = None
+    # The front door (settings.json front_door) when the checks go through it: its URLs,
+    # and how to trust its certificate (a CA file; True: the system's).
+    front_door: dict | None = None
+    verify: str | bool = True
+
+
+def _through_front_door(config: SmokeConfig, stack: Path, settings: dict, env: dict) -> None:
+    """Point the checks at the front door, as people and applications reach the stack: Open
+    WebUI at its URL, the OpenAI API with the ops key; the model server's health stays inside."""
+    door = settings["front_door"]
+    key_env = door.get("ops_key_env")
+    if not key_env or not env.get(key_env):
+        raise ConfigError(
+            f"{stack / 'settings.json'}: the front door has no ops API key to check the API "
+            "with\n    fix: keep ops in r1_stack_api_keys (and render again), or give --inside "
+            "to check the services behind the front door")
+    # With the stack's own CA the certificate names this host too (loopback); another
+    # certificate is checked at the name people use.
+    url = door["local_url"] if door.get("ca_file") else door["url"]
+    config.health_url = f"{config.vllm_url}/health"
+    config.webui_health_url = f"{config.webui_url}/health" if config.webui_url else None
+    config.vllm_url, config.vllm_key = url, env[key_env]
+    config.webui_url = url
+    config.front_door = door
+    config.verify = str(stack / door["ca_file"]) if door.get("ca_file") else True
 
 
 def _read_secret(path: str, what: str) -> str:
@@ -98,9 +127,21 @@ def _from_stack_dir(stack: Path) -> SmokeConfig:
     )
 
 
+def _front_door_on(settings_path: Path) -> bool:
+    try:
+        return bool(json.loads(settings_path.read_text(encoding="utf-8"))
+                    .get("front_door", {}).get("enabled"))
+    except (OSError, ValueError):
+        return False
+
+
 def load_config(args) -> SmokeConfig:
     """Build the config from ``args`` (the CLI namespace): stack dir first, then flags."""
     config = _from_stack_dir(Path(args.stack_dir)) if args.stack_dir else SmokeConfig()
+    stack = Path(args.stack_dir) if args.stack_dir else None
+    if stack and not getattr(args, "inside", False) and _front_door_on(stack / "settings.json"):
+        settings = json.loads((stack / "settings.json").read_text(encoding="utf-8"))
+        _through_front_door(config, stack, settings, read_env_file(stack / ".env"))
     overrides = {
         "vllm_url": args.vllm,
         "webui_url": args.webui,

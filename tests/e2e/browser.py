@@ -10,8 +10,11 @@ that message: an error stored there fails the journey with the error's text.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,10 +36,28 @@ def chromium_path() -> str:
     return path
 
 
+def _trust(ca_file: Path, home: Path) -> None:
+    """Chromium on Linux trusts what NSS trusts: a user database in $HOME/.pki/nssdb holding
+    the stack's CA as a trusted issuer (certutil, Debian's libnss3-tools)."""
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "r1deploy stack CA",
+                    "-t", "C,,", "-i", str(ca_file)], check=True)
+
+
 @contextlib.contextmanager
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+def chromium(ca_file: Path | None = None):
+    """Debian's Chromium; with ``ca_file``, trusting that CA as a person who installed it
+    would (no certificate error is ignored)."""
+    with tempfile.TemporaryDirectory(prefix="r1deploy-browser-home-") as home, \
+            sync_playwright() as playwright:
+        env = dict(os.environ)
+        if ca_file:
+            _trust(Path(ca_file), Path(home))
+            env["HOME"] = home
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS,
+                                             env=env)
         try:
             yield browser
         finally:

@@ -17,9 +17,11 @@ from tests.support.stub_upstream import StubUpstream
 
 REPO = stacklib.REPO
 BUILD = REPO / "build" / "e2e"
-# Servers listen on loopback ports PORT_BASE .. PORT_BASE+9.
+# Servers listen on loopback ports PORT_BASE .. PORT_BASE+9; the llama.cpp stack's on
+# PORT_BASE+10 .. +12 (tests/e2e/llamacpp_fixtures.py).
 PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
 VLLM_PORT, WEBUI_PORT, GATEWAY_PORT = PORT_BASE, PORT_BASE + 1, PORT_BASE + 4
+FRONT_DOOR_PORTS = (PORT_BASE + 7, PORT_BASE + 8)  # https, http
 FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
 CLOSED_PORT = PORT_BASE + 9  # nothing listens here: a wrong backend URL
 VLLM_READY_S, WEBUI_READY_S = 600, 300
@@ -99,7 +101,8 @@ def stack_tools_file(tmp_path_factory) -> Path:
 def stack_dir(tmp_path_factory, stack_tools_file) -> Path:
     return stacklib.render_test_stack(
         tmp_path_factory.mktemp("stack"), vllm_port=VLLM_PORT, webui_port=WEBUI_PORT,
-        gateway_port=GATEWAY_PORT, tools_file=stack_tools_file)
+        gateway_port=GATEWAY_PORT, tools_file=stack_tools_file,
+        front_door_ports=FRONT_DOOR_PORTS)
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +113,8 @@ def stack_services(stack_dir, scripted_model, stack_upstream) -> dict:
 
 def native_server(name: str, service: dict) -> stacklib.Server:
     return stacklib.Server(name, service["argv"], service["env"], service["health_url"],
-                           BUILD / "logs" / f"{name}.log", Path(service["workdir"]))
+                           BUILD / "logs" / f"{name}.log", Path(service["workdir"]),
+                           verify=service.get("verify", True))
 
 
 def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
@@ -166,7 +170,14 @@ def reconcile(stack: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def stack(stack_dir, vllm_server, gateway_server, webui):
+def front_door(stack_dir, webui):
+    server = _start(native_server("front-door", stacklib.front_door_service(stack_dir)), 60)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir, vllm_server, gateway_server, webui, front_door):
     """The whole stack up and reconciled, as a deploy leaves it: the stack directory."""
     TIMINGS["first_reconcile_changed"] = reconcile(stack_dir)["changed"]
     return stack_dir

@@ -5,7 +5,7 @@ rendered with the real role for the cpu profile, and its services started as the
 runtime starts them: llama-server with settings.json's llamacpp.args
 (r1deploy.llamacpp.native), the gateway and Open WebUI from roles/r1_native's own filter.
 
-Loopback ports R1DEPLOY_E2E_PORT_BASE + 5..7, so both stacks can run in one session. Nothing
+Loopback ports R1DEPLOY_E2E_PORT_BASE + 10..12, so both stacks can run in one session. Nothing
 starts unless a test asks for ``llamacpp_stack`` (or a piece of it).
 """
 
@@ -23,7 +23,8 @@ from r1deploy.llamacpp.build import build as build_llamacpp
 from tests.e2e import stack as stacklib
 from tests.e2e.conftest import BUILD, PORT_BASE, TIMINGS, _sources_digest, _start, reconcile
 
-LLAMA_PORT, LLAMA_WEBUI_PORT, LLAMA_GATEWAY_PORT = PORT_BASE + 5, PORT_BASE + 6, PORT_BASE + 7
+# Past the vLLM stack's PORT_BASE + 0..9 (its front door has + 7 and + 8).
+LLAMA_PORT, LLAMA_WEBUI_PORT, LLAMA_GATEWAY_PORT = PORT_BASE + 10, PORT_BASE + 11, PORT_BASE + 12
 LLAMA_READY_S, WEBUI_READY_S = 120, 300
 # What the role renders for the test model on a host of this size (fixed, so the flags do
 # not depend on the machine the tier runs on): the parallel slots come from it.

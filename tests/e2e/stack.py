@@ -27,7 +27,8 @@ COMPILE_CACHE = CACHE / "vllm-compile-cache"
 
 
 def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_port: int,
-                      tools_file: Path, **more_vars) -> Path:
+                      tools_file: Path, front_door_ports: tuple[int, int] | None = None,
+                      api_keys: list[str] | None = None, **more_vars) -> Path:
     """Render the stack with the real role (playbooks/render.yml, as `make render` does) for a
     native-runtime test host serving the test model, with the tool gateway, on this tier's
     loopback ports; returns the host's stack directory. ``more_vars``: more role variables
@@ -45,8 +46,16 @@ def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_por
         "r1_stack_gateway_port": gateway_port,
         "r1_stack_tools_file": str(tools_file),
         "r1_stack_secrets_dir": str(out / "secrets"),
+        "r1_stack_front_door_enabled": front_door_ports is not None,
         **more_vars,
     }
+    if front_door_ports:
+        host_vars |= {"r1_stack_front_door_name": "localhost",
+                      "r1_stack_front_door_bind_address": "127.0.0.1",
+                      "r1_stack_front_door_https_port": front_door_ports[0],
+                      "r1_stack_front_door_http_port": front_door_ports[1]}
+    if api_keys is not None:
+        host_vars["r1_stack_api_keys"] = api_keys
     inventory.write_text(json.dumps({"all": {"hosts": {host: host_vars}}}))
     subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
@@ -114,6 +123,18 @@ def native_services(stack: Path, model_dir: Path, extra_env: dict[str, dict] | N
     return services
 
 
+def front_door_service(stack: Path) -> dict:
+    """The front door as the native runtime runs it: Debian's nginx with the rendered
+    configuration, in the foreground."""
+    stack = stack.resolve()
+    door = read_settings(stack)["front_door"]
+    (stack / "front-door" / "run").mkdir(exist_ok=True)
+    return {"argv": ["/usr/sbin/nginx", "-c", str(stack / "front-door" / "nginx.conf"),
+                     "-g", "daemon off;"],
+            "env": {}, "health_url": door["local_url"] + "/", "workdir": str(stack),
+            "verify": str(stack / door["ca_file"])}
+
+
 def webui_env(stack: Path, data_dir: Path, **overrides: str | None) -> dict[str, str]:
     """Open WebUI's environment exactly as the native role gives it (backend URL and key,
     the gateway, admin bootstrap, closed signup), in another data directory, with
@@ -142,6 +163,8 @@ class Server:
     log_path: Path
     cwd: Path
     process: subprocess.Popen | None = None
+    # How to trust an https health URL's certificate (a CA file), as requests takes it.
+    verify: str | bool = True
     started_at: float = 0.0
     healthy_after_s: float | None = None
     _log: object = field(default=None, repr=False)
@@ -164,7 +187,7 @@ class Server:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
                                    + self.log_tail())
             try:
-                if requests.get(self.health_url, timeout=2).status_code == 200:
+                if requests.get(self.health_url, timeout=2, verify=self.verify).status_code == 200:
                     self.healthy_after_s = time.monotonic() - self.started_at
                     return self.healthy_after_s
             except requests.RequestException:

@@ -35,7 +35,7 @@ def test_wrong_api_key_fails_the_vllm_calls_and_nothing_else(stack, tmp_path):
     env = [("VLLM_API_KEY=not-the-deployed-key" if line.startswith("VLLM_API_KEY=") else line)
            for line in env]
     (broken / ".env").write_text("\n".join(env) + "\n")
-    run = run_smoke(broken)
+    run = run_smoke(broken, "--inside")  # the services behind the front door
     assert run.exit_code == 1, run.table
     statuses = run.statuses()
     for name in VLLM_CHECKS:
@@ -107,7 +107,7 @@ def misconfigured_webuis(stack, vllm_server, tmp_path_factory):
 def test_webui_pointed_at_a_wrong_backend_url_fails_the_wiring_check(
         stack, misconfigured_webuis, tmp_path):
     broken = fault_stack(stack, tmp_path, FAULT_WEBUI_PORTS["wrong_backend"])
-    run = run_smoke(broken)
+    run = run_smoke(broken, "--inside")  # the services behind the front door
     assert run.exit_code == 1, run.table
     models = run.check("webui.models")
     assert models["status"] == "fail"
@@ -122,7 +122,7 @@ def test_webui_pointed_at_a_wrong_backend_url_fails_the_wiring_check(
 def test_webui_given_openai_base_url_instead_of_openai_api_base_url_is_named(
         stack, misconfigured_webuis, tmp_path):
     broken = fault_stack(stack, tmp_path, FAULT_WEBUI_PORTS["openai_base_url"])
-    run = run_smoke(broken)
+    run = run_smoke(broken, "--inside")  # the services behind the front door
     assert run.exit_code == 1, run.table
     message = run.check("webui.models")["message"]
     assert run.status("webui.models") == "fail"

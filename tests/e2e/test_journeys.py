@@ -28,12 +28,6 @@ SHOTS = BUILD / "journeys"
 TOOL_SERVER_NAME = "r1deploy tools"  # the gateway's name in Open WebUI (roles/r1_stack)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
 # The session fixtures of each engine's stack: its directory and its Open WebUI server.
 ENGINES = {"vllm": ("stack", "webui"), "llamacpp": ("llamacpp_stack", "llamacpp_webui")}
 
@@ -48,9 +42,24 @@ def served(request) -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def site(served) -> dict:
+    """Where a person reaches the stack: the front door's HTTPS URL, its CA trusted (the
+    vLLM stack); Open WebUI's own URL where the stack has no front door (the llama.cpp
+    stack's fixtures start none)."""
     env = stacklib.read_env(served.stack)
-    return {"url": stacklib.read_settings(served.stack)["webui"]["url"],
+    settings = stacklib.read_settings(served.stack)
+    door = settings.get("front_door") or {}
+    if door.get("enabled"):
+        url, ca_file = door["url"], served.stack / door["ca_file"]
+    else:
+        url, ca_file = settings["webui"]["url"], None
+    return {"url": url, "ca_file": ca_file,
             "email": env["WEBUI_ADMIN_EMAIL"], "password": env["WEBUI_ADMIN_PASSWORD"]}
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    with chromium(site["ca_file"]) as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -153,6 +162,7 @@ def test_admin_creates_a_user_who_chats_but_cannot_administer_and_signs_out(pers
     expect(visitor.page.get_by_text("Sign up", exact=True)).to_have_count(0)
     visitor.shot("no-signup")
     refused = requests.post(f"{site['url']}/api/v1/auths/signup", timeout=30,
+                            verify=str(site["ca_file"]) if site["ca_file"] else True,
                             json={"name": "x", "email": f"x-{email}", "password": password})
     assert refused.status_code >= 400, refused.text
 

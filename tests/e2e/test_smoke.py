@@ -13,6 +13,7 @@ EXPECTED_PASS = [
     "vllm.health", "vllm.models", "vllm.auth", "vllm.chat", "vllm.stream", "vllm.tool_call",
     "webui.health", "webui.signin", "webui.models", "webui.chat", "webui.ui_chat",
     "webui.signup_closed", "gateway.health", "webui.tool_server", "agent.round_trip",
+    "frontdoor.tls", "frontdoor.redirect", "frontdoor.hidden_routes",
 ]
 
 

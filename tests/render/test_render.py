@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 GOLDEN = REPO / "tests" / "golden"
 BIN = Path(sys.executable).parent
 SCENARIOS = ["gpu-default", "gpu-tp2", "gpu-device-ids", "cpu", "cpu-air-gapped", "air-gapped",
-             "custom-ports"]
+             "custom-ports", "tls-acme", "front-door-off", "native-front-door"]
 # The second render: a GPU and a CPU stack are enough to show nothing changes.
 RERENDERED = ["gpu-default", "cpu"]
 STACK_FILES = {
@@ -178,8 +178,10 @@ def test_stack_directory_has_the_contract_files_and_modes(first, host):
     for name in STACK_FILES - {".env"}:
         assert stat.S_IMODE((out / host / name).stat().st_mode) == 0o644, name
     assert stat.S_IMODE((secrets / host).stat().st_mode) == 0o700
-    for secret in (secrets / host).iterdir():
-        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret.name
+    for secret in (secrets / host).rglob("*"):
+        public = secret.suffix == ".crt"  # certificates are public; their keys are not
+        wanted = 0o700 if secret.is_dir() else 0o644 if public else 0o600
+        assert stat.S_IMODE(secret.stat().st_mode) == wanted, secret.name
 
 
 @pytest.mark.parametrize("host", SCENARIOS)
@@ -257,7 +259,8 @@ def _masked_env(path: Path) -> str:
     lines = []
     for line in path.read_text().splitlines():
         key, sep, _ = line.partition("=")
-        lines.append(f"{key}=<secret>" if sep and key in SECRET_ENV else line)
+        secret = key in SECRET_ENV or key.startswith("API_KEY_")
+        lines.append(f"{key}=<secret>" if sep and secret else line)
     return "\n".join(lines) + "\n"
 
 
@@ -269,6 +272,9 @@ def test_rendered_files_match_the_golden_files(first, host, capsys):
         "settings.json": (out / host / "settings.json").read_text(),
         "env.masked": _masked_env(out / host / ".env"),
     }
+    nginx_conf = out / host / "front-door" / "nginx.conf"
+    if nginx_conf.exists():  # the native one names the stack directory: a temporary one here
+        rendered["nginx.conf"] = nginx_conf.read_text().replace(str(out), "<render_dir>")
     if UPDATE_GOLDEN:
         diffs = [rewrite_golden(GOLDEN / host / name, text) for name, text in rendered.items()]
         changed = [diff for diff in diffs if diff]
@@ -331,7 +337,7 @@ def test_gpu_default_runs_vllm_with_the_product_flags(first):
     assert connections[0]["key"].startswith("${TOOLS_GATEWAY_KEY:?")
     assert connections[0]["auth_type"] == "bearer" and connections[0]["config"]["enable"] is True
     assert webui["depends_on"]["vllm"] == {"condition": "service_healthy"}
-    assert webui["ports"] == ["0.0.0.0:3000:8080"]
+    assert webui["ports"] == ["127.0.0.1:3000:8080"]  # behind the front door
     assert "open-webui-data:/app/backend/data" in webui["volumes"]
 
     gateway = compose["services"]["tools-gateway"]
@@ -381,6 +387,139 @@ def test_open_webuis_model_entry_has_builtin_tools_off_and_r1_sampling(first):
         {"principal_type": "user", "principal_id": "*", "permission": "read"}]
 
 
+FRONT_DOOR_FILES = {  # path in the stack -> mode
+    "front-door/nginx.conf": 0o644, "front-door/api-keys.map": 0o600,
+    "front-door/upstream-auth.conf": 0o600, "front-door/tls/server.crt": 0o644,
+    "front-door/tls/server.key": 0o600, "front-door/tls/ca.crt": 0o644,
+    "front-door/tls/ca.key": 0o600,
+}
+
+
+def test_the_front_door_is_the_only_published_way_in(first):
+    out, secrets, _ = first
+    compose = load_compose(out, "gpu-default")
+    services = compose["services"]
+    assert services["front-door"]["ports"] == ["0.0.0.0:443:8443", "0.0.0.0:80:8080"]
+    published = [p for name, s in services.items() if name != "front-door"
+                 for p in s.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1:") for p in published), published
+    assert services["open-webui"]["environment"]["WEBUI_URL"] == "https://gpu-default"
+    for path, mode in FRONT_DOOR_FILES.items():
+        assert stat.S_IMODE((out / "gpu-default" / path).stat().st_mode) == mode, path
+    env = read_env(out / "gpu-default" / ".env")
+    assert env["API_KEY_OPS"] == (secrets / "gpu-default" / "api_key_ops").read_text().strip()
+    keys = (out / "gpu-default" / "front-door" / "api-keys.map").read_text()
+    assert f'"Bearer {env["API_KEY_OPS"]}" "ops";' in keys
+    assert env["VLLM_API_KEY"] in (out / "gpu-default" / "front-door" / "upstream-auth.conf"
+                                   ).read_text()
+    # The stack's CA issued the front door's certificate, for its name and this host.
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(
+        (out / "gpu-default" / "front-door" / "tls" / "server.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate(
+        (out / "gpu-default" / "front-door" / "tls" / "ca.crt").read_bytes())
+    assert cert.issuer == ca.subject
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["gpu-default", "localhost"]
+
+
+def test_without_the_front_door_open_webui_is_published_as_before(first):
+    out, _, _ = first
+    services = load_compose(out, "front-door-off")["services"]
+    assert "front-door" not in services
+    assert services["open-webui"]["ports"] == ["0.0.0.0:3000:8080"]
+    assert not (out / "front-door-off" / "front-door").exists()
+    assert "API_KEY_OPS" not in read_env(out / "front-door-off" / ".env")
+    settings = json.loads((out / "front-door-off" / "settings.json").read_text())
+    assert settings["front_door"] == {"enabled": False}
+
+
+def test_acme_mode_names_the_public_host_and_issues_one_key_per_application(first):
+    out, _, _ = first
+    settings = json.loads((out / "tls-acme" / "settings.json").read_text())
+    door = settings["front_door"]
+    assert door["url"] == "https://chat.example.org" and door["tls_mode"] == "acme"
+    assert door["ca_file"] is None and door["api_keys"] == ["ops", "reports"]
+    env = read_env(out / "tls-acme" / ".env")
+    assert env["API_KEY_OPS"] != env["API_KEY_REPORTS"]
+    keys = (out / "tls-acme" / "front-door" / "api-keys.map").read_text()
+    assert '"reports";' in keys and '"ops";' in keys
+
+
+def _nginx_accepts(conf: Path, hosts: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """nginx -t on a rendered configuration; ``hosts`` resolves the compose service names
+    its upstreams use (in a private mount namespace: /etc/hosts is not touched)."""
+    if not hosts:
+        return subprocess.run(["nginx", "-t", "-c", str(conf)], capture_output=True, text=True)
+    hosts_file = conf.parent / "hosts.nginx-t"
+    hosts_file.write_text("".join(f"{ip} {name}\n" for name, ip in hosts.items())
+                          + "127.0.0.1 localhost\n")
+    script = f"mount --bind {hosts_file} /etc/hosts && exec nginx -t -c {conf}"
+    return subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
+                          text=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nginx"),
+                    reason="nginx -t needs root and Debian's nginx (make test-render installs it)")
+def test_nginx_accepts_the_rendered_front_door_for_both_runtimes(first, tmp_path):
+    out, _, _ = first
+    native = out / "native-front-door" / "front-door"
+    (native / "run").mkdir(exist_ok=True)
+    done = _nginx_accepts(native / "nginx.conf")
+    assert done.returncode == 0, done.stderr
+    # The compose one, with its container paths mapped onto the rendered files.
+    compose_dir = tmp_path / "front-door"
+    shutil.copytree(out / "gpu-default" / "front-door", compose_dir)
+    conf = compose_dir / "nginx.conf"
+    conf.write_text(conf.read_text().replace("/etc/r1deploy/front-door", str(compose_dir))
+                    .replace("user nginx;", "user www-data;"))
+    done = _nginx_accepts(conf, {"vllm": "127.0.0.1", "open-webui": "127.0.0.1"})
+    assert done.returncode == 0, done.stderr
+
+
+def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """An operator's certificate and key (made here: a stand-in for a purchased one)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    crt, pem = directory / "operator.crt", directory / "operator.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return crt, pem
+
+
+def test_a_provided_certificate_is_served_as_given_and_no_ca_is_made(tmp_path):
+    crt, key = _self_signed(tmp_path, "chat.example.net")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {"tls-provided": {
+        "r1_stack_front_door_name": "chat.example.net", "r1_stack_tls_mode": "provided",
+        "r1_stack_tls_cert_file": str(crt), "r1_stack_tls_key_file": str(key)}}}}))
+    rc, result = render(inventory, tmp_path / "out", tmp_path / "secrets")
+    assert rc == 0, failures(result)
+    tls = tmp_path / "out" / "tls-provided" / "front-door" / "tls"
+    assert (tls / "server.crt").read_text().strip() == crt.read_text().strip()
+    assert (tls / "server.key").read_text().strip() == key.read_text().strip()
+    assert not (tls / "ca.crt").exists() and not (tls / "ca.key").exists()
+    assert not (tmp_path / "secrets" / "tls-provided" / "tls").exists()
+    settings = json.loads((tmp_path / "out" / "tls-provided" / "settings.json").read_text())
+    assert settings["front_door"]["ca_file"] is None
+
+
 def test_settings_json_carries_the_exact_vllm_args(first):
     out, _, _ = first
     for host in SCENARIOS:
@@ -414,7 +553,7 @@ def test_several_gpus_by_device_id(first):
 def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
     out, _, _ = first
     compose = load_compose(out, "cpu")
-    assert set(compose["services"]) == {"llamacpp", "open-webui", "tools-gateway"}
+    assert set(compose["services"]) == {"llamacpp", "open-webui", "tools-gateway", "front-door"}
     server = compose["services"]["llamacpp"]
     # The image of the llama.cpp build the native runtime compiles (r1deploy/llamacpp/pins.json).
     assert server["image"] == pins.load().image == "ghcr.io/ggml-org/llama.cpp:server-b11312"
@@ -549,7 +688,7 @@ def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
     .env stays byte for byte."""
     out, _, _ = first
     host_env = out / "cpu" / ".env"
-    env_before = host_env.read_bytes()
+    stack_before = {p: p.read_bytes() for p in (out / "cpu").rglob("*") if p.is_file()}
     teammate = tmp_path / "teammate-secrets"
     password = tmp_path / "vault-password"
     password.write_text("teammate-vault-password\n")
@@ -562,7 +701,7 @@ def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
     rc, result = render(HERE / "scenarios.yml", out, teammate, "--limit", "cpu",
                         "--vault-password-file", str(password))
     assert rc == 0, failures(result)
-    assert host_env.read_bytes() == env_before
+    assert {p: p.read_bytes() for p in stack_before} == stack_before  # .env and the TLS files
     env = read_env(host_env)
     for file_name, key in SECRET_FILES.items():
         adopted = teammate / "cpu" / file_name
@@ -572,6 +711,29 @@ def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
                                 str(password), str(adopted)], check=True, capture_output=True,
                                text=True, env=ansible_env()).stdout.strip()
         assert plain == env[key]
+    # The front door's CA too: people trust it. Its key follows the vault; certificates are public.
+    tls = teammate / "cpu" / "tls"
+    assert (tls / "ca.crt").read_bytes() == (out / "cpu" / "front-door" / "tls" / "ca.crt"
+                                             ).read_bytes()
+    assert (tls / "ca.key").read_text().startswith("$ANSIBLE_VAULT;")
+    assert stat.S_IMODE((tls / "ca.key").stat().st_mode) == 0o600
+
+
+def test_a_controller_whose_ca_differs_from_the_hosts_stops_before_writing(first, tmp_path):
+    out, secrets, _ = first
+    stack = out / "cpu"
+    before = {p: p.read_bytes() for p in stack.rglob("*") if p.is_file()}
+    teammate = tmp_path / "secrets"
+    shutil.copytree(secrets / "cpu", teammate / "cpu")
+    (teammate / "cpu" / "tls" / "ca.key").unlink()  # made again: another CA
+    other = render(HERE / "scenarios.yml", tmp_path / "elsewhere", teammate, "--limit", "cpu")
+    assert other[0] == 0, failures(other[1])
+    rc, result = render(HERE / "scenarios.yml", out, teammate, "--limit", "cpu")
+    assert rc != 0
+    message = failures(result)["cpu"]
+    assert "front door's CA" in message and "Nothing was changed" in message
+    assert f"rm -r {teammate / 'cpu' / 'tls'}" in message
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_a_controller_whose_secret_differs_from_the_hosts_stops_before_writing(first, tmp_path):
@@ -721,7 +883,7 @@ def test_example_inventory_renders_several_gpu_hosts(example):
     ]
     gpu02 = load_compose(example, "gpu-02.example.internal")["services"]
     assert gpu02["vllm"]["ports"] == ["127.0.0.1:8100:8000"]
-    assert gpu02["open-webui"]["ports"] == ["0.0.0.0:3100:8080"]
+    assert gpu02["open-webui"]["ports"] == ["127.0.0.1:3100:8080"]  # behind the front door
     assert gpu02["tools-gateway"]["ports"] == ["127.0.0.1:8190:8090"]
     dark = load_compose(example, "gpu-dark-01.example.internal")["services"]["vllm"]
     assert dark["environment"]["HF_HUB_OFFLINE"] == "1"

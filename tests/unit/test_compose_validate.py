@@ -639,3 +639,22 @@ def test_the_numbers_come_from_the_facts_file(monkeypatch):
         "(max_position_embeddings)",
     ]
     assert only(report, "vllm-flags")[0].fix == "set --tensor-parallel-size to 1, 2, 4, 8 or 16"
+
+
+def _with_front_door(d):
+    d["services"]["front-door"] = {"image": "nginx:1.22.1",
+                                   "ports": ["0.0.0.0:443:8443", "0.0.0.0:80:8080"]}
+
+
+def test_with_a_front_door_open_webui_published_beside_it_is_refused():
+    (finding,) = only(check(_with_front_door), "front-door-only")
+    assert finding.pointer == "/services/open-webui/ports/0"
+    assert "beside the front door (front-door)" in finding.message
+
+
+def test_with_a_front_door_everything_else_on_loopback_is_fine():
+    def mutate(d):
+        _with_front_door(d)
+        webui(d)["ports"] = ["127.0.0.1:3000:8080"]
+
+    assert not [f for f in check(mutate).diagnostics if f.rule == "front-door-only"]

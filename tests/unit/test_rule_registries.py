@@ -94,6 +94,8 @@ COMPOSE_CASES: dict[str, Case] = {
     "secret-literal": compose(lambda d: webui(d)["environment"].update(
         WEBUI_SECRET_KEY="a-literal-secret")),
     "public-port": compose(lambda d: vllm(d).update(ports=["0.0.0.0:8000:8000"])),
+    "front-door-only": compose(lambda d: d["services"].update(
+        {"front-door": {"image": "nginx:1.22.1", "ports": ["0.0.0.0:443:8443"]}})),
 }
 
 

@@ -30,6 +30,7 @@ options:
     type: str
     default: auto
   vault_probe_dir: {description: Where to look for encrypted secrets (auto)., type: path}
+  mode: {description: "File mode (a certificate is public: 0644).", type: str, default: "0600"}
 """
 
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
@@ -80,6 +81,7 @@ class ActionModule(ActionBase):
         try:
             with os.fdopen(descriptor, "wb") as handle:  # mkstemp: 0600 from the start
                 handle.write(data)
+            os.chmod(temporary, int(str(args.get("mode", "0600")), 8))
             os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)

