@@ -186,4 +186,12 @@ async def _read_capped(route: Route, response: httpx.Response) -> bytes:
         raise GatewayError(
             502, "upstream-bad-encoding", f"{route.name}: the upstream answer: {exc}"
         ) from None
+    except httpx.TimeoutException:
+        raise TimeoutError from None
+    except httpx.HTTPError as exc:  # the body broke off: closed or reset half-way
+        raise GatewayError(
+            502,
+            "upstream-unreachable",
+            f"{route.name}: cannot reach {response.url.host}: the answer broke off ({exc})",
+        ) from None
     return decoder.content()

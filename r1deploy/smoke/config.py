@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1deploy.stackdir import read_env_file
+from r1deploy.stackdir import StackDir, StackDirError
 
 
 class ConfigError(ValueError):
@@ -92,19 +92,20 @@ def _load_tools(stack: Path, settings: dict) -> list[dict]:
     return to_openai(load_plugins(str(tools_file)))
 
 
-def _from_stack_dir(stack: Path) -> SmokeConfig:
-    settings_path = stack / "settings.json"
-    if not settings_path.is_file():
-        raise ConfigError(f"{settings_path} not found: --stack-dir must be a rendered stack "
-                          "directory (docs/stack-dir.md)\n    fix: make render, or give --vllm "
-                          "and --webui instead")
+def _read_stack(stack: Path) -> StackDir:
+    """The stack directory, read once (settings.json and .env): StackDir is the one reader."""
+    if not (stack / "settings.json").is_file():
+        raise ConfigError(f"{stack / 'settings.json'} not found: --stack-dir must be a rendered "
+                          "stack directory (docs/stack-dir.md)\n    fix: make render, or give "
+                          "--vllm and --webui instead")
     try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{settings_path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
-                          ) from exc
-    env_path = stack / ".env"
-    env = read_env_file(env_path)
+        return StackDir.load(stack)
+    except StackDirError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _from_stack_dir(stackdir: StackDir) -> SmokeConfig:
+    settings, env, stack = stackdir.settings, stackdir.env, stackdir.path
     model = settings.get("model", {})
     vllm = settings.get("vllm", {})
     webui = settings.get("webui", {})
@@ -127,21 +128,15 @@ def _from_stack_dir(stack: Path) -> SmokeConfig:
     )
 
 
-def _front_door_on(settings_path: Path) -> bool:
-    try:
-        return bool(json.loads(settings_path.read_text(encoding="utf-8"))
-                    .get("front_door", {}).get("enabled"))
-    except (OSError, ValueError):
-        return False
-
-
 def load_config(args) -> SmokeConfig:
     """Build the config from ``args`` (the CLI namespace): stack dir first, then flags."""
-    config = _from_stack_dir(Path(args.stack_dir)) if args.stack_dir else SmokeConfig()
-    stack = Path(args.stack_dir) if args.stack_dir else None
-    if stack and not getattr(args, "inside", False) and _front_door_on(stack / "settings.json"):
-        settings = json.loads((stack / "settings.json").read_text(encoding="utf-8"))
-        _through_front_door(config, stack, settings, read_env_file(stack / ".env"))
+    config = SmokeConfig()
+    if args.stack_dir:
+        stackdir = _read_stack(Path(args.stack_dir))
+        config = _from_stack_dir(stackdir)
+        door = stackdir.settings.get("front_door") or {}
+        if door.get("enabled") and not getattr(args, "inside", False):
+            _through_front_door(config, stackdir.path, stackdir.settings, stackdir.env)
     overrides = {
         "vllm_url": args.vllm,
         "webui_url": args.webui,

@@ -96,6 +96,9 @@ def inventory(host: Host, tmp_path_factory) -> Path:
         "r1_stack_served_model_name": "r1deploy-test-model",
         "r1_stack_secrets_dir": str(OUT / "secrets"),
         "r1_stack_run_wait_timeout_s": 600,  # the tiny model is healthy in minutes, or never
+        # No stand-in nginx image yet (no registry here): the front door is proven by the
+        # render tier (nginx -t) and the e2e tier (the real nginx in front of the real stack).
+        "r1_stack_front_door_enabled": False,
     })
     path = OUT / "deploy-inventory.yml"
     path.write_text(json.dumps({"all": {"children": {"r1t": {"hosts": {MACHINE: host_vars}}}}}))

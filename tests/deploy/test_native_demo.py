@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -30,6 +31,10 @@ SECRETS = ROOT / "secrets" / "localhost"
 R1CTL = STACK / "native" / "r1ctl"
 WEBUI = "http://127.0.0.1:3000"
 SERVICES = ["vllm", "tools-gateway", "open-webui"]
+# Who runs each service (roles/r1_native's defaults) and the only directories it may write.
+USERS = {"vllm": "r1deploy-vllm", "tools-gateway": "r1deploy-gateway",
+         "open-webui": "r1deploy-webui"}
+DATA = {"vllm": ["hf-cache", "vllm-cache"], "tools-gateway": [], "open-webui": ["open-webui"]}
 SHOTS = ROOT / "build" / "deploy" / "journeys"
 # A dependency pin that breaks Open WebUI at import time (pydantic 1 under code written
 # for pydantic 2): it installs, then the service never becomes healthy.
@@ -80,6 +85,36 @@ def test_demo_from_clean_passes_its_smoke():
     assert all(pid for pid in pids().values()), pids()
 
 
+def uid_of(pid: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Uid:\t(\d+)\t", status, re.MULTILINE)[1])
+
+
+def can(user: str, test: str, path: Path) -> bool:
+    """Whether USER may read (-r) or write (-w) PATH."""
+    return subprocess.run(["runuser", "-u", user, "--", "test", test, str(path)]).returncode == 0
+
+
+def test_each_service_runs_as_its_own_user_owning_only_its_data():
+    for service, pid in pids().items():
+        user = pwd.getpwnam(USERS[service])
+        assert uid_of(pid) == user.pw_uid, service
+        for name in DATA[service]:
+            data = STACK / "data" / name
+            assert (data.stat().st_uid, data.stat().st_mode & 0o777) == (user.pw_uid, 0o700)
+        env_file = STACK / "native" / "env" / f"{service}.env"
+        assert can(USERS[service], "-r", env_file), service
+        for other in set(USERS) - {service}:
+            # Its secrets are not the other services' to read.
+            assert not can(USERS[other], "-r", env_file), (other, service)
+            for name in DATA[other]:
+                assert not can(USERS[service], "-w", STACK / "data" / name), (service, name)
+        assert not can(USERS[service], "-r", STACK / ".env"), service
+        assert not can(USERS[service], "-w", STACK / "venvs"), service
+        assert not can(USERS[service], "-w", STACK / "models" / "test"), service
+        assert can(USERS["vllm"], "-r", STACK / "models" / "test" / "config.json")
+
+
 # The chat a person starts in the demo, kept across down and up (test below).
 FIRST_CHAT: dict = {}
 
@@ -128,13 +163,14 @@ def test_status_shows_every_service_running_and_healthy():
 def test_a_service_that_crashes_is_started_again_without_systemd():
     # This host has no systemd as PID 1: the services run under `r1ctl supervise` (started
     # by start-stop-daemon), which restarts a failed server as the units' Restart=on-failure.
-    assert "\nSUPERVISOR=start-stop-daemon\n" in R1CTL.read_text()
+    assert "\nSUPERVISOR=start-stop-daemon\n" in (STACK / "native" / "r1ctl.conf").read_text()
     crashed = pids()["tools-gateway"]
     os.kill(int(crashed), signal.SIGKILL)
     waited = subprocess.run([R1CTL, "wait", "tools-gateway", "60"], capture_output=True,
                             text=True)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     assert pids()["tools-gateway"] not in (None, crashed)
+    assert uid_of(pids()["tools-gateway"]) == pwd.getpwnam(USERS["tools-gateway"]).pw_uid
     assert requests.get("http://127.0.0.1:8090/health", timeout=10).status_code == 200
     log = (STACK / "native" / "logs" / "tools-gateway.log").read_text()
     assert "r1ctl: tools-gateway failed (status 137); restart 1 of 5" in log
@@ -149,8 +185,13 @@ def test_down_stops_everything_and_demo_brings_back_the_same_data(browser):
     assert status.returncode == 3 and status.stdout.count(": stopped") == 3, status.stdout
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{WEBUI}/health", timeout=5)
+    # Open WebUI's data as a deployment from before the services' own users left it: the
+    # deploy gives it back to Open WebUI's user.
+    subprocess.run(["chown", "-R", "root:root", STACK / "data" / "open-webui"], check=True)
 
     assert_ok(make("demo"))
+    assert (STACK / "data/open-webui/webui.db").stat().st_uid == pwd.getpwnam(
+        USERS["open-webui"]).pw_uid
     # The person reloads the chat's page: the question and the answer are there.
     person = admin_person(browser)
     try:

@@ -5,6 +5,7 @@ started as roles/r1_native starts them, from the same filter.
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import json
 import os
@@ -110,6 +111,8 @@ def native_services(stack: Path, model_dir: Path, extra_env: dict[str, dict] | N
             # Offline: no embedding model download, no hub (make demo sets the same).
             "webui_env": {"OFFLINE_MODE": "true", "RAG_EMBEDDING_MODEL": "",
                           "HF_HUB_OFFLINE": "1"},
+            # The tests start the servers themselves, as whoever runs them.
+            "users": dict.fromkeys(["vllm", "tools-gateway", "open-webui"], getpass.getuser()),
         },
     )
     env_dir = stack / "native" / "env"

@@ -215,8 +215,8 @@ class Host:
             log(f"{self.machine} already running at {self.ip}")
             self.write_inventory()
             return
+        ensure_host_tools()  # before the clean-up, which needs iptables
         self.destroy(quiet=True)  # leftovers from a failed run: start clean
-        ensure_host_tools()
         tarball = ensure_image()
         t0 = time.monotonic()
         self.state.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,8 @@ native = _load("r1_native_filters", ROOT / "roles/r1_native/filter_plugins/r1_na
 stack = _load("r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py")
 
 STACK_DIR = "/srv/r1"
+USERS = {"vllm": "r1deploy-vllm", "tools-gateway": "r1deploy-gateway",
+         "open-webui": "r1deploy-webui"}
 DOTENV_TEXT = """# rendered
 VLLM_API_KEY='vkey'
 WEBUI_SECRET_KEY='wsecret'
@@ -75,7 +77,8 @@ def _services(profile: str = "cpu", options: dict | None = None, **over) -> dict
     settings = stack.r1_stack_settings(config)
     opts = {"stack_dir": STACK_DIR, "stack_mount": "/stack",
             "venvs": {"vllm": "/v/vllm", "open-webui": "/v/webui", "r1deploy": "/v/r1"},
-            "model_path": "", "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "webui_env": {}}
+            "model_path": "", "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "webui_env": {},
+            "users": USERS}
     opts |= options or {}
     dotenv = native.r1_native_parse_dotenv(DOTENV_TEXT)
     return native.r1_native_services(compose, settings, dotenv, opts)
@@ -183,3 +186,74 @@ def test_venv_paths_change_with_the_pins_only():
     assert a == b
     assert a["vllm"].startswith("/s/venvs/vllm-")
     assert a["vllm"] != c["vllm"]
+
+
+# -- who runs what, and the units' sandbox ----------------------------------------------------
+def render(template: str, **variables) -> str:
+    """A role template rendered as Ansible does (trim_blocks), with the filters it uses."""
+    import shlex
+
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters |= {"quote": shlex.quote, "comment": lambda text: f"#\n# {text}\n#",
+                    "r1_native_shell_quote": native.r1_native_shell_quote}
+    source = (ROOT / "roles/r1_native/templates" / template).read_text()
+    return env.from_string(source).render(ansible_managed="Ansible managed", **variables)
+
+
+def unit(service: str, profile: str = "cpu") -> dict:
+    services = _services(profile)
+    text = render("unit.service.j2", item={"key": service, "value": services[service]},
+                  __r1_native_services=services, __r1_native_dir=f"{STACK_DIR}/native",
+                  __r1_native_settings={"profile": profile}, r1_native_stack_dir=STACK_DIR,
+                  r1_native_unit_prefix="r1deploy")
+    directives: dict = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            directives[key] = value
+    return directives
+
+
+def test_each_service_runs_as_its_own_user_and_writes_only_its_data():
+    services = _services()
+    assert {name: s["user"] for name, s in services.items()} == USERS
+    assert services["vllm"]["writable"] == [f"{STACK_DIR}/data/hf-cache",
+                                            f"{STACK_DIR}/data/vllm-cache"]
+    assert services["vllm"]["writable"] == [services["vllm"]["env"]["HF_HOME"],
+                                            services["vllm"]["env"]["VLLM_CACHE_ROOT"]]
+    assert services["open-webui"]["writable"] == [f"{STACK_DIR}/data/open-webui"]
+    # Open WebUI copies its static files at start: not into its (read-only) package.
+    assert services["open-webui"]["env"]["STATIC_DIR"] == f"{STACK_DIR}/data/open-webui/static"
+    assert services["tools-gateway"]["writable"] == []
+    # A home in its data (libraries cache under ~), none for the gateway.
+    assert services["vllm"]["home"] in services["vllm"]["writable"]
+    assert services["open-webui"]["home"] == services["open-webui"]["workdir"]
+    assert services["tools-gateway"]["home"] == "/nonexistent"
+
+
+@pytest.mark.parametrize("service", ["vllm", "tools-gateway", "open-webui"])
+def test_each_unit_runs_as_its_user_in_a_sandbox_that_writes_only_its_data(service):
+    directives = unit(service)
+    assert directives["User"] == directives["Group"] == USERS[service]
+    assert directives["ExecStart"] == f"{STACK_DIR}/native/r1ctl run {service}"
+    expected = {"NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
+                "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+                "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
+                "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
+                "RestrictSUIDSGID": "yes", "LockPersonality": "yes", "RestrictRealtime": "yes",
+                "SystemCallArchitectures": "native", "ProtectClock": "yes",
+                "ProtectHostname": "yes", "RestrictNamespaces": "yes"}
+    assert {k: directives.get(k) for k in expected} == expected
+    writable = " ".join(_services()[service]["writable"])
+    assert directives.get("ReadWritePaths", "") == writable
+    # torch and triton compile code at run time: not for vLLM.
+    assert ("MemoryDenyWriteExecute" in directives) == (service != "vllm")
+
+
+def test_only_vllm_on_the_gpu_profile_sees_the_devices():
+    assert unit("vllm", "gpu")["PrivateDevices"] == "no"
+    assert unit("open-webui", "gpu")["PrivateDevices"] == "yes"
+    assert unit("vllm", "cpu")["PrivateDevices"] == "yes"

