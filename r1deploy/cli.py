@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "r1deploy.smoke.cli",
     "r1deploy.testmodel.cli",
     "r1deploy.bench.cli",
+    "r1deploy.llamacpp.cli",
 ]
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 # ~300 req/s against the instant stub at concurrency 32).
 import aiohttp
 
+from r1deploy import modelserver
 from r1deploy.bench.metrics import RequestResult, compute_metrics, summarize
 from r1deploy.bench.sse import DONE, SSEParser
 from r1deploy.bench.target import Target
@@ -99,7 +100,9 @@ async def stream_chat(session: aiohttp.ClientSession, target: Target, prompt: st
     last = start
     seen_done = False
     try:
-        async with session.post(target.chat_url, json=body, headers=target.headers(),
+        headers = target.headers() | modelserver.stream_headers(
+            target.extra.get("server_kind", ""))
+        async with session.post(target.chat_url, json=body, headers=headers,
                                 timeout=timeout) as response:
             result.http_status = response.status
             if response.status != 200:

@@ -87,9 +87,12 @@ def final_report(result: dict) -> str:
     lines = []
     server = result.get("server") or {}
     workload = result["settings"]
+    # The server as it names itself (owned_by: vllm, llamacpp), or the route (webui).
+    via = server.get("via", "vllm")
+    name = (server.get("owned_by") or via) if via == "vllm" else via
     lines.append(
         f"r1deploy bench: {server.get('model', '?')} at {result['target']['base_url']} "
-        f"({server.get('via', 'vllm')} {server.get('version') or '?'}, "
+        f"({name} {server.get('version') or '?'}, "
         f"max_model_len {server.get('max_model_len', '?')}); "
         f"input {workload['input_len'] or 'dataset'} tok, output {workload['output_len']} tok"
         f"{' (ignore_eos)' if workload['ignore_eos'] else ''}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
+from r1deploy import modelserver
 from r1deploy.stackdir import StackDir, StackDirError
 from r1deploy.webui.client import SIGNIN_RATE_LIMIT
 
@@ -37,7 +38,7 @@ class Target:
     version_path: str = "/version"
     # Open WebUI admin sign-in from the stack's .env, used when no key is given; never saved.
     credentials: dict | None = field(default=None, repr=False)
-    server_args: list[str] | None = None  # vLLM flags as the stack dir rendered them
+    server_args: list[str] | None = None  # the engine's flags as the stack dir rendered them
     extra: dict = field(default_factory=dict)
 
     @property
@@ -64,7 +65,9 @@ def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
         base_url=url,
         model=model,
         source=str(stack_dir),
-        server_args=settings.get("vllm", {}).get("args"),
+        # The flags of the engine that runs (settings.json engine: vllm or llama_cpp).
+        server_args=settings.get("llamacpp" if settings.get("engine") == "llama_cpp"
+                                 else "vllm", {}).get("args"),
         extra={"max_model_len": settings.get("model", {}).get("max_model_len"),
                "profile": settings.get("profile")},
     )
@@ -173,18 +176,26 @@ async def probe_server(session: aiohttp.ClientSession, target: Target) -> dict:
             "settings.json /model/served_name."
         )
     entry = served[target.model]
+    # Which server it is decides how the tokenizer is asked (r1deploy/modelserver.py).
+    target.extra["server_kind"] = modelserver.kind_of(entry)
     info = {
         "model": target.model,
         "model_root": entry.get("root"),
-        "max_model_len": entry.get("max_model_len"),
+        "max_model_len": modelserver.max_model_len_of(entry),
         "owned_by": entry.get("owned_by"),
         "version": None,
         "via": target.via,
     }
+    # vLLM says its version at /version; llama.cpp its build (b<number>-<commit>) in /props.
+    llamacpp = target.via == "vllm" and info["owned_by"] == modelserver.LLAMACPP
+    version_path, field = ("/props", "build_info") if llamacpp else (target.version_path,
+                                                                     "version")
     try:
-        status, version = await _get_json(session, base + target.version_path, headers)
+        status, version = await _get_json(session, base + version_path, headers)
         if status == 200 and isinstance(version, dict):
-            info["version"] = version.get("version")
+            info["version"] = version.get(field)
+            if llamacpp:
+                info["slots"] = version.get("total_slots")
     except (aiohttp.ClientError, OSError, TimeoutError):
         pass
     if target.server_args is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from r1deploy import modelserver
 from r1deploy.bench.target import Target
 
 
@@ -70,12 +71,14 @@ def read_dataset(path: Path) -> list[str]:
 
 
 class TokenizerClient:
-    """The server's tokenizer through vLLM's ``/tokenize`` and ``/detokenize``."""
+    """The server's tokenizer through its ``/tokenize`` and ``/detokenize``, asked in the
+    server's own words (vLLM's or llama.cpp's: the kind the bench read from /v1/models)."""
 
     def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
         self.session = session
         self.target = target
         self.base = target.base_url.rstrip("/")
+        self.kind = target.extra.get("server_kind", modelserver.VLLM)
         self._limit = asyncio.Semaphore(16)
 
     async def _post(self, path: str, body: dict) -> dict:
@@ -87,17 +90,18 @@ class TokenizerClient:
             return await response.json()
 
     async def tokenize(self, text: str) -> list[int]:
-        body = {"model": self.target.model, "prompt": text, "add_special_tokens": False}
+        body = modelserver.tokenize_request(self.kind, self.target.model, text)
         return (await self._post("/tokenize", body))["tokens"]
 
     async def detokenize(self, tokens: list[int]) -> str:
-        body = {"model": self.target.model, "tokens": tokens}
-        return (await self._post("/detokenize", body))["prompt"]
+        body = modelserver.detokenize_request(self.kind, self.target.model, tokens)
+        return modelserver.detokenized_text(self.kind, await self._post("/detokenize", body))
 
     async def available(self) -> bool:
+        # A tokenizer that answers with no tokens (llama.cpp given vLLM's words) would make
+        # fit() extend its text forever: only one that counts a word counts.
         try:
-            await self.tokenize("probe")
-            return True
+            return len(await self.tokenize("probe")) > 0
         except (WorkloadError, aiohttp.ClientError, KeyError, ValueError):
             return False
 

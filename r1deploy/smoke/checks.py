@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import jsonschema
 
-from r1deploy import tls
+from r1deploy import modelserver, tls
 from r1deploy.smoke.config import SmokeConfig
 from r1deploy.smoke.frontdoor import frontdoor_hidden_routes, frontdoor_redirect, frontdoor_tls
 from r1deploy.smoke.runner import Check, CheckFailed, CheckSkipped, CheckWarning
@@ -37,6 +37,9 @@ class Context:
     config: SmokeConfig
     session: httpx.Client | None = None
     webui_token: str | None = None
+    # The served model's /v1/models entry, read once: which server it is (owned_by) decides
+    # how a few requests are worded (r1deploy/modelserver.py).
+    model_entry: dict | None = None
 
     def __post_init__(self):
         if self.session is None:  # trusting the front door's CA where the stack has one
@@ -52,6 +55,24 @@ class Context:
 
     def webui_headers(self) -> dict:
         return {"Authorization": f"Bearer {self.webui_token}"}
+
+
+def _served(ctx: Context) -> dict:
+    """The model server's /v1/models entry for the configured model ({} when unreadable)."""
+    if ctx.model_entry is None:
+        try:
+            response = ctx.session.get(f"{ctx.config.vllm_url}/v1/models",
+                                       headers=ctx.vllm_headers(), timeout=ctx.timeout)
+            entries = response.json().get("data") or []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            entries = []
+        by_id = {e.get("id"): e for e in entries if isinstance(e, dict)}
+        ctx.model_entry = by_id.get(ctx.config.model) or next(iter(by_id.values()), {})
+    return ctx.model_entry
+
+
+def _server_kind(ctx: Context) -> str:
+    return modelserver.kind_of(_served(ctx))
 
 
 def _need(value, what: str, fix: str):
@@ -112,13 +133,31 @@ def vllm_models(ctx: Context):
     name = model or next(iter(served), None)
     if name is None:
         raise CheckFailed("vLLM /v1/models lists no model")
-    max_len = served[name].get("max_model_len")
+    ctx.model_entry = served[name]
+    kind = modelserver.kind_of(served[name])
+    max_len = modelserver.max_model_len_of(served[name])
+    data = {"max_model_len": max_len, "server": kind}
+    if kind == modelserver.LLAMACPP:
+        data |= _llamacpp_props(ctx)
     wanted = ctx.config.max_model_len
     if wanted and max_len != wanted:
-        raise CheckFailed(f"vLLM serves {name!r} with max_model_len {max_len}, configured "
-                          f"{wanted}\n    fix: --max-model-len must equal settings.json "
-                          "model.max_model_len")
-    return f"serves {name!r}, max_model_len {max_len}", {"max_model_len": max_len}
+        fix = ("--ctx-size / --parallel (the context of one slot) must equal settings.json "
+               "model.max_model_len" if kind == modelserver.LLAMACPP else
+               "--max-model-len must equal settings.json model.max_model_len")
+        raise CheckFailed(f"{kind} serves {name!r} with max_model_len {max_len}, configured "
+                          f"{wanted}\n    fix: {fix}", data)
+    build = f" {data['build_info']}, {data['slots']} slot(s)" if "build_info" in data else ""
+    return f"serves {name!r} ({kind}{build}), max_model_len {max_len}", data
+
+
+def _llamacpp_props(ctx: Context) -> dict:
+    """llama.cpp's /props: its build (b<number>-<commit>) and parallel slots."""
+    try:
+        props = ctx.session.get(f"{ctx.config.vllm_url}/props", headers=ctx.vllm_headers(),
+                                timeout=ctx.timeout).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return {"build_info": props.get("build_info"), "slots": props.get("total_slots")}
 
 
 def vllm_auth(ctx: Context):
@@ -233,8 +272,8 @@ def vllm_tool_call(ctx: Context):
     url = ctx.config.vllm_url
     tool = _pick_tool(ctx)
     name = tool["function"]["name"]
-    body = _chat_body(ctx, TOOL_PROMPT, tools=ctx.config.tools,
-                      tool_choice={"type": "function", "function": {"name": name}})
+    body = _chat_body(ctx, TOOL_PROMPT,
+                      **modelserver.named_tool_choice(_server_kind(ctx), ctx.config.tools, name))
     response = ctx.session.post(f"{url}/v1/chat/completions", headers=ctx.vllm_headers(),
                                 json=body, timeout=ctx.timeout)
     _expect_ok(response, "vLLM tool call",
@@ -264,6 +303,27 @@ def vllm_tool_call(ctx: Context):
             f"{exc.message}\n    fix: mark the tool strict in tools.json so vLLM holds the "
             "arguments to the schema", {"arguments": arguments}) from exc
     return f"{name}({json.dumps(arguments)}) validates", {"tool": name, "arguments": arguments}
+
+
+def vllm_metrics(ctx: Context):
+    url = ctx.config.vllm_url
+    response = ctx.session.get(f"{url}/metrics", headers=ctx.vllm_headers(), timeout=ctx.timeout)
+    kind = _server_kind(ctx)
+    fix = ("start llama-server with --metrics (the role renders it)"
+           if kind == modelserver.LLAMACPP else
+           "vLLM serves /metrics on its API port: check settings.json vllm.url")
+    if response.status_code == 501 or response.status_code == 404:
+        raise CheckFailed(f"{url}/metrics: HTTP {response.status_code}, no metrics\n"
+                          f"    fix: {fix}")
+    _expect_ok(response, "model server /metrics")
+    families = modelserver.metric_families(response.text)
+    prefix = modelserver.METRIC_PREFIXES.get(kind)
+    ours = sorted(f for f in families if prefix and f.startswith(prefix))
+    if prefix and not ours:
+        raise CheckFailed(f"{url}/metrics has no {prefix}* metrics ({len(families)} others)"
+                          f"\n    fix: {fix}", {"families": sorted(families)[:20]})
+    return (f"{len(ours or families)} {prefix or ''}* metric families",
+            {"server": kind, "families": ours or sorted(families)})
 
 
 # ---------------------------------------------------------------- Open WebUI
@@ -425,6 +485,9 @@ def agent_round_trip(ctx: Context):
 
     tool = _pick_tool(ctx)
     name = tool["function"]["name"]
+    choice = modelserver.named_tool_choice(_server_kind(ctx), ctx.config.tools, name)
+    if isinstance(choice["tool_choice"], dict):
+        choice["tool_choice"] = name  # the agent words a named choice itself
     try:
         result = run_agent(
             TOOL_PROMPT,
@@ -432,8 +495,8 @@ def agent_round_trip(ctx: Context):
                          verify=ctx.config.verify),
             model=ctx.config.model,
             gateway=Endpoint(ctx.config.gateway_url, ctx.config.gateway_key or ""),
-            tools=ctx.config.tools,
-            tool_choice=name,
+            tools=choice["tools"],
+            tool_choice=choice["tool_choice"],
             max_rounds=2,
             timeout_s=ctx.timeout,
         )
@@ -508,6 +571,8 @@ CHECKS = [
           vllm_stream, ("vllm.health",)),
     Check("vllm.tool_call", "named tool choice yields arguments valid against params",
           vllm_tool_call, ("vllm.health",)),
+    Check("vllm.metrics", "the Prometheus /metrics endpoint serves the engine's metrics",
+          vllm_metrics, ("vllm.health",)),
     Check("webui.health", "Open WebUI answers /health", webui_health),
     Check("webui.signin", "the bootstrapped admin signs in", webui_signin, ("webui.health",)),
     Check("webui.models", "Open WebUI lists the vLLM model (backend wiring)", webui_models,

@@ -17,7 +17,8 @@ from tests.support.stub_upstream import StubUpstream
 
 REPO = stacklib.REPO
 BUILD = REPO / "build" / "e2e"
-# Servers listen on loopback ports PORT_BASE .. PORT_BASE+9.
+# Servers listen on loopback ports PORT_BASE .. PORT_BASE+9; the llama.cpp stack's on
+# PORT_BASE+10 .. +12 (tests/e2e/llamacpp_fixtures.py).
 PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
 VLLM_PORT, WEBUI_PORT, GATEWAY_PORT = PORT_BASE, PORT_BASE + 1, PORT_BASE + 4
 FRONT_DOOR_PORTS = (PORT_BASE + 7, PORT_BASE + 8)  # https, http

@@ -29,10 +29,11 @@ COMPILE_CACHE = CACHE / "vllm-compile-cache"
 
 def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_port: int,
                       tools_file: Path, front_door_ports: tuple[int, int] | None = None,
-                      api_keys: list[str] | None = None) -> Path:
+                      api_keys: list[str] | None = None, **more_vars) -> Path:
     """Render the stack with the real role (playbooks/render.yml, as `make render` does) for a
     native-runtime test host serving the test model, with the tool gateway, on this tier's
-    loopback ports; returns the host's stack directory."""
+    loopback ports; returns the host's stack directory. ``more_vars``: more role variables
+    (the llama.cpp stack's cpu profile)."""
     host = "e2e"
     out.mkdir(parents=True, exist_ok=True)
     inventory = out / "inventory.yml"
@@ -47,6 +48,7 @@ def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_por
         "r1_stack_tools_file": str(tools_file),
         "r1_stack_secrets_dir": str(out / "secrets"),
         "r1_stack_front_door_enabled": front_door_ports is not None,
+        **more_vars,
     }
     if front_door_ports:
         host_vars |= {"r1_stack_front_door_name": "localhost",

@@ -1,6 +1,8 @@
 """A person's first hour in Open WebUI, in a real browser (Playwright on Debian's Chromium)
 over the real stack: vLLM serving the scripted test model, the tool gateway, Open WebUI,
-all started as the native role starts them and reconciled as a deploy leaves them.
+all started as the native role starts them and reconciled as a deploy leaves them. Every
+journey runs against each engine: vLLM, and llama.cpp serving the same model quantized to
+Q4_K_M (the cpu profile's engine, tests/e2e/llamacpp_fixtures.py).
 
 Each journey types and clicks as a person does; screenshots are kept under
 build/e2e/journeys/. A journey that meets an error in the chat fails with its text.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -25,12 +28,31 @@ SHOTS = BUILD / "journeys"
 TOOL_SERVER_NAME = "r1deploy tools"  # the gateway's name in Open WebUI (roles/r1_stack)
 
 
+# The session fixtures of each engine's stack: its directory and its Open WebUI server.
+ENGINES = {"vllm": ("stack", "webui"), "llamacpp": ("llamacpp_stack", "llamacpp_webui")}
+
+
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def served(request) -> SimpleNamespace:
+    """One engine's whole stack, up and reconciled (the journeys run once per engine)."""
+    stack_fixture, webui_fixture = ENGINES[request.param]
+    return SimpleNamespace(engine=request.param, stack=request.getfixturevalue(stack_fixture),
+                           webui=request.getfixturevalue(webui_fixture))
+
+
 @pytest.fixture(scope="module")
-def site(stack) -> dict:
-    """Where a person reaches the stack: the front door's HTTPS URL, its CA trusted."""
-    env = stacklib.read_env(stack)
-    door = stacklib.read_settings(stack)["front_door"]
-    return {"url": door["url"], "ca_file": stack / door["ca_file"],
+def site(served) -> dict:
+    """Where a person reaches the stack: the front door's HTTPS URL, its CA trusted (the
+    vLLM stack); Open WebUI's own URL where the stack has no front door (the llama.cpp
+    stack's fixtures start none)."""
+    env = stacklib.read_env(served.stack)
+    settings = stacklib.read_settings(served.stack)
+    door = settings.get("front_door") or {}
+    if door.get("enabled"):
+        url, ca_file = door["url"], served.stack / door["ca_file"]
+    else:
+        url, ca_file = settings["webui"]["url"], None
+    return {"url": url, "ca_file": ca_file,
             "email": env["WEBUI_ADMIN_EMAIL"], "password": env["WEBUI_ADMIN_PASSWORD"]}
 
 
@@ -140,12 +162,13 @@ def test_admin_creates_a_user_who_chats_but_cannot_administer_and_signs_out(pers
     expect(visitor.page.get_by_text("Sign up", exact=True)).to_have_count(0)
     visitor.shot("no-signup")
     refused = requests.post(f"{site['url']}/api/v1/auths/signup", timeout=30,
-                            verify=str(site["ca_file"]),
+                            verify=str(site["ca_file"]) if site["ca_file"] else True,
                             json={"name": "x", "email": f"x-{email}", "password": password})
     assert refused.status_code >= 400, refused.text
 
 
-def test_a_chat_survives_a_restart_of_open_webui(person, site, webui):
+def test_a_chat_survives_a_restart_of_open_webui(person, site, served):
+    webui = served.webui
     admin = person("admin")
     admin.sign_in(site["email"], site["password"])
     message = admin.ask(script.MATHS_PROMPT)

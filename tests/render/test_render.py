@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from r1deploy.llamacpp import pins
 from tests.support.compose_binary import ensure_compose_binary
 from tests.support.golden import rewrite_golden
 
@@ -28,8 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 GOLDEN = REPO / "tests" / "golden"
 BIN = Path(sys.executable).parent
-SCENARIOS = ["gpu-default", "gpu-tp2", "gpu-device-ids", "cpu", "air-gapped", "custom-ports",
-             "tls-acme", "front-door-off", "native-front-door"]
+SCENARIOS = ["gpu-default", "gpu-tp2", "gpu-device-ids", "cpu", "cpu-air-gapped", "air-gapped",
+             "custom-ports", "tls-acme", "front-door-off", "native-front-door"]
 # The second render: a GPU and a CPU stack are enough to show nothing changes.
 RERENDERED = ["gpu-default", "cpu"]
 STACK_FILES = {
@@ -188,7 +189,8 @@ def test_env_holds_the_controller_secrets(first, host):
     out, secrets, _ = first
     env = read_env(out / host / ".env")
     for file_name, key in SECRET_FILES.items():
-        if key == "TOOLS_GATEWAY_KEY" and host == "air-gapped":  # gateway disabled there
+        if key == "TOOLS_GATEWAY_KEY" and host in ("air-gapped", "cpu-air-gapped"):
+            # the gateway is disabled there
             assert key not in env
             continue
         assert env[key] == (secrets / host / file_name).read_text().strip()
@@ -553,13 +555,12 @@ def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
     compose = load_compose(out, "cpu")
     assert set(compose["services"]) == {"llamacpp", "open-webui", "tools-gateway", "front-door"}
     server = compose["services"]["llamacpp"]
-    assert server["image"] == "ghcr.io/ggml-org/llama.cpp:server-b11176"
+    # The image of the llama.cpp build the native runtime compiles (r1deploy/llamacpp/pins.json).
+    assert server["image"] == pins.load().image == "ghcr.io/ggml-org/llama.cpp:server-b11312"
     command = server["command"]
-    assert (
-        command[command.index("--hf-repo") + 1]
-        == "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF:Q4_K_M"
-    )
-    assert "--jinja" in command
+    assert command[command.index("--hf-repo") + 1] == "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF"
+    assert command[command.index("--hf-file") + 1] == "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+    assert "--jinja" in command and "--metrics" in command
     assert command[command.index("--reasoning-format") + 1] == "deepseek"
     assert command[command.index("--alias") + 1] == "deepseek-r1-distill-qwen-1.5b"
     assert "deploy" not in server and "ipc" not in server
@@ -569,6 +570,30 @@ def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
     settings = json.loads((out / "cpu" / "settings.json").read_text())
     assert settings["vllm"]["server"] == "llamacpp"
     assert "--gpu-memory-utilization" not in settings["vllm"]["args"]
+    # make render reads no host: llama.cpp (it runs on every CPU), one slot, and it says why.
+    assert settings["engine"] == "llama_cpp"
+    assert "docker runtime" in settings["engine_reason"]
+    assert settings["llamacpp"]["parallel"] == 1
+    assert settings["llamacpp"]["build_info"] == pins.load().build_info
+
+
+def test_an_air_gapped_edge_board_converts_the_gguf_on_the_host(first):
+    out, _, _ = first
+    settings = json.loads((out / "cpu-air-gapped" / "settings.json").read_text())
+    gguf = settings["llamacpp"]["gguf"]
+    assert gguf["source"] == "convert"
+    assert gguf["from"] == "/srv/models/DeepSeek-R1-Distill-Qwen-1.5B"
+    server = load_compose(out, "cpu-air-gapped")["services"]["llamacpp"]
+    command = server["command"]
+    assert command[command.index("--model") + 1] == (
+        "/models/deepseek-r1-distill-qwen-1.5b-Q4_K_M.gguf")
+    assert (f"./{gguf['path']}:/models/deepseek-r1-distill-qwen-1.5b-Q4_K_M.gguf:ro"
+            in server["volumes"])
+    # 8 GiB: an eighth holds 4 KV caches of 8192 tokens (224 MiB each); --ctx-size is theirs.
+    assert settings["llamacpp"]["parallel"] == 4
+    assert command[command.index("--parallel") + 1] == "4"
+    assert command[command.index("--ctx-size") + 1] == str(4 * 8192)
+    assert server["environment"]["HF_HUB_OFFLINE"] == "1"
 
 
 def test_air_gapped_serves_the_preseeded_model_offline(first):
@@ -780,6 +805,13 @@ WRONG = {
         "does not fit max_model_len 8192. Fix: raise r1_stack_max_model_len, turn off "
         "r1_stack_webui_builtin_tools"),
     "model-picture-svg": "r1_stack_webui_model_image_url must be empty",
+    "vllm-cpu-in-docker": (
+        "r1_stack_cpu_engine is vllm, but the docker runtime's cpu profile runs the llama.cpp "
+        "server image"),
+    "gguf-sha256-not-hex": "r1_stack_gguf_sha256 is 'sha256:abc'",
+    "gguf-hub-air-gapped": "The GGUF source is hub (r1_stack_gguf_source hub), but "
+                           "r1_stack_air_gapped is true",
+    "llamacpp-parallel-words": "r1_stack_llamacpp_parallel is many",
 }
 
 

@@ -89,18 +89,76 @@ def r1_stack_vllm_args(c: dict) -> list[str]:
     return args + [str(a) for a in vllm["extra_args"]]
 
 
-def r1_stack_llamacpp_args(c: dict) -> list[str]:
-    """llama.cpp server arguments (cpu profile)."""
+def r1_stack_gguf(c: dict) -> dict:
+    """Where the cpu profile's GGUF comes from and where the server finds it.
+
+    hub: llama.cpp fetches ``gguf_hub_file`` from ``gguf_repo`` (its sha256 is recorded for
+    the runtime that fetches it itself). file: a pre-seeded GGUF on the host. convert: made
+    on the host from the model's safetensors (``r1deploy llamacpp convert``, air-gapped
+    hosts and the test model) into the stack directory's models/gguf/. auto: file when one
+    is given, convert for a local model directory, hub otherwise.
+    """
     model = c["model"]
-    if model["source"] == "local":
-        source = ["--model", f"{MODELS_MOUNT}/{model['gguf_file'].rsplit('/', 1)[-1]}"]
+    source = model["gguf_source"]
+    if source == "auto":
+        source = ("file" if model["gguf_file"]
+                  else "convert" if model["source"] == "local" else "hub")
+    gguf = {"source": source, "quant": model["gguf_quant"], "repo": model["gguf_repo"],
+            "file": model["gguf_hub_file"], "sha256": model["gguf_sha256"]}
+    if source == "file":
+        gguf["path"] = model["gguf_file"]
+    elif source == "convert":
+        # Relative to the stack directory (compose resolves ./ there too).
+        gguf["path"] = f"models/gguf/{model['served_name']}-{model['gguf_quant']}.gguf"
+        gguf["from"] = model["dir"]
+    if "path" in gguf:
+        gguf["container_path"] = f"{MODELS_MOUNT}/{gguf['path'].rsplit('/', 1)[-1]}"
+    return gguf
+
+
+def r1_stack_llamacpp_parallel(b: dict) -> dict:
+    """llama.cpp's parallel slots (vLLM's max_num_seqs): as many max_model_len sequences as
+    the KV cache share of the host's memory holds, at most the cap; each slot gets the whole
+    max_model_len (--ctx-size is the sum). ``b``: asked ('auto' or a number), facts (the
+    model's, or None), constants (context_budget), max_model_len, memory_mib (0: unknown).
+    Returns {parallel, reason}."""
+    if str(b["asked"]) != "auto":
+        return {"parallel": int(b["asked"]), "reason": "set by r1_stack_llamacpp_parallel"}
+    constants = b["constants"]
+    cap = int(constants["cpu_max_parallel"])
+    memory_mib = int(b["memory_mib"] or 0)
+    if memory_mib <= 0 or not b.get("facts"):
+        return {"parallel": 1, "reason": (
+            "1 slot: the host's memory is not known here (a render without its preflight); "
+            "set r1_stack_host_memory_mib, or deploy, to size it")}
+    share = float(constants["cpu_kv_memory_share"])
+    per_slot = int(b["max_model_len"]) * _kv_bytes_per_token(b["facts"])
+    fits = int(memory_mib * 1024**2 * share // per_slot)
+    parallel = max(1, min(cap, fits))
+    return {"parallel": parallel, "reason": (
+        f"{parallel} slot(s) of {int(b['max_model_len'])} tokens: {share:g} of {memory_mib} MiB "
+        f"holds the KV cache of {fits} at {per_slot / 1024**2:.0f} MiB each (f16), at most "
+        f"{cap}")}
+
+
+def r1_stack_llamacpp_args(c: dict) -> list[str]:
+    """llama.cpp server arguments (cpu profile): vLLM's service contract in llama.cpp's
+    terms (docs/llamacpp.md)."""
+    model, llama = c["model"], c["llamacpp"]
+    gguf = r1_stack_gguf(c)
+    if "container_path" in gguf:
+        source = ["--model", gguf["container_path"]]
     else:
-        source = ["--hf-repo", f"{model['gguf_repo']}:{model['gguf_quant']}"]
+        source = ["--hf-repo", gguf["repo"], "--hf-file", gguf["file"]]
+    parallel = int(llama["parallel"]["parallel"])
     args = source + [
         "--alias",
         model["served_name"],
+        # Each slot gets ctx-size / parallel: every sequence may use max_model_len.
         "--ctx-size",
-        str(model["max_model_len"]),
+        str(int(model["max_model_len"]) * parallel),
+        "--parallel",
+        str(parallel),
         "--host",
         "0.0.0.0",
         "--port",
@@ -112,10 +170,20 @@ def r1_stack_llamacpp_args(c: dict) -> list[str]:
         f"{STACK_MOUNT}/chat_template.jinja",
         "--reasoning-format",
         "deepseek",
+        "--metrics",
+        # Open WebUI is the stack's UI; the server's own would share the API's port.
+        "--no-webui",
     ]
-    if int(c["llamacpp"]["threads"]) > 0:
-        args += ["--threads", str(c["llamacpp"]["threads"])]
-    return args + [str(a) for a in c["llamacpp"]["extra_args"]]
+    # The model's recommended sampling as the server's defaults (vLLM: --generation-config
+    # auto); a request's own values still win.
+    sampling = model.get("sampling") or {}
+    if "temperature" in sampling:
+        args += ["--temp", str(sampling["temperature"])]
+    if "top_p" in sampling:
+        args += ["--top-p", str(sampling["top_p"])]
+    if int(llama["threads"]) > 0:
+        args += ["--threads", str(llama["threads"])]
+    return args + [str(a) for a in llama["extra_args"]]
 
 
 def _publish(address: str, host_port: int, container_port: int) -> str:
@@ -217,9 +285,10 @@ def _llamacpp_service(c: dict) -> dict:
         f"llamacpp-cache:{LLAMA_CACHE}",
         f"./chat_template.jinja:{STACK_MOUNT}/chat_template.jinja:ro",
     ]
-    if c["model"]["source"] == "local":
-        gguf = c["model"]["gguf_file"]
-        volumes.append(f"{gguf}:{MODELS_MOUNT}/{gguf.rsplit('/', 1)[-1]}:ro")
+    gguf = r1_stack_gguf(c)
+    if "container_path" in gguf:
+        host_path = gguf["path"] if gguf["path"].startswith("/") else f"./{gguf['path']}"
+        volumes.append(f"{host_path}:{gguf['container_path']}:ro")
     environment = {"LLAMA_API_KEY": _secret("VLLM_API_KEY"), "LLAMA_CACHE": LLAMA_CACHE}
     environment |= {k: v for k, v in _hf_environment(c).items() if k != "HF_HOME"}
     service = {
@@ -415,6 +484,10 @@ def r1_stack_settings(c: dict) -> dict:
             "source": c["model"]["source"],
             "path": _model_path(c),
         },
+        # The model server that runs: vllm, or on the cpu profile the engine chosen for the
+        # host (r1_stack_cpu_engine), and why.
+        "engine": c["engine"]["engine"],
+        "engine_reason": c["engine"]["reason"],
         "vllm": {
             "server": "vllm" if gpu else "llamacpp",
             "service": SERVICE_VLLM if gpu else SERVICE_LLAMACPP,
@@ -447,8 +520,78 @@ def r1_stack_settings(c: dict) -> dict:
         settings["vllm"]["tensor_parallel_size"] = int(vllm["tensor_parallel_size"])
         settings["vllm"]["gpu_memory_utilization"] = float(vllm["gpu_memory_utilization"])
     else:
-        settings["llamacpp"] = {"args": r1_stack_llamacpp_args(c)}
+        llama = c["llamacpp"]
+        settings["llamacpp"] = {
+            "args": r1_stack_llamacpp_args(c),
+            "gguf": {k: v for k, v in r1_stack_gguf(c).items() if k != "container_path"},
+            "parallel": int(llama["parallel"]["parallel"]),
+            "parallel_reason": llama["parallel"]["reason"],
+            # What llama-server reports as /props build_info: the image's build and the
+            # native runtime's (r1deploy/llamacpp/pins.json).
+            "build_info": llama["build_info"],
+        }
     return settings
+
+
+# --- The engine of a CPU host (tasks/preflight.yml) ----------------------------------------
+
+VLLM_CPU_MACHINES = ("x86_64", "amd64")
+
+
+def r1_stack_cpu_engine(b: dict) -> dict:
+    """Which server runs the model: vLLM on the gpu profile; on the cpu profile llama.cpp or
+    vllm-cpu, from the host's preflight facts.
+
+    ``b``: asked (auto, llama_cpp, vllm), profile, runtime, architecture ('' unknown),
+    cpu_flags (None unknown), memory_mib (0 unknown), memory_threshold_mib.
+    auto gives llama_cpp where vllm-cpu cannot run (not x86-64, no AVX2), under the memory
+    threshold, where the facts are unknown (llama.cpp runs everywhere), and on the docker
+    runtime (its cpu profile runs the llama.cpp image); vllm otherwise.
+    Returns {engine, reason, errors}.
+    """
+    if b["profile"] == "gpu":
+        return {"engine": "vllm", "reason": "gpu profile", "errors": []}
+    asked, runtime = b["asked"], b["runtime"]
+    arch = str(b.get("architecture") or "")
+    flags = b.get("cpu_flags")
+    memory_mib = int(b.get("memory_mib") or 0)
+    threshold = int(b["memory_threshold_mib"])
+    no_vllm = None  # why vllm-cpu cannot run here
+    if arch and arch not in VLLM_CPU_MACHINES:
+        no_vllm = f"{arch}: vllm-cpu runs on x86-64 with AVX2 only"
+    elif flags is not None and "avx2" not in flags:
+        no_vllm = "no AVX2 in /proc/cpuinfo: vllm-cpu needs it"
+    if asked == "vllm":
+        if runtime == "docker":
+            return {"engine": "vllm", "reason": "", "errors": [
+                "r1_stack_cpu_engine is vllm, but the docker runtime's cpu profile runs the "
+                "llama.cpp server image. Fix: set r1_stack_cpu_engine to auto or llama_cpp, or "
+                "use the native runtime (r1deploy_runtime: native)"]}
+        if no_vllm:
+            return {"engine": "vllm", "reason": "", "errors": [
+                f"r1_stack_cpu_engine is vllm, but {no_vllm}. Fix: set r1_stack_cpu_engine to "
+                "auto or llama_cpp"]}
+        return {"engine": "vllm", "reason": "set by r1_stack_cpu_engine", "errors": []}
+    if asked == "llama_cpp":
+        return {"engine": "llama_cpp", "reason": "set by r1_stack_cpu_engine", "errors": []}
+    if runtime == "docker":
+        reason = "the docker runtime's cpu profile runs the llama.cpp server image"
+    elif no_vllm:
+        reason = no_vllm
+    elif not arch or flags is None or memory_mib <= 0:
+        unknown = " and ".join(w for w, known in (("CPU", arch and flags is not None),
+                                                  ("memory", memory_mib > 0)) if not known)
+        verb = "are" if " and " in unknown else "is"
+        reason = (f"the host's {unknown} {verb} not known here (a render without its preflight; "
+                  "r1_stack_host_memory_mib gives the memory), and llama.cpp runs on every CPU")
+    elif memory_mib < threshold:
+        reason = (f"{memory_mib} MiB of RAM, under r1_stack_cpu_engine_memory_mib ({threshold}): "
+                  "the Q4_K_M GGUF is about a third of the bf16 weights vLLM loads")
+    else:
+        return {"engine": "vllm", "errors": [], "reason": (
+            f"{arch} with AVX2 and {memory_mib} MiB of RAM (r1_stack_cpu_engine_memory_mib "
+            f"{threshold} or more): vllm-cpu")}
+    return {"engine": "llama_cpp", "reason": reason, "errors": []}
 
 
 # --- The front door (docs/front-door.md) ---------------------------------------------------
@@ -719,6 +862,9 @@ class FilterModule:
             "r1_stack_settings": r1_stack_settings,
             "r1_stack_vllm_args": r1_stack_vllm_args,
             "r1_stack_llamacpp_args": r1_stack_llamacpp_args,
+            "r1_stack_llamacpp_parallel": r1_stack_llamacpp_parallel,
+            "r1_stack_cpu_engine": r1_stack_cpu_engine,
+            "r1_stack_gguf": r1_stack_gguf,
             "r1_stack_context_budget": r1_stack_context_budget,
             "r1_stack_parse_env": r1_stack_parse_env,
             "r1_stack_front_door": r1_stack_front_door,
