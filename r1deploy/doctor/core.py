@@ -90,6 +90,10 @@ def _read_tail(path: Path) -> str | None:
         return None
 
 
+def _disk_usage(path: str) -> tuple:
+    return shutil.disk_usage(path)  # looked up at call time: tests replace it
+
+
 def _served_certificate(url: str, timeout_s: float) -> bytes:
     """The DER certificate a TLS server at ``url`` presents (not verified: its dates are
     what is asked)."""
@@ -114,7 +118,7 @@ class DoctorContext:
     timeout_s: float = 5.0
     min_free_bytes: int = 5 * GIB
     http: httpx.Client | None = None
-    disk_usage: Callable[[str], tuple] = shutil.disk_usage
+    disk_usage: Callable[[str], tuple] = _disk_usage
     read_log: Callable[[Path], str | None] = _read_tail
     served_certificate: Callable[[str, float], bytes] = _served_certificate
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)

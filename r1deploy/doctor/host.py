@@ -3,6 +3,7 @@ certificate."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def _renew_fix(door: dict) -> str:
                 "r1_stack_tls_key_file, then make deploy")
     if mode == "acme":
         return "make deploy (certbot renews it; check that the HTTP port reaches this host)"
-    return "deploy again (make deploy): the role issues the certificate again within 30 days of its end"
+    return ("deploy again (make deploy): the role issues the certificate again within 30 days "
+            "of its end")
 
 
 def frontdoor_certificate(ctx: DoctorContext) -> Verdict:
@@ -84,10 +86,8 @@ def frontdoor_certificate(ctx: DoctorContext) -> Verdict:
     except Exception as exc:  # noqa: BLE001 - down, not TLS, unreadable: the file is next
         served_error = f"{type(exc).__name__}: {exc}"
     file_end = None
-    try:
+    with contextlib.suppress(OSError, ValueError):
         file_end = _not_after(stack_file.read_bytes(), pem=True)
-    except (OSError, ValueError):
-        pass
     if end is None:
         end, where = file_end, f"{stack_file}"
     if end is None:

@@ -50,9 +50,9 @@ def oom_fix(settings: dict, kv_cache: bool) -> str:
     vllm = settings.get("vllm") or {}
     length = model.get("max_model_len", "?")
     utilisation = vllm.get("gpu_memory_utilization", "?")
-    first = (f"lower r1_stack_max_model_len (now {length}; 8192 needs a quarter of the KV "
-             f"cache of 32768) or, when nothing else uses the GPU, raise "
-             f"r1_stack_gpu_memory_utilization (now {utilisation})"
+    first = (f"lower r1_stack_max_model_len (now {length}), which the KV cache grows with, "
+             f"or, when nothing else uses the GPU, raise r1_stack_gpu_memory_utilization "
+             f"(now {utilisation})"
              if kv_cache else
              f"set r1_stack_max_num_seqs (e.g. 32; 0 keeps vLLM's default), lower "
              f"r1_stack_max_model_len (now {length}), and lower r1_stack_gpu_memory_utilization "

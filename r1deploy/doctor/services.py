@@ -68,7 +68,8 @@ def _diagnose_down(ctx: DoctorContext, service: Service, answer: str) -> tuple[s
                  "(not read here)")
     elif text is None:
         cause = (f"{service.name} does not answer and its log "
-                 f"{ctx.log_path(service.log)} cannot be read (missing, or run as root)")
+                 f"{ctx.log_path(service.log)} cannot be read (missing, or this user may not "
+                 "read it: run the doctor as root)")
     else:
         shown = "\n".join(tail) or "(empty)"
         cause = (f"{service.name} does not answer; no cause recognised in "
