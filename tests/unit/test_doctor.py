@@ -398,11 +398,9 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 # ---------------------------------------------------------------- the CLI
 
-def test_every_check_has_a_unique_dotted_id_and_is_documented():
-    ids = [c.id for c in DOCTOR_CHECKS]
-    assert len(ids) == len(set(ids)) == 7
-    docs = (Path(__file__).parents[2] / "docs" / "doctor.md").read_text()
-    assert all("." in i and f"`{i}`" in docs for i in ids)
+def test_every_check_has_a_unique_dotted_id():
+    ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
+    assert len(ids) == len(set(ids)) == 7 and all("." in i for i in ids)
 
 
 def test_no_stack_dir_cannot_run(capsys, tmp_path):
