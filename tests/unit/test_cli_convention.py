@@ -25,9 +25,9 @@ def _verbs(parser: argparse.ArgumentParser, path=()):
 
 VERBS = dict(_verbs(build_parser()))
 TAKES_A_STACK = [("agent",), ("webui", "reconcile"), ("webui", "set-admin-password"),
-                 ("smoke",), ("bench", "run")]
+                 ("smoke",), ("bench", "run"), ("doctor",)]
 PRINTS_FOR_MACHINES = [("agent",), ("webui", "reconcile"), ("smoke",), ("tools", "validate"),
-                       ("compose", "validate"), ("bench", "compare")]
+                       ("compose", "validate"), ("bench", "compare"), ("doctor",)]
 
 
 def _options(parser) -> dict[str, argparse.Action]:

@@ -1,6 +1,7 @@
 """The docs say what the registries hold: every compose and tools rule in docs/rules.md
 (generated from the registries: tests/lint/rules_doc.py), every smoke check in the table of
-docs/smoke-and-e2e.md; and the CLI prints the registries."""
+docs/smoke-and-e2e.md, every doctor check in docs/doctor.md's; and the CLI prints the
+registries."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from r1deploy.cli import main
 from r1deploy.compose.registry import COMPOSE_RULES
+from r1deploy.doctor.checks import DOCTOR_CHECKS
 from r1deploy.smoke.checks import CHECKS
 from r1deploy.tools.registry import TOOLS_RULES
 from tests.lint import rules_doc
@@ -46,6 +48,11 @@ def test_every_smoke_check_is_in_the_table_of_docs_smoke_and_e2e():
     documented = set(table_ids(page, "## `r1deploy smoke`"))
     missing = [c.name for c in CHECKS if c.name not in documented]
     assert not missing, f"docs/smoke-and-e2e.md's check table lacks {missing}"
+
+
+def test_every_doctor_check_has_its_row_in_docs_doctor_md_in_order():
+    page = (ROOT / "docs/doctor.md").read_text(encoding="utf-8")
+    assert table_ids(page, "## The checks") == [c.id for c in DOCTOR_CHECKS]
 
 
 def test_the_readme_links_the_rules():
