@@ -36,8 +36,9 @@ test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens,
 render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/render.yml -e r1deploy_render_dir=$(abspath $(RENDER_DIR)) $(ANSIBLE_ARGS) $(ARGS)
 
-lint: $(VENV_STAMP) ## ruff, yamllint, ansible-lint (production profile), role specs vs defaults, shellcheck, promtool alert rules and their tests (both installed with apt when missing, as root)
+lint: $(VENV_STAMP) ## ruff (check and format), yamllint, ansible-lint (production profile), role specs vs defaults, shellcheck, promtool alert rules and their tests (both installed with apt when missing, as root)
 	$(BIN)/ruff check r1deploy tests
+	$(BIN)/ruff format --check r1deploy tests
 	$(BIN)/yamllint -s .
 	$(BIN)/python -m tests.lint.argspecs roles
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles

@@ -30,7 +30,6 @@ COMMAND_MODULES = [
 ]
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r1deploy",

@@ -29,18 +29,28 @@ class ExitCode(enum.IntEnum):
     CANNOT_RUN = 2
 
 
-def add_stack_dir(parser: argparse.ArgumentParser, *, required: bool = False,
-                  help: str = "rendered stack directory (docs/stack-dir.md)") -> None:
-    parser.add_argument("--stack-dir", "--stack", dest="stack_dir", metavar="DIR",
-                        required=required, help=help)
+def add_stack_dir(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = False,
+    help: str = "rendered stack directory (docs/stack-dir.md)",
+) -> None:
+    parser.add_argument(
+        "--stack-dir", "--stack", dest="stack_dir", metavar="DIR", required=required, help=help
+    )
 
 
 def add_format(parser: argparse.ArgumentParser, *, default: str = "text") -> None:
     """``--format text|json``, with ``--json`` kept as a hidden alias for ``--format json``."""
-    parser.add_argument("--format", choices=("text", "json"), default=default,
-                        help="output for people (text) or machines (json)")
-    parser.add_argument("--json", dest="format", action="store_const", const="json",
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default=default,
+        help="output for people (text) or machines (json)",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
+    )
 
 
 class SecretError(ValueError):
@@ -64,8 +74,9 @@ def secret_from(file: str | None, env_name: str | None, what: str) -> str | None
     return None
 
 
-def print_findings(findings: Iterable, summaries: list[str], fmt: str,
-                   extra: dict | None = None, stream=None) -> None:
+def print_findings(
+    findings: Iterable, summaries: list[str], fmt: str, extra: dict | None = None, stream=None
+) -> None:
     """Findings (r1deploy.diagnostics.Diagnostic) as text lines, each naming file, line, rule
     and fix, followed by one summary line per input; or as one JSON object."""
     from r1deploy.diagnostics import errors, warnings
@@ -73,9 +84,18 @@ def print_findings(findings: Iterable, summaries: list[str], fmt: str,
     stream = stream or sys.stdout
     found = list(findings)
     if fmt == "json":
-        print(json.dumps({**(extra or {}), "errors": len(errors(found)),
-                          "warnings": len(warnings(found)),
-                          "diagnostics": [d.to_dict() for d in found]}, indent=2), file=stream)
+        print(
+            json.dumps(
+                {
+                    **(extra or {}),
+                    "errors": len(errors(found)),
+                    "warnings": len(warnings(found)),
+                    "diagnostics": [d.to_dict() for d in found],
+                },
+                indent=2,
+            ),
+            file=stream,
+        )
         return
     for diagnostic in found:
         print(diagnostic, file=stream)

@@ -76,22 +76,59 @@ class Findings:
             raise ValueError(f"rule {rule.id!r} is not an entry of this validator's registry")
         return rule.id
 
-    def add(self, path: tuple, rule: Rule, message: str, fix: str, *,
-            severity: Severity | None = None, key: bool = False) -> None:
+    def add(
+        self,
+        path: tuple,
+        rule: Rule,
+        message: str,
+        fix: str,
+        *,
+        severity: Severity | None = None,
+        key: bool = False,
+    ) -> None:
         """A finding at the value (or, with ``key``, the key) that ``path`` leads to."""
         self.add_pointer(json_pointer(path), rule, message, fix, severity=severity, key=key)
 
-    def add_pointer(self, pointer: str, rule: Rule, message: str, fix: str, *,
-                    severity: Severity | None = None, key: bool = False) -> None:
+    def add_pointer(
+        self,
+        pointer: str,
+        rule: Rule,
+        message: str,
+        fix: str,
+        *,
+        severity: Severity | None = None,
+        key: bool = False,
+    ) -> None:
         line, column = self.source.position(pointer, key=key)
-        self.items.append(Diagnostic(self.path, pointer, self._rule_id(rule), message, fix,
-                                     severity or rule.severity, line, column))
+        self.items.append(
+            Diagnostic(
+                self.path,
+                pointer,
+                self._rule_id(rule),
+                message,
+                fix,
+                severity or rule.severity,
+                line,
+                column,
+            )
+        )
 
-    def add_line(self, rule: Rule, message: str, fix: str, line: int, *,
-                 severity: Severity | None = None) -> None:
+    def add_line(
+        self, rule: Rule, message: str, fix: str, line: int, *, severity: Severity | None = None
+    ) -> None:
         """A finding in the text itself, at a line (no pointer: it is no one value's)."""
-        self.items.append(Diagnostic(self.path, "", self._rule_id(rule), message, fix,
-                                     severity or rule.severity, line, None))
+        self.items.append(
+            Diagnostic(
+                self.path,
+                "",
+                self._rule_id(rule),
+                message,
+                fix,
+                severity or rule.severity,
+                line,
+                None,
+            )
+        )
 
 
 def json_pointer(path: Iterable[str | int]) -> str:
@@ -132,8 +169,9 @@ class SourceMap:
             key = False
 
 
-def load_json(path: str, text: str, max_values: int = doclimits.MAX_VALUES
-              ) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
+def load_json(
+    path: str, text: str, max_values: int = doclimits.MAX_VALUES
+) -> tuple[object | None, SourceMap | None, list[Diagnostic]]:
     """Parse ``text``; a syntax error becomes a diagnostic with line and column.
 
     Objects that repeat a key come back as doclimits.DuplicateKeysDict, for the rules

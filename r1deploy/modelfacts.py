@@ -33,8 +33,13 @@ def context_budget() -> dict:
 
 def kv_bytes_per_token(facts: dict) -> int:
     """K and V of every layer and KV head, a token: 28,672 bytes for the R1 distill (bf16)."""
-    return (2 * facts["num_hidden_layers"] * facts["num_key_value_heads"] * facts["head_dim"]
-            * facts["dtype_bytes"])
+    return (
+        2
+        * facts["num_hidden_layers"]
+        * facts["num_key_value_heads"]
+        * facts["head_dim"]
+        * facts["dtype_bytes"]
+    )
 
 
 def find(name: str) -> tuple[str, dict] | None:

@@ -34,8 +34,10 @@ def named_tool_choice(kind: str, tools: list[dict], name: str) -> dict:
     tool with ``required``: the same constraint, in the words it honours.
     """
     if kind == LLAMACPP:
-        return {"tools": [t for t in tools if t["function"]["name"] == name],
-                "tool_choice": "required"}
+        return {
+            "tools": [t for t in tools if t["function"]["name"] == name],
+            "tool_choice": "required",
+        }
     return {"tools": tools, "tool_choice": {"type": "function", "function": {"name": name}}}
 
 
@@ -66,5 +68,8 @@ def stream_headers(kind: str) -> dict:
 
 def metric_families(text: str) -> set[str]:
     """The metric names a Prometheus text exposition declares (``# TYPE name kind``)."""
-    return {line.split()[2] for line in text.splitlines()
-            if line.startswith("# TYPE ") and len(line.split()) >= 4}
+    return {
+        line.split()[2]
+        for line in text.splitlines()
+        if line.startswith("# TYPE ") and len(line.split()) >= 4
+    }

@@ -43,17 +43,22 @@ def index(registry: tuple[Rule, ...]) -> dict[str, Rule]:
 
 # r1deploy/inputfile.py: every validator reads its file through it.
 INPUT_RULES: tuple[Rule, ...] = (
-    Rule("input-not-a-file", "input",
-         "a FIFO, device or socket, not a regular file: not read (a FIFO would block)"),
-    Rule("input-too-large", "input",
-         "the file is larger than MAX_INPUT_BYTES (1 MiB): not read"),
+    Rule(
+        "input-not-a-file",
+        "input",
+        "a FIFO, device or socket, not a regular file: not read (a FIFO would block)",
+    ),
+    Rule("input-too-large", "input", "the file is larger than MAX_INPUT_BYTES (1 MiB): not read"),
     Rule("input-encoding", "input", "the file is not UTF-8, named at its first bad byte"),
 )
 # r1deploy/diagnostics.py load_json: the JSON files' parser.
 JSON_RULES: tuple[Rule, ...] = (
     Rule("json-syntax", "syntax", "not JSON: the line and column of the syntax error"),
-    Rule("json-limit", "syntax",
-         "nested deeper or holding more values than r1deploy/doclimits.py allows: not parsed"),
+    Rule(
+        "json-limit",
+        "syntax",
+        "nested deeper or holding more values than r1deploy/doclimits.py allows: not parsed",
+    ),
 )
 INPUT = index(INPUT_RULES)
 JSON = index(JSON_RULES)
@@ -69,5 +74,8 @@ def print_rules(registry: tuple[Rule, ...], fmt: str, stream=None) -> None:
     width = max(len(r.id) for r in registry)
     family_width = max(len(r.family) for r in registry)
     for rule in registry:
-        print(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.family:<{family_width}}  "
-              f"{rule.description}", file=stream)
+        print(
+            f"{rule.id:<{width}}  {rule.severity:<7}  {rule.family:<{family_width}}  "
+            f"{rule.description}",
+            file=stream,
+        )

@@ -23,7 +23,8 @@ def _int_list(text: str) -> list[int | None]:
             continue
         if not item.isdigit() or int(item) < 1:
             raise argparse.ArgumentTypeError(
-                f"{item!r}: expected positive integers separated by commas, e.g. 1,4,16,64")
+                f"{item!r}: expected positive integers separated by commas, e.g. 1,4,16,64"
+            )
         values.append(int(item))
     return values
 
@@ -35,7 +36,8 @@ def _float_list(text: str) -> list[float]:
             value = float(item)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{item!r}: expected requests/s separated by commas, e.g. 2,4,8") from None
+                f"{item!r}: expected requests/s separated by commas, e.g. 2,4,8"
+            ) from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{item!r}: a request rate must be > 0")
         values.append(value)
@@ -50,9 +52,11 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
-        "bench", help="benchmark a serving endpoint (vllm bench serve metrics)",
+        "bench",
+        help="benchmark a serving endpoint (vllm bench serve metrics)",
         description="Streamed chat-completion load against an OpenAI-compatible endpoint, "
-                    "with the metric definitions of `vllm bench serve`.")
+        "with the metric definitions of `vllm bench serve`.",
+    )
     verbs = bench.add_subparsers(dest="bench_command", metavar="VERB")
     bench.set_defaults(handler=lambda args: (bench.print_help(sys.stderr), EXIT_USAGE)[1])
 
@@ -60,56 +64,122 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = run.add_argument_group("endpoint (a stack dir, or flags; flags win)")
     add_stack_dir(where)
     where.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000")
-    where.add_argument("--model", help="served model name (default: the stack's, else the "
-                                       "server's first)")
-    where.add_argument("--api-key-file", metavar="FILE",
-                       help="file holding the bearer key (default: the stack's VLLM_API_KEY, "
-                            "else $OPENAI_API_KEY)")
+    where.add_argument(
+        "--model", help="served model name (default: the stack's, else the server's first)"
+    )
+    where.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="file holding the bearer key (default: the stack's VLLM_API_KEY, "
+        "else $OPENAI_API_KEY)",
+    )
     # A key on the command line shows in the process list: refused, with the way out.
     where.add_argument("--api-key", dest="api_key_flag", help=argparse.SUPPRESS)
-    where.add_argument("--via", choices=("vllm", "webui"), default="vllm",
-                       help="load vLLM directly (default) or through Open WebUI's "
-                            "/api/chat/completions (with --stack-dir: signs in as the admin)")
+    where.add_argument(
+        "--via",
+        choices=("vllm", "webui"),
+        default="vllm",
+        help="load vLLM directly (default) or through Open WebUI's "
+        "/api/chat/completions (with --stack-dir: signs in as the admin)",
+    )
     work = run.add_argument_group("workload")
-    work.add_argument("--input-len", type=_positive_int, default=None,
-                      help="prompt tokens (random text; default 128 without --dataset)")
-    work.add_argument("--dataset", help="prompts file: .jsonl with {\"prompt\": ...} or one "
-                                        "prompt a line")
-    work.add_argument("--output-len", type=_positive_int, default=128,
-                      help="output tokens per request (default 128)")
-    work.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
-                      help="let the model stop early (output length then varies)")
+    work.add_argument(
+        "--input-len",
+        type=_positive_int,
+        default=None,
+        help="prompt tokens (random text; default 128 without --dataset)",
+    )
+    work.add_argument(
+        "--dataset", help='prompts file: .jsonl with {"prompt": ...} or one prompt a line'
+    )
+    work.add_argument(
+        "--output-len",
+        type=_positive_int,
+        default=128,
+        help="output tokens per request (default 128)",
+    )
+    work.add_argument(
+        "--no-ignore-eos",
+        dest="ignore_eos",
+        action="store_false",
+        help="let the model stop early (output length then varies)",
+    )
     work.add_argument("--temperature", type=float, default=None)
-    work.add_argument("--seed", type=int, default=None,
-                      help="prompt seed (default: a new one each run, recorded in the result; "
-                           "a repeated seed repeats prompts, which the server's prefix cache "
-                           "then serves faster)")
-    work.add_argument("--min-tokens", action="store_true",
-                      help="also send min_tokens = --output-len (for a proxy that drops "
-                           "ignore_eos; `vllm bench serve` sends ignore_eos alone)")
+    work.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="prompt seed (default: a new one each run, recorded in the result; "
+        "a repeated seed repeats prompts, which the server's prefix cache "
+        "then serves faster)",
+    )
+    work.add_argument(
+        "--min-tokens",
+        action="store_true",
+        help="also send min_tokens = --output-len (for a proxy that drops "
+        "ignore_eos; `vllm bench serve` sends ignore_eos alone)",
+    )
     load = run.add_argument_group("load")
-    load.add_argument("--concurrency", type=_int_list, default=[1],
-                      help="concurrency levels to sweep, e.g. 1,4,16,64 (default 1; inf: no cap)")
-    load.add_argument("--request-rate", type=_float_list, default=None,
-                      help="Poisson request rates (req/s) to sweep instead, e.g. 2,4,8")
-    load.add_argument("--num-prompts", type=_positive_int, default=None,
-                      help="requests per level (default 10 per unit of concurrency, >= 20)")
-    load.add_argument("--max-seconds", type=float, default=None,
-                      help="stop sending new requests in a level after this many seconds")
-    load.add_argument("--warmup", type=int, default=None,
-                      help="warm-up requests per level (default: the concurrency, at most 8)")
-    load.add_argument("--request-timeout", type=float, default=300.0,
-                      help="seconds without a byte before a request fails (default 300)")
+    load.add_argument(
+        "--concurrency",
+        type=_int_list,
+        default=[1],
+        help="concurrency levels to sweep, e.g. 1,4,16,64 (default 1; inf: no cap)",
+    )
+    load.add_argument(
+        "--request-rate",
+        type=_float_list,
+        default=None,
+        help="Poisson request rates (req/s) to sweep instead, e.g. 2,4,8",
+    )
+    load.add_argument(
+        "--num-prompts",
+        type=_positive_int,
+        default=None,
+        help="requests per level (default 10 per unit of concurrency, >= 20)",
+    )
+    load.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop sending new requests in a level after this many seconds",
+    )
+    load.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="warm-up requests per level (default: the concurrency, at most 8)",
+    )
+    load.add_argument(
+        "--request-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a byte before a request fails (default 300)",
+    )
     out = run.add_argument_group("results")
-    out.add_argument("--goodput", nargs="+", default=[], metavar="NAME:MS",
-                     help="SLOs for goodput, e.g. --goodput ttft:500 tpot:50 (ttft, tpot, e2el)")
-    out.add_argument("--percentiles", default="50,90,99",
-                     help="percentiles to report (default 50,90,99)")
-    out.add_argument("--output", "--json", dest="json_path", metavar="FILE",
-                     help="write the full result as JSON here ('-': stdout)")
+    out.add_argument(
+        "--goodput",
+        nargs="+",
+        default=[],
+        metavar="NAME:MS",
+        help="SLOs for goodput, e.g. --goodput ttft:500 tpot:50 (ttft, tpot, e2el)",
+    )
+    out.add_argument(
+        "--percentiles", default="50,90,99", help="percentiles to report (default 50,90,99)"
+    )
+    out.add_argument(
+        "--output",
+        "--json",
+        dest="json_path",
+        metavar="FILE",
+        help="write the full result as JSON here ('-': stdout)",
+    )
     out.add_argument("--plot", help="write a PNG of throughput against latency here")
-    out.add_argument("--gpu", help="GPU for the roofline line when nvidia-smi is not local "
-                                   "(H100-SXM, H200, A100-80GB, RTX-4090, RTX-3060-12GB)")
+    out.add_argument(
+        "--gpu",
+        help="GPU for the roofline line when nvidia-smi is not local "
+        "(H100-SXM, H200, A100-80GB, RTX-4090, RTX-3060-12GB)",
+    )
     out.add_argument("--quiet", action="store_true", help="no live progress")
     run.set_defaults(handler=handle_run)
 
@@ -129,13 +199,16 @@ def _sweep_from_args(args: argparse.Namespace):
     try:
         percentiles = tuple(float(p) for p in args.percentiles.split(","))
     except ValueError:
-        raise ValueError(f"--percentiles {args.percentiles!r}: expected numbers, e.g. 50,90,99")\
-            from None
+        raise ValueError(
+            f"--percentiles {args.percentiles!r}: expected numbers, e.g. 50,90,99"
+        ) from None
     if any(not 0 < p <= 100 for p in percentiles):
         raise ValueError(f"--percentiles {args.percentiles!r}: each must be in (0, 100]")
     if args.request_rate and len(args.request_rate) > 1 and len(args.concurrency) > 1:
-        raise ValueError("sweep either --concurrency or --request-rate, not both "
-                         "(one of them may have a single value, e.g. a concurrency cap)")
+        raise ValueError(
+            "sweep either --concurrency or --request-rate, not both "
+            "(one of them may have a single value, e.g. a concurrency cap)"
+        )
     if args.warmup is not None and args.warmup < 0:
         raise ValueError("--warmup must be >= 0")
     dataset = read_dataset(Path(args.dataset)) if args.dataset else None
@@ -144,13 +217,23 @@ def _sweep_from_args(args: argparse.Namespace):
     if args.request_rate and args.concurrency == [1]:
         concurrency = [None]  # rate sweep without an explicit cap
     return SweepSettings(
-        output_len=args.output_len, input_len=input_len, dataset=dataset,
-        dataset_path=args.dataset, concurrency=concurrency,
-        request_rate=args.request_rate or [math.inf], num_prompts=args.num_prompts,
-        warmup=args.warmup, max_seconds=args.max_seconds, ignore_eos=args.ignore_eos,
-        temperature=args.temperature, goodput_slos_ms=goodput, percentiles=percentiles,
+        output_len=args.output_len,
+        input_len=input_len,
+        dataset=dataset,
+        dataset_path=args.dataset,
+        concurrency=concurrency,
+        request_rate=args.request_rate or [math.inf],
+        num_prompts=args.num_prompts,
+        warmup=args.warmup,
+        max_seconds=args.max_seconds,
+        ignore_eos=args.ignore_eos,
+        temperature=args.temperature,
+        goodput_slos_ms=goodput,
+        percentiles=percentiles,
         seed=args.seed if args.seed is not None else random.randrange(2**31),
-        request_timeout_s=args.request_timeout, min_tokens=args.min_tokens)
+        request_timeout_s=args.request_timeout,
+        min_tokens=args.min_tokens,
+    )
 
 
 def handle_run(args: argparse.Namespace) -> int:
@@ -160,9 +243,11 @@ def handle_run(args: argparse.Namespace) -> int:
 
     try:
         if args.api_key_flag:
-            raise ValueError("--api-key is refused: a key on the command line shows in the "
-                             "process list. Fix: --api-key-file FILE, or OPENAI_API_KEY in the "
-                             "environment, or --stack-dir (its .env)")
+            raise ValueError(
+                "--api-key is refused: a key on the command line shows in the "
+                "process list. Fix: --api-key-file FILE, or OPENAI_API_KEY in the "
+                "environment, or --stack-dir (its .env)"
+            )
         api_key = secret_from(args.api_key_file, None, "API key")
         target = resolve_target(args.stack_dir, args.base_url, args.model, api_key, args.via)
         sweep = _sweep_from_args(args)
@@ -194,8 +279,14 @@ def handle_run(args: argparse.Namespace) -> int:
             state["header"] = True
         print(report.table_row(level), file=sys.stderr, flush=True)
 
-    result = runner.run(target, sweep, args.gpu, on_level_start=on_level_start,
-                        on_progress=on_progress, on_level_done=on_level_done)
+    result = runner.run(
+        target,
+        sweep,
+        args.gpu,
+        on_level_start=on_level_start,
+        on_progress=on_progress,
+        on_level_done=on_level_done,
+    )
     print(report.final_report(result))
     if args.json_path:
         text = json.dumps(result, indent=2)
@@ -227,15 +318,18 @@ def handle_compare(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     rows, warnings = report.compare(a, b)
     if args.format == "json":
-        print(json.dumps({"a": args.a, "b": args.b, "levels": rows, "warnings": warnings},
-                         indent=2))
+        print(
+            json.dumps({"a": args.a, "b": args.b, "levels": rows, "warnings": warnings}, indent=2)
+        )
     else:
         print(f"A: {args.a}\nB: {args.b}")
         print(report.compare_table(rows))
         for warning in warnings:
             print(f"warning: {warning}")
     if not rows:
-        print("r1deploy bench compare: no level in common (same --concurrency/--request-rate "
-              "needed)", file=sys.stderr)
+        print(
+            "r1deploy bench compare: no level in common (same --concurrency/--request-rate needed)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK

@@ -89,8 +89,13 @@ class ParseClock:
         self.events = 0
 
 
-async def stream_chat(session: aiohttp.ClientSession, target: Target, prompt: str,
-                      settings: LoadSettings, clock: ParseClock | None = None) -> RequestResult:
+async def stream_chat(
+    session: aiohttp.ClientSession,
+    target: Target,
+    prompt: str,
+    settings: LoadSettings,
+    clock: ParseClock | None = None,
+) -> RequestResult:
     """Send one streamed chat completion and time it."""
     result = RequestResult()
     body = request_body(target, prompt, settings)
@@ -100,10 +105,10 @@ async def stream_chat(session: aiohttp.ClientSession, target: Target, prompt: st
     last = start
     seen_done = False
     try:
-        headers = target.headers() | modelserver.stream_headers(
-            target.extra.get("server_kind", ""))
-        async with session.post(target.chat_url, json=body, headers=headers,
-                                timeout=timeout) as response:
+        headers = target.headers() | modelserver.stream_headers(target.extra.get("server_kind", ""))
+        async with session.post(
+            target.chat_url, json=body, headers=headers, timeout=timeout
+        ) as response:
             result.http_status = response.status
             if response.status != 200:
                 result.error = _error_text(response.status, await response.text())
@@ -196,9 +201,14 @@ class Progress:
     started: float = 0.0
 
 
-async def run_level(session: aiohttp.ClientSession, target: Target, prompts: list[str],
-                    warmup_prompts: list[str], settings: LoadSettings,
-                    on_progress: Callable[[Progress], None] | None = None) -> dict:
+async def run_level(
+    session: aiohttp.ClientSession,
+    target: Target,
+    prompts: list[str],
+    warmup_prompts: list[str],
+    settings: LoadSettings,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict:
     """One level of the sweep: warm-up, then ``prompts`` at the settings' concurrency/rate."""
     level: dict = {
         "concurrency": settings.concurrency,
@@ -209,19 +219,26 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
     limit = asyncio.Semaphore(settings.concurrency or len(prompts) or 1)
 
     if warmup_prompts:
+
         async def warm(prompt: str) -> RequestResult:
             async with limit:
                 return await stream_chat(session, target, prompt, settings)
 
         warm_results = await asyncio.gather(*(warm(p) for p in warmup_prompts))
-        level["warmup"] = {"requests": len(warm_results),
-                           "failed": sum(not r.success for r in warm_results)}
+        level["warmup"] = {
+            "requests": len(warm_results),
+            "failed": sum(not r.success for r in warm_results),
+        }
         if not any(r.success for r in warm_results):
             level["partial_reasons"].append(
-                f"every warm-up request failed ({warm_results[0].error}); level not run")
-            level.update(sent=0, metrics=compute_metrics([], 0.0, settings.percentiles,
-                                                         settings.goodput_slos_ms),
-                         errors=_error_counts(warm_results), status="partial")
+                f"every warm-up request failed ({warm_results[0].error}); level not run"
+            )
+            level.update(
+                sent=0,
+                metrics=compute_metrics([], 0.0, settings.percentiles, settings.goodput_slos_ms),
+                errors=_error_counts(warm_results),
+                status="partial",
+            )
             return level
 
     progress = Progress()
@@ -256,7 +273,8 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
             if too_many and not stop_sending.is_set():
                 stop_reason.append(
                     f"aborted after {consecutive_failures} failed requests in a row "
-                    f"(last: {result.error})")
+                    f"(last: {result.error})"
+                )
                 stop_sending.set()
         return result
 
@@ -301,14 +319,18 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
     level["metrics"] = metrics
     level["errors"] = _error_counts(results)
     if settings.ignore_eos:
-        wrong = sum(1 for r in results if r.success and r.output_tokens is not None
-                    and r.output_tokens != settings.output_len)
+        wrong = sum(
+            1
+            for r in results
+            if r.success and r.output_tokens is not None and r.output_tokens != settings.output_len
+        )
         level["output_len_mismatch"] = wrong
         if wrong:
             level["partial_reasons"].append(
                 f"{wrong} requests returned a different number of tokens than "
                 f"--output-len {settings.output_len} (the server ignored ignore_eos? "
-                "try --min-tokens)")
+                "try --min-tokens)"
+            )
     bounded_by = stop_reason[0] if stop_reason else "num_prompts"
     level["bounded_by"] = bounded_by if bounded_by in ("max_seconds", "num_prompts") else "aborted"
     if bounded_by not in ("max_seconds", "num_prompts"):
@@ -317,7 +339,8 @@ async def run_level(session: aiohttp.ClientSession, target: Target, prompts: lis
         level["partial_reasons"].append(f"{metrics['failed']} of {progress.sent} requests failed")
     if metrics["usage_missing"]:
         level["partial_reasons"].append(
-            f"{metrics['usage_missing']} responses carried no usage (token counts unknown)")
+            f"{metrics['usage_missing']} responses carried no usage (token counts unknown)"
+        )
     level["status"] = "partial" if level["partial_reasons"] else "complete"
     level["client_overhead"] = {
         "cpu_seconds": cpu,

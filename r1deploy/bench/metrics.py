@@ -90,7 +90,8 @@ def parse_goodput(pairs: list[str]) -> dict[str, float]:
             limit = float(value)
         except ValueError:
             raise ValueError(
-                f"--goodput {pair!r}: {value!r} is not a number of milliseconds") from None
+                f"--goodput {pair!r}: {value!r} is not a number of milliseconds"
+            ) from None
         if limit <= 0:
             raise ValueError(f"--goodput {pair!r}: the limit must be > 0 ms")
         slos[name] = limit

@@ -17,13 +17,21 @@ def plot_sweep(result: dict, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise PlotUnavailable(
-            "--plot needs matplotlib. Fix: pip install 'r1deploy[bench]'.") from None
+            "--plot needs matplotlib. Fix: pip install 'r1deploy[bench]'."
+        ) from None
     levels = [lv for lv in result["levels"] if lv["metrics"]["output_throughput"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     panels = [("tpot", "median TPOT (ms)"), ("ttft", "median TTFT (ms)")]
     for ax, (metric, xlabel) in zip(axes, panels, strict=True):
-        points = [(lv["metrics"][metric]["median_ms"], lv["metrics"]["output_throughput"],
-                   level_label(lv)) for lv in levels if lv["metrics"].get(metric)]
+        points = [
+            (
+                lv["metrics"][metric]["median_ms"],
+                lv["metrics"]["output_throughput"],
+                level_label(lv),
+            )
+            for lv in levels
+            if lv["metrics"].get(metric)
+        ]
         if points:
             xs, ys, labels = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o")
@@ -34,9 +42,11 @@ def plot_sweep(result: dict, path: str) -> None:
         ax.grid(True, alpha=0.3)
     server = result.get("server") or {}
     settings = result["settings"]
-    fig.suptitle(f"{server.get('model', '?')}: {settings['input_len'] or 'dataset'} in / "
-                 f"{settings['output_len']} out tokens"
-                 f"{'  (PARTIAL)' if result['partial'] else ''}")
+    fig.suptitle(
+        f"{server.get('model', '?')}: {settings['input_len'] or 'dataset'} in / "
+        f"{settings['output_len']} out tokens"
+        f"{'  (PARTIAL)' if result['partial'] else ''}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

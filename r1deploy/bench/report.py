@@ -30,9 +30,18 @@ def level_label(level: dict) -> str:
 
 
 COLUMNS = [
-    ("level", 16), ("ok/sent", 9), ("req/s", 7), ("out tok/s", 10), ("TTFT p50", 9),
-    ("TTFT p99", 9), ("TPOT p50", 9), ("TPOT p99", 9), ("ITL p50", 8), ("E2EL p50", 9),
-    ("goodput", 8), ("status", 8),
+    ("level", 16),
+    ("ok/sent", 9),
+    ("req/s", 7),
+    ("out tok/s", 10),
+    ("TTFT p50", 9),
+    ("TTFT p99", 9),
+    ("TPOT p50", 9),
+    ("TPOT p99", 9),
+    ("ITL p50", 8),
+    ("E2EL p50", 9),
+    ("goodput", 8),
+    ("status", 8),
 ]
 
 
@@ -62,9 +71,11 @@ def table_row(level: dict) -> str:
 
 def progress_line(label: str, total: int, progress) -> str:
     elapsed = max(time.perf_counter() - progress.started, 1e-9)
-    return (f"  {label}: {progress.done}/{total} done, {progress.failed} failed, "
-            f"{progress.done / elapsed:.1f} req/s, "
-            f"{progress.output_tokens / elapsed:.0f} out tok/s")
+    return (
+        f"  {label}: {progress.done}/{total} done, {progress.failed} failed, "
+        f"{progress.done / elapsed:.1f} req/s, "
+        f"{progress.output_tokens / elapsed:.0f} out tok/s"
+    )
 
 
 def roofline_line(roof: dict | None) -> str | None:
@@ -72,12 +83,16 @@ def roofline_line(roof: dict | None) -> str | None:
         return None
     if not roof["known"]:
         return f"roofline: GPU {roof['gpu']!r} {roof['note']}"
-    line = (f"roofline ({roof['gpu']}, {roof['bandwidth_tb_per_s']:.2f} TB/s, "
-            f"{roof['weight_gb_per_token']:.2f} GB/token): single-stream ceiling "
-            f"{roof['ceiling_tokens_per_s']:.0f} tok/s")
+    line = (
+        f"roofline ({roof['gpu']}, {roof['bandwidth_tb_per_s']:.2f} TB/s, "
+        f"{roof['weight_gb_per_token']:.2f} GB/token): single-stream ceiling "
+        f"{roof['ceiling_tokens_per_s']:.0f} tok/s"
+    )
     if roof["fraction"] is not None:
-        line += (f"; measured {roof['measured_tokens_per_s']:.0f} tok/s = "
-                 f"{roof['fraction'] * 100:.0f}% of it")
+        line += (
+            f"; measured {roof['measured_tokens_per_s']:.0f} tok/s = "
+            f"{roof['fraction'] * 100:.0f}% of it"
+        )
     if roof.get("note"):
         line += f" ({roof['note']})"
     return line
@@ -95,7 +110,8 @@ def final_report(result: dict) -> str:
         f"({name} {server.get('version') or '?'}, "
         f"max_model_len {server.get('max_model_len', '?')}); "
         f"input {workload['input_len'] or 'dataset'} tok, output {workload['output_len']} tok"
-        f"{' (ignore_eos)' if workload['ignore_eos'] else ''}")
+        f"{' (ignore_eos)' if workload['ignore_eos'] else ''}"
+    )
     if result["levels"]:
         lines.append(table_header())
         lines.extend(table_row(level) for level in result["levels"])
@@ -109,7 +125,8 @@ def final_report(result: dict) -> str:
                 f"{_fmt((overhead.get('cpu_fraction_of_one_core') or 0) * 100, 0)}% of one core "
                 f"({_fmt(overhead.get('cpu_ms_per_request'), 2)} ms CPU a request), "
                 f"event-loop lag p99 {_fmt(lag.get('p99_ms'), 2)} ms, "
-                f"{_fmt(overhead.get('parse_us_per_read'), 0)} us parsing per network read")
+                f"{_fmt(overhead.get('parse_us_per_read'), 0)} us parsing per network read"
+            )
         for reason in level.get("partial_reasons", []):
             lines.append(f"PARTIAL {level_label(level)}: {reason}")
         for err in level.get("errors", [])[:3]:
@@ -145,11 +162,15 @@ def load_result(path: str) -> dict:
         raise ResultFileError(f"{path}: cannot read ({exc.strerror}).") from None
     except json.JSONDecodeError as exc:
         raise ResultFileError(f"{path}: line {exc.lineno}: not JSON ({exc.msg}).") from None
-    if not isinstance(data, dict) or data.get("kind") != "r1deploy-bench" or \
-            not isinstance(data.get("levels"), list):
+    if (
+        not isinstance(data, dict)
+        or data.get("kind") != "r1deploy-bench"
+        or not isinstance(data.get("levels"), list)
+    ):
         raise ResultFileError(
-            f"{path}: not an r1deploy bench result (/kind must be \"r1deploy-bench\"). "
-            "Fix: pass files written by `r1deploy bench run --json FILE`.")
+            f'{path}: not an r1deploy bench result (/kind must be "r1deploy-bench"). '
+            "Fix: pass files written by `r1deploy bench run --json FILE`."
+        )
     return data
 
 
@@ -167,8 +188,9 @@ def compare(a: dict, b: dict) -> tuple[list[dict], list[str]]:
     warnings = []
     for key in ("input_len", "output_len", "ignore_eos", "dataset"):
         if a["settings"].get(key) != b["settings"].get(key):
-            warnings.append(f"settings differ: {key} {a['settings'].get(key)!r} vs "
-                            f"{b['settings'].get(key)!r}")
+            warnings.append(
+                f"settings differ: {key} {a['settings'].get(key)!r} vs {b['settings'].get(key)!r}"
+            )
     for name, result in (("A", a), ("B", b)):
         if result.get("partial"):
             warnings.append(f"{name} is a partial result")
@@ -184,19 +206,28 @@ def compare(a: dict, b: dict) -> tuple[list[dict], list[str]]:
         for label, path, higher_better in COMPARED:
             va, vb = _metric(level_a, path), _metric(level_b, path)
             ratio = vb / va if va and vb is not None else None
-            row["ratios"][label] = {"a": va, "b": vb, "ratio": ratio,
-                                    "higher_is_better": higher_better}
+            row["ratios"][label] = {
+                "a": va,
+                "b": vb,
+                "ratio": ratio,
+                "higher_is_better": higher_better,
+            }
         rows.append(row)
     a_keys = {(lv.get("concurrency"), lv.get("request_rate")) for lv in a["levels"]}
-    warnings.extend(f"{level_label(lv)} only in B" for lv in b["levels"]
-                    if (lv.get("concurrency"), lv.get("request_rate")) not in a_keys)
+    warnings.extend(
+        f"{level_label(lv)} only in B"
+        for lv in b["levels"]
+        if (lv.get("concurrency"), lv.get("request_rate")) not in a_keys
+    )
     return rows, warnings
 
 
 def compare_table(rows: list[dict]) -> str:
     labels = [label for label, _, _ in COMPARED]
-    lines = ["B/A ratios (throughput: >1 is faster; latency: <1 is faster)",
-             f"{'level':>16} " + " ".join(f"{label:>10}" for label in labels)]
+    lines = [
+        "B/A ratios (throughput: >1 is faster; latency: <1 is faster)",
+        f"{'level':>16} " + " ".join(f"{label:>10}" for label in labels),
+    ]
     for row in rows:
         cells = []
         for label in labels:

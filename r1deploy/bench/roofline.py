@@ -27,7 +27,10 @@ def detect_gpu() -> str | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return None
@@ -50,17 +53,21 @@ def ceiling_tokens_per_s(key: str) -> float:
     return GPU_BANDWIDTH[key]["bytes_per_s"] / WEIGHT_BYTES_PER_TOKEN
 
 
-def roofline(gpu_name: str | None, single_stream_tpot_ms: float | None, model_root: str | None,
-             source: str) -> dict | None:
+def roofline(
+    gpu_name: str | None, single_stream_tpot_ms: float | None, model_root: str | None, source: str
+) -> dict | None:
     """The ceiling for the named GPU and the measured fraction of it (1000 / median TPOT at
     concurrency 1); None when no GPU is known."""
     if not gpu_name:
         return None
     key = gpu_key(gpu_name)
     if key is None:
-        return {"gpu": gpu_name, "source": source, "known": False,
-                "note": "not in the bandwidth table; use --gpu with one of "
-                        f"{', '.join(GPU_BANDWIDTH)}"}
+        return {
+            "gpu": gpu_name,
+            "source": source,
+            "known": False,
+            "note": f"not in the bandwidth table; use --gpu with one of {', '.join(GPU_BANDWIDTH)}",
+        }
     ceiling = ceiling_tokens_per_s(key)
     measured = 1000.0 / single_stream_tpot_ms if single_stream_tpot_ms else None
     note = None
@@ -69,7 +76,10 @@ def roofline(gpu_name: str | None, single_stream_tpot_ms: float | None, model_ro
     if measured is None:
         note = (note + "; " if note else "") + "no concurrency-1 level, no fraction measured"
     return {
-        "gpu": key, "gpu_name": gpu_name, "source": source, "known": True,
+        "gpu": key,
+        "gpu_name": gpu_name,
+        "source": source,
+        "known": True,
         "bandwidth_tb_per_s": GPU_BANDWIDTH[key]["bytes_per_s"] / 1e12,
         "weight_gb_per_token": WEIGHT_BYTES_PER_TOKEN / 1e9,
         "ceiling_tokens_per_s": ceiling,

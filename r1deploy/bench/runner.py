@@ -54,9 +54,13 @@ class SweepSettings:
 
 
 def machine_info() -> dict:
-    return {"hostname": platform.node(), "platform": platform.platform(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def redacted_argv(argv: list[str]) -> list[str]:
@@ -77,37 +81,62 @@ def redacted_argv(argv: list[str]) -> list[str]:
 
 
 def client_info() -> dict:
-    return {"r1deploy": __version__, "aiohttp": metadata.version("aiohttp"),
-            "argv": redacted_argv(sys.argv[1:])}
+    return {
+        "r1deploy": __version__,
+        "aiohttp": metadata.version("aiohttp"),
+        "argv": redacted_argv(sys.argv[1:]),
+    }
 
 
 def new_result(target: Target, sweep: SweepSettings) -> dict:
     settings = {
-        "input_len": sweep.input_len, "output_len": sweep.output_len,
-        "ignore_eos": sweep.ignore_eos, "dataset": sweep.dataset_path,
+        "input_len": sweep.input_len,
+        "output_len": sweep.output_len,
+        "ignore_eos": sweep.ignore_eos,
+        "dataset": sweep.dataset_path,
         "concurrency": sweep.concurrency,
         "request_rate": [None if math.isinf(r) else r for r in sweep.request_rate],
-        "num_prompts": sweep.num_prompts, "warmup": sweep.warmup,
-        "max_seconds": sweep.max_seconds, "temperature": sweep.temperature,
-        "goodput_slos_ms": sweep.goodput_slos_ms, "percentiles": list(sweep.percentiles),
-        "seed": sweep.seed, "request_timeout_s": sweep.request_timeout_s,
+        "num_prompts": sweep.num_prompts,
+        "warmup": sweep.warmup,
+        "max_seconds": sweep.max_seconds,
+        "temperature": sweep.temperature,
+        "goodput_slos_ms": sweep.goodput_slos_ms,
+        "percentiles": list(sweep.percentiles),
+        "seed": sweep.seed,
+        "request_timeout_s": sweep.request_timeout_s,
         "min_tokens": sweep.min_tokens,
     }
     return {
-        "kind": "r1deploy-bench", "schema_version": SCHEMA_VERSION,
+        "kind": "r1deploy-bench",
+        "schema_version": SCHEMA_VERSION,
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "status": "running", "partial": True, "error": None,
-        "target": {"base_url": target.base_url, "chat_path": target.chat_path,
-                   "model": target.model, "source": target.source, "via": target.via},
-        "server": None, "client": client_info(), "machine": machine_info(),
-        "settings": settings, "levels": [], "roofline": None,
+        "status": "running",
+        "partial": True,
+        "error": None,
+        "target": {
+            "base_url": target.base_url,
+            "chat_path": target.chat_path,
+            "model": target.model,
+            "source": target.source,
+            "via": target.via,
+        },
+        "server": None,
+        "client": client_info(),
+        "machine": machine_info(),
+        "settings": settings,
+        "levels": [],
+        "roofline": None,
     }
 
 
-async def run_sweep(target: Target, sweep: SweepSettings, result: dict,
-                    on_level_start: Callable[[str, int], object] | None = None,
-                    on_progress: Callable | None = None,
-                    on_level_done: Callable[[dict], object] | None = None) -> dict:
+async def run_sweep(
+    target: Target,
+    sweep: SweepSettings,
+    result: dict,
+    on_level_start: Callable[[str, int], object] | None = None,
+    on_progress: Callable | None = None,
+    on_level_done: Callable[[dict], object] | None = None,
+) -> dict:
     """Fill ``result`` in place (so an interrupted run still has what finished) and return it."""
     levels = sweep.levels()
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
@@ -117,31 +146,46 @@ async def run_sweep(target: Target, sweep: SweepSettings, result: dict,
             result["target"]["model"] = target.model
             counts = [(sweep.prompts_for(c, r), sweep.warmup_for(c)) for c, r in levels]
             prompts, method = await build_prompts(
-                session, target, sum(n + w for n, w in counts), sweep.input_len,
-                sweep.dataset, sweep.seed)
+                session,
+                target,
+                sum(n + w for n, w in counts),
+                sweep.input_len,
+                sweep.dataset,
+                sweep.seed,
+            )
         except (TargetError, WorkloadError) as exc:
             result["status"] = "failed: could not start"
             result["error"] = str(exc)
             return result
         result["settings"]["prompt_length_method"] = method
         result["settings"]["measured_prompt_tokens"] = sorted(
-            {p.tokens for p in prompts if p.tokens is not None})[:5]
+            {p.tokens for p in prompts if p.tokens is not None}
+        )[:5]
         texts = [p.text for p in prompts]
         for (conc, rate), (n, warm) in zip(levels, counts, strict=True):
             warm_texts, texts = texts[:warm], texts[warm:]
             main_texts, texts = texts[:n], texts[n:]
             settings = client.LoadSettings(
-                output_len=sweep.output_len, ignore_eos=sweep.ignore_eos, num_prompts=n,
-                concurrency=conc, request_rate=rate, warmup=warm,
-                max_seconds=sweep.max_seconds, temperature=sweep.temperature,
-                request_timeout_s=sweep.request_timeout_s, seed=sweep.seed,
-                percentiles=sweep.percentiles, goodput_slos_ms=sweep.goodput_slos_ms,
-                min_tokens=sweep.min_tokens)
+                output_len=sweep.output_len,
+                ignore_eos=sweep.ignore_eos,
+                num_prompts=n,
+                concurrency=conc,
+                request_rate=rate,
+                warmup=warm,
+                max_seconds=sweep.max_seconds,
+                temperature=sweep.temperature,
+                request_timeout_s=sweep.request_timeout_s,
+                seed=sweep.seed,
+                percentiles=sweep.percentiles,
+                goodput_slos_ms=sweep.goodput_slos_ms,
+                min_tokens=sweep.min_tokens,
+            )
             label = f"c={conc or 'inf'}" + ("" if math.isinf(rate) else f" rate={rate:g}/s")
             if on_level_start:
                 on_level_start(label, n)
-            level = await client.run_level(session, target, main_texts, warm_texts, settings,
-                                           on_progress)
+            level = await client.run_level(
+                session, target, main_texts, warm_texts, settings, on_progress
+            )
             result["levels"].append(level)
             if on_level_done:
                 on_level_done(level)
@@ -169,8 +213,16 @@ def finish(result: dict, sweep: SweepSettings, gpu: str | None) -> dict:
         result["status"] = "partial: " + "; ".join(reasons) if reasons else "complete"
     result["partial"] = result["status"] != "complete"
     gpu_name, source = (gpu, "--gpu") if gpu else (roofline.detect_gpu(), "nvidia-smi")
-    single = next((lv for lv in levels if lv.get("concurrency") == 1
-                   and lv.get("request_rate") is None and lv["metrics"].get("tpot")), None)
+    single = next(
+        (
+            lv
+            for lv in levels
+            if lv.get("concurrency") == 1
+            and lv.get("request_rate") is None
+            and lv["metrics"].get("tpot")
+        ),
+        None,
+    )
     tpot = single["metrics"]["tpot"]["median_ms"] if single else None
     model_root = (result.get("server") or {}).get("model_root")
     result["roofline"] = roofline.roofline(gpu_name, tpot, model_root, source)

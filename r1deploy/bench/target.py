@@ -17,8 +17,11 @@ from r1deploy.webui.client import SIGNIN_RATE_LIMIT
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 # Open WebUI's OpenAI-shaped routes (FACTS.md), for load that goes through the UI's backend.
-WEBUI_PATHS = {"chat_path": "/api/chat/completions", "models_path": "/api/models",
-               "version_path": "/api/version"}
+WEBUI_PATHS = {
+    "chat_path": "/api/chat/completions",
+    "models_path": "/api/models",
+    "version_path": "/api/version",
+}
 VIA = ("vllm", "webui")
 
 
@@ -66,21 +69,31 @@ def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
         model=model,
         source=str(stack_dir),
         # The flags of the engine that runs (settings.json engine: vllm or llama_cpp).
-        server_args=settings.get("llamacpp" if settings.get("engine") == "llama_cpp"
-                                 else "vllm", {}).get("args"),
-        extra={"max_model_len": settings.get("model", {}).get("max_model_len"),
-               "profile": settings.get("profile")},
+        server_args=settings.get(
+            "llamacpp" if settings.get("engine") == "llama_cpp" else "vllm", {}
+        ).get("args"),
+        extra={
+            "max_model_len": settings.get("model", {}).get("max_model_len"),
+            "profile": settings.get("profile"),
+        },
     )
     if via == "webui":
-        target.credentials = {"email": env.get("WEBUI_ADMIN_EMAIL"),
-                              "password": env.get("WEBUI_ADMIN_PASSWORD")}
+        target.credentials = {
+            "email": env.get("WEBUI_ADMIN_EMAIL"),
+            "password": env.get("WEBUI_ADMIN_PASSWORD"),
+        }
     else:
         target.api_key = env.get("VLLM_API_KEY") or None
     return target
 
 
-def resolve_target(stack_dir: str | None, base_url: str | None, model: str | None,
-                   api_key: str | None, via: str = "vllm") -> Target:
+def resolve_target(
+    stack_dir: str | None,
+    base_url: str | None,
+    model: str | None,
+    api_key: str | None,
+    via: str = "vllm",
+) -> Target:
     """Flags win over the stack dir; the key may also come from ``OPENAI_API_KEY``."""
     if stack_dir:
         target = target_from_stack_dir(Path(stack_dir), via)
@@ -112,19 +125,26 @@ async def webui_sign_in(session: aiohttp.ClientSession, target: Target) -> None:
     if not creds.get("email") or not creds.get("password"):
         raise TargetError(
             f"{target.source}/.env: WEBUI_ADMIN_EMAIL or WEBUI_ADMIN_PASSWORD missing, needed "
-            "to sign in to Open WebUI. Fix: re-render the stack, or give --api-key.")
+            "to sign in to Open WebUI. Fix: re-render the stack, or give --api-key."
+        )
     try:
         async with session.post(url, json=creds) as response:
             body = await response.json(content_type=None)
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        raise TargetError(f"{url}: sign-in failed ({type(exc).__name__}: {exc}). Fix: check "
-                          "Open WebUI is up (settings.json /webui/url).") from None
+        raise TargetError(
+            f"{url}: sign-in failed ({type(exc).__name__}: {exc}). Fix: check "
+            "Open WebUI is up (settings.json /webui/url)."
+        ) from None
     if response.status == 429:
-        raise TargetError(f"{url}: HTTP 429, Open WebUI allows {SIGNIN_RATE_LIMIT}. Fix: wait "
-                          "a few minutes, or give --api-key (an Open WebUI API key).")
+        raise TargetError(
+            f"{url}: HTTP 429, Open WebUI allows {SIGNIN_RATE_LIMIT}. Fix: wait "
+            "a few minutes, or give --api-key (an Open WebUI API key)."
+        )
     if response.status != 200 or not isinstance(body, dict) or not body.get("token"):
-        raise TargetError(f"{url}: HTTP {response.status}, sign-in refused. Fix: the stack's "
-                          ".env admin credentials must match Open WebUI's admin, or --api-key.")
+        raise TargetError(
+            f"{url}: HTTP {response.status}, sign-in refused. Fix: the stack's "
+            ".env admin credentials must match Open WebUI's admin, or --api-key."
+        )
     target.api_key = body["token"]
 
 
@@ -188,8 +208,7 @@ async def probe_server(session: aiohttp.ClientSession, target: Target) -> dict:
     }
     # vLLM says its version at /version; llama.cpp its build (b<number>-<commit>) in /props.
     llamacpp = target.via == "vllm" and info["owned_by"] == modelserver.LLAMACPP
-    version_path, field = ("/props", "build_info") if llamacpp else (target.version_path,
-                                                                     "version")
+    version_path, field = ("/props", "build_info") if llamacpp else (target.version_path, "version")
     try:
         status, version = await _get_json(session, base + version_path, headers)
         if status == 200 and isinstance(version, dict):

@@ -44,7 +44,8 @@ def read_dataset(path: Path) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise WorkloadError(
-            f"{path}: cannot read ({exc.strerror}). Fix: check --dataset.") from None
+            f"{path}: cannot read ({exc.strerror}). Fix: check --dataset."
+        ) from None
     prompts: list[str] = []
     is_jsonl = path.suffix in (".jsonl", ".json")
     for number, line in enumerate(lines, start=1):
@@ -82,9 +83,12 @@ class TokenizerClient:
         self._limit = asyncio.Semaphore(16)
 
     async def _post(self, path: str, body: dict) -> dict:
-        async with self._limit, self.session.post(
-            self.base + path, json=body, headers=self.target.headers()
-        ) as response:
+        async with (
+            self._limit,
+            self.session.post(
+                self.base + path, json=body, headers=self.target.headers()
+            ) as response,
+        ):
             if response.status != 200:
                 raise WorkloadError(f"{self.base}{path}: HTTP {response.status}")
             return await response.json()
@@ -116,13 +120,18 @@ class TokenizerClient:
         return Prompt(fitted, len(await self.tokenize(fitted)))
 
 
-async def calibrate_tokens_per_word(session: aiohttp.ClientSession, target: Target,
-                                    rng: random.Random) -> float:
+async def calibrate_tokens_per_word(
+    session: aiohttp.ClientSession, target: Target, rng: random.Random
+) -> float:
     """Tokens per random word, from ``usage.prompt_tokens`` of two one-token requests."""
     counts = []
     for words in (64, 128):
-        body = {"model": target.model, "max_tokens": 1, "stream": False,
-                "messages": [{"role": "user", "content": random_text(rng, words)}]}
+        body = {
+            "model": target.model,
+            "max_tokens": 1,
+            "stream": False,
+            "messages": [{"role": "user", "content": random_text(rng, words)}],
+        }
         async with session.post(target.chat_url, json=body, headers=target.headers()) as resp:
             data = await resp.json(content_type=None)
             if resp.status != 200 or not isinstance(data, dict) or "usage" not in data:
@@ -134,9 +143,14 @@ async def calibrate_tokens_per_word(session: aiohttp.ClientSession, target: Targ
     return max((counts[1] - counts[0]) / 64, 0.1)
 
 
-async def build_prompts(session: aiohttp.ClientSession, target: Target, count: int,
-                        input_len: int | None, dataset: list[str] | None,
-                        seed: int) -> tuple[list[Prompt], str]:
+async def build_prompts(
+    session: aiohttp.ClientSession,
+    target: Target,
+    count: int,
+    input_len: int | None,
+    dataset: list[str] | None,
+    seed: int,
+) -> tuple[list[Prompt], str]:
     """``count`` prompts and a note on how their length was made."""
     rng = random.Random(seed)
     sources = (
@@ -158,5 +172,7 @@ async def build_prompts(session: aiohttp.ClientSession, target: Target, count: i
         )
     per_word = await calibrate_tokens_per_word(session, target, rng)
     words = max(1, round(input_len / per_word))
-    return ([Prompt(random_text(rng, words), None) for _ in range(count)],
-            f"approximate ({per_word:.2f} tokens/word from usage)")
+    return (
+        [Prompt(random_text(rng, words), None) for _ in range(count)],
+        f"approximate ({per_word:.2f} tokens/word from usage)",
+    )

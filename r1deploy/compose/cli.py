@@ -45,8 +45,11 @@ def run_validate(args: argparse.Namespace) -> int:
     valid = all(r.valid for r in reports)
     print_findings(
         [d for r in reports for d in r.diagnostics],
-        [f"{r.path}: {'valid' if r.valid else 'INVALID'} ({len(errors(r.diagnostics))} errors, "
-         f"{len(warnings(r.diagnostics))} warnings)" for r in reports],
+        [
+            f"{r.path}: {'valid' if r.valid else 'INVALID'} ({len(errors(r.diagnostics))} errors, "
+            f"{len(warnings(r.diagnostics))} warnings)"
+            for r in reports
+        ],
         args.format,
         {"valid": valid, "files": [r.path for r in reports]},
     )

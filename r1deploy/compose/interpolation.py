@@ -38,5 +38,8 @@ def interpolate(value: str, env: dict[str, str], where: str = "") -> str:
 
 def references(value: str) -> list[str]:
     """The variable names ``value`` refers to."""
-    return [m.group("braced") or m.group("bare") for m in _INTERPOLATION.finditer(value)
-            if not m.group("escaped")]
+    return [
+        m.group("braced") or m.group("bare")
+        for m in _INTERPOLATION.finditer(value)
+        if not m.group("escaped")
+    ]

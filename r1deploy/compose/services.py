@@ -103,8 +103,9 @@ def is_vllm(service: dict) -> bool:
     if "vllm-openai" in image_name(service):
         return True
     args = [arg for arg, _ in argv(service, "entrypoint")] + [arg for arg, _ in argv(service)]
-    return any(arg == "vllm" or arg.endswith("/vllm") or arg.startswith("vllm.entrypoints")
-               for arg in args)
+    return any(
+        arg == "vllm" or arg.endswith("/vllm") or arg.startswith("vllm.entrypoints") for arg in args
+    )
 
 
 def is_llamacpp(service: dict) -> bool:
@@ -151,8 +152,7 @@ def is_interpolation(value: object) -> bool:
     return isinstance(value, str) and bool(INTERPOLATION.match(value.strip()))
 
 
-def parse_port(entry: object, env: dict | None = None
-               ) -> tuple[str | None, str | None, str] | None:
+def parse_port(entry: object, env: dict | None = None) -> tuple[str | None, str | None, str] | None:
     """(host_ip, published, target) of a ports entry in short or long syntax, with Compose's
     interpolation filled from the .env beside the file (``${HOST:-0.0.0.0}:8000:8000``)."""
     if env is not None:

@@ -25,8 +25,7 @@ from r1deploy.inputfile import InputRefused, read_text
 from r1deploy.stackdir import parse_env
 
 # The rule families that judge services, in the order their findings are listed.
-SERVICE_CHECKS = (images.check, gpu.check, vllm.check, webui.check, secrets.check,
-                  exposure.check)
+SERVICE_CHECKS = (images.check, gpu.check, vllm.check, webui.check, secrets.check, exposure.check)
 
 
 @dataclass

@@ -14,15 +14,24 @@ from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
 from r1deploy.doctor.webui import webui_builtin_tools
 
 DOCTOR_CHECKS: list[DoctorCheck] = [
-    DoctorCheck("services.reachable", "each service of settings.json answers its health URL; "
-                "for one that does not, the cause its log shows", services_reachable),
+    DoctorCheck(
+        "services.reachable",
+        "each service of settings.json answers its health URL; "
+        "for one that does not, the cause its log shows",
+        services_reachable,
+    ),
     DoctorCheck("vllm.oom", "no out-of-memory error in the model server's log", vllm_oom),
-    DoctorCheck("vllm.tool_flags", "vLLM is started so that tool calls trigger",
-                vllm_tool_flags),
-    DoctorCheck("webui.builtin_tools", "the admin signs in; Open WebUI's built-in tools fit "
-                "the context", webui_builtin_tools),
+    DoctorCheck("vllm.tool_flags", "vLLM is started so that tool calls trigger", vllm_tool_flags),
+    DoctorCheck(
+        "webui.builtin_tools",
+        "the admin signs in; Open WebUI's built-in tools fit the context",
+        webui_builtin_tools,
+    ),
     DoctorCheck("disk.free", "free space for the stack and the model", disk_free),
-    DoctorCheck("frontdoor.certificate", "the front door's certificate is not about to end",
-                frontdoor_certificate),
+    DoctorCheck(
+        "frontdoor.certificate",
+        "the front door's certificate is not about to end",
+        frontdoor_certificate,
+    ),
     DoctorCheck("clock.skew", "the services' clock agrees with this machine's", clock_skew),
 ]

@@ -17,20 +17,34 @@ from r1deploy.stackdir import StackDir, StackDirError
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "doctor", help="diagnose a live stack and say the fix (docs/doctor.md)",
+        "doctor",
+        help="diagnose a live stack and say the fix (docs/doctor.md)",
         description="Check a deployed stack (its services, logs, flags, Open WebUI's model "
         "entry, disk, certificate, clock); for each problem, the cause and the fix.",
     )
     add_stack_dir(parser)
     add_format(parser)
-    parser.add_argument("--only", metavar="PREFIX", action="append",
-                        help="run only the checks whose id starts with PREFIX (repeatable): "
-                        + ", ".join(c.id for c in DOCTOR_CHECKS))
-    parser.add_argument("--min-free-gib", type=float, default=5.0, metavar="GIB",
-                        help="disk.free warns below this many GiB free (default 5; fails "
-                        "below a fifth of it)")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="per-request timeout (default 5)")
+    parser.add_argument(
+        "--only",
+        metavar="PREFIX",
+        action="append",
+        help="run only the checks whose id starts with PREFIX (repeatable): "
+        + ", ".join(c.id for c in DOCTOR_CHECKS),
+    )
+    parser.add_argument(
+        "--min-free-gib",
+        type=float,
+        default=5.0,
+        metavar="GIB",
+        help="disk.free warns below this many GiB free (default 5; fails below a fifth of it)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="per-request timeout (default 5)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -41,19 +55,23 @@ def _cannot_run(message: str) -> int:
 
 def run(args) -> int:
     if not args.stack_dir:
-        return _cannot_run("give --stack-dir DIR: the deployed stack's directory (on the host: "
-                           "r1_stack_dir, /opt/r1deploy by default)")
+        return _cannot_run(
+            "give --stack-dir DIR: the deployed stack's directory (on the host: "
+            "r1_stack_dir, /opt/r1deploy by default)"
+        )
     try:
         stack = StackDir.load(args.stack_dir)
     except StackDirError as exc:
         return _cannot_run(str(exc))
-    checks = [c for c in DOCTOR_CHECKS
-              if not args.only or any(c.id.startswith(p) for p in args.only)]
+    checks = [
+        c for c in DOCTOR_CHECKS if not args.only or any(c.id.startswith(p) for p in args.only)
+    ]
     if not checks:
-        return _cannot_run(f"--only {' '.join(args.only)} matches no check; the checks: "
-                           + ", ".join(c.id for c in DOCTOR_CHECKS))
-    ctx = DoctorContext(stack, timeout_s=args.timeout,
-                        min_free_bytes=int(args.min_free_gib * GIB))
+        return _cannot_run(
+            f"--only {' '.join(args.only)} matches no check; the checks: "
+            + ", ".join(c.id for c in DOCTOR_CHECKS)
+        )
+    ctx = DoctorContext(stack, timeout_s=args.timeout, min_free_bytes=int(args.min_free_gib * GIB))
     table = sys.stderr if args.format == "json" else sys.stdout
     start = time.perf_counter()
     results = run_checks(checks, ctx, on_result=lambda r: text_line(r, table))

@@ -105,8 +105,10 @@ def _served_certificate(url: str, timeout_s: float) -> bytes:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout_s) as raw, \
-            context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+    with (
+        socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout_s) as raw,
+        context.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+    ):
         return tls.getpeercert(binary_form=True)
 
 
@@ -177,19 +179,31 @@ class DoctorResult:
         return asdict(self)
 
 
-def run_checks(checks: Iterable[DoctorCheck], ctx: DoctorContext,
-               on_result: Callable[[DoctorResult], None] | None = None) -> list[DoctorResult]:
+def run_checks(
+    checks: Iterable[DoctorCheck],
+    ctx: DoctorContext,
+    on_result: Callable[[DoctorResult], None] | None = None,
+) -> list[DoctorResult]:
     results = []
     for check in checks:
         start = time.perf_counter()
         try:
             verdict = check.func(ctx)
         except Exception as exc:  # a bug in one check must not hide the others
-            verdict = failed(f"the check itself broke: {type(exc).__name__}: {exc}",
-                             "a bug in r1deploy doctor, or an input it does not expect",
-                             "report it with this line; the other checks still ran")
-        result = DoctorResult(check.id, verdict.status, verdict.seen, verdict.cause,
-                              verdict.fix, round(time.perf_counter() - start, 3), verdict.data)
+            verdict = failed(
+                f"the check itself broke: {type(exc).__name__}: {exc}",
+                "a bug in r1deploy doctor, or an input it does not expect",
+                "report it with this line; the other checks still ran",
+            )
+        result = DoctorResult(
+            check.id,
+            verdict.status,
+            verdict.seen,
+            verdict.cause,
+            verdict.fix,
+            round(time.perf_counter() - start, 3),
+            verdict.data,
+        )
         results.append(result)
         if on_result:
             on_result(result)
@@ -209,15 +223,21 @@ def text_line(result: DoctorResult, stream=sys.stdout) -> None:
 
 def summary(results: list[DoctorResult], wall_s: float) -> str:
     counts = Counter(r.status for r in results)
-    return (f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed, "
-            f"{counts[SKIP]} skipped in {wall_s:.2f}s")
+    return (
+        f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed, "
+        f"{counts[SKIP]} skipped in {wall_s:.2f}s"
+    )
 
 
 def to_json(results: list[DoctorResult], wall_s: float, exit_code: int, stack_dir: str) -> str:
-    return json.dumps({
-        "stack_dir": stack_dir,
-        "exit_code": int(exit_code),
-        "wall_s": round(wall_s, 3),
-        "counts": {s: sum(r.status == s for r in results) for s in (PASS, WARN, FAIL, SKIP)},
-        "checks": [r.to_dict() for r in results],
-    }, indent=2, default=str)
+    return json.dumps(
+        {
+            "stack_dir": stack_dir,
+            "exit_code": int(exit_code),
+            "wall_s": round(wall_s, 3),
+            "counts": {s: sum(r.status == s for r in results) for s in (PASS, WARN, FAIL, SKIP)},
+            "checks": [r.to_dict() for r in results],
+        },
+        indent=2,
+        default=str,
+    )

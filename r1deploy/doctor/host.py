@@ -44,11 +44,15 @@ def disk_free(ctx: DoctorContext) -> Verdict:
     data["threshold_bytes"] = threshold
     if not low:
         return passed("; ".join(seen), **data)
-    cause = (f"less than {_gib(threshold)} free: model downloads, vLLM's compile cache, Open "
-             "WebUI's database and the logs stop with 'No space left on device'")
-    fix = ("free space there (old logs under native/logs/, unused models in data/hf-cache or "
-           "r1_stack_hf_cache_dir; docker: docker system prune), or grow the file system; "
-           "--min-free-gib sets this threshold")
+    cause = (
+        f"less than {_gib(threshold)} free: model downloads, vLLM's compile cache, Open "
+        "WebUI's database and the logs stop with 'No space left on device'"
+    )
+    fix = (
+        "free space there (old logs under native/logs/, unused models in data/hf-cache or "
+        "r1_stack_hf_cache_dir; docker: docker system prune), or grow the file system; "
+        "--min-free-gib sets this threshold"
+    )
     verdict = failed if worst < fail_below else warned
     return verdict("; ".join(low), cause, fix, **data)
 
@@ -56,20 +60,27 @@ def disk_free(ctx: DoctorContext) -> Verdict:
 def _not_after(certificate: bytes, pem: bool) -> datetime.datetime:
     from cryptography import x509
 
-    loaded = (x509.load_pem_x509_certificate(certificate) if pem
-              else x509.load_der_x509_certificate(certificate))
+    loaded = (
+        x509.load_pem_x509_certificate(certificate)
+        if pem
+        else x509.load_der_x509_certificate(certificate)
+    )
     return loaded.not_valid_after_utc
 
 
 def _renew_fix(door: dict) -> str:
     mode = door.get("tls_mode")
     if mode == "provided":
-        return ("put a newer certificate and key in r1_stack_tls_cert_file and "
-                "r1_stack_tls_key_file, then make deploy")
+        return (
+            "put a newer certificate and key in r1_stack_tls_cert_file and "
+            "r1_stack_tls_key_file, then make deploy"
+        )
     if mode == "acme":
         return "make deploy (certbot renews it; check that the HTTP port reaches this host)"
-    return ("deploy again (make deploy): the role issues the certificate again within 30 days "
-            "of its end")
+    return (
+        "deploy again (make deploy): the role issues the certificate again within 30 days "
+        "of its end"
+    )
 
 
 def frontdoor_certificate(ctx: DoctorContext) -> Verdict:
@@ -91,24 +102,33 @@ def frontdoor_certificate(ctx: DoctorContext) -> Verdict:
     if end is None:
         end, where = file_end, f"{stack_file}"
     if end is None:
-        return warned(f"no certificate to read: {url} ({served_error}), nor {stack_file}",
-                      "the front door does not answer TLS and the stack has no certificate "
-                      "file (provided and acme certificates may live elsewhere)",
-                      "services.reachable says whether the front door is up; make deploy "
-                      "writes the certificate")
+        return warned(
+            f"no certificate to read: {url} ({served_error}), nor {stack_file}",
+            "the front door does not answer TLS and the stack has no certificate "
+            "file (provided and acme certificates may live elsewhere)",
+            "services.reachable says whether the front door is up; make deploy "
+            "writes the certificate",
+        )
     days = (end - now).total_seconds() / 86400
     data = {"source": where, "not_after": end.isoformat(), "days_left": round(days, 1)}
     seen = f"{where} ends {end:%Y-%m-%d} ({days:.0f} days left)"
     if days >= CERT_WARN_DAYS:
         return passed(seen, **data)
     fix = _renew_fix(door)
-    if file_end is not None and (file_end - now).total_seconds() / 86400 >= CERT_WARN_DAYS \
-            and file_end > end:
-        fix = (f"{stack_file} is already renewed (ends {file_end:%Y-%m-%d}) but the front door "
-               "still serves the old one: restart it (docker compose restart front-door; "
-               "native: native/r1ctl restart front-door)")
-    cause = ("browsers and API clients refuse the front door once the certificate ends"
-             if days > 0 else "the certificate has ended: browsers and clients refuse the "
-             "front door")
+    if (
+        file_end is not None
+        and (file_end - now).total_seconds() / 86400 >= CERT_WARN_DAYS
+        and file_end > end
+    ):
+        fix = (
+            f"{stack_file} is already renewed (ends {file_end:%Y-%m-%d}) but the front door "
+            "still serves the old one: restart it (docker compose restart front-door; "
+            "native: native/r1ctl restart front-door)"
+        )
+    cause = (
+        "browsers and API clients refuse the front door once the certificate ends"
+        if days > 0
+        else "the certificate has ended: browsers and clients refuse the front door"
+    )
     verdict = failed if days < CERT_FAIL_DAYS else warned
     return verdict(seen, cause, fix, **data)

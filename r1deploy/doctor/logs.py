@@ -18,14 +18,18 @@ PORT_VARIABLES = {
 }
 
 OOM = re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError: CUDA")
-KV_CACHE = re.compile(r"not enough KV cache|No available memory for the cache blocks"
-                      r"|larger than the maximum number of tokens that can be stored in KV cache",
-                      re.I)
+KV_CACHE = re.compile(
+    r"not enough KV cache|No available memory for the cache blocks"
+    r"|larger than the maximum number of tokens that can be stored in KV cache",
+    re.I,
+)
 PORT_IN_USE = re.compile(r"Address already in use|EADDRINUSE|address already in use")
 NO_SPACE = re.compile(r"No space left on device|ENOSPC")
-HUB_AUTH = re.compile(r"401 Client Error|Invalid credentials in Authorization header"
-                      r"|GatedRepoError|Invalid user token|Access to model .* is restricted"
-                      r"|huggingface_hub\.errors\.HfHubHTTPError: 401")
+HUB_AUTH = re.compile(
+    r"401 Client Error|Invalid credentials in Authorization header"
+    r"|GatedRepoError|Invalid user token|Access to model .* is restricted"
+    r"|huggingface_hub\.errors\.HfHubHTTPError: 401"
+)
 MODEL_MISSING = re.compile(
     r"is not a local folder and is not a valid model identifier"
     r"|Invalid repository ID or local directory specified"
@@ -33,7 +37,8 @@ MODEL_MISSING = re.compile(
     r"|RepositoryNotFoundError|Repository Not Found"
     r"|Can't load the configuration of"
     r"|No such file or directory: '[^']*/models/"
-    r"|LocalEntryNotFoundError")
+    r"|LocalEntryNotFoundError"
+)
 
 
 @dataclass(frozen=True)
@@ -50,15 +55,19 @@ def oom_fix(settings: dict, kv_cache: bool) -> str:
     vllm = settings.get("vllm") or {}
     length = model.get("max_model_len", "?")
     utilisation = vllm.get("gpu_memory_utilization", "?")
-    first = (f"lower r1_stack_max_model_len (now {length}), which the KV cache grows with, "
-             f"or, when nothing else uses the GPU, raise r1_stack_gpu_memory_utilization "
-             f"(now {utilisation})"
-             if kv_cache else
-             f"set r1_stack_max_num_seqs (e.g. 32; 0 keeps vLLM's default), lower "
-             f"r1_stack_max_model_len (now {length}), and lower r1_stack_gpu_memory_utilization "
-             f"(now {utilisation}) when another process shares the GPU")
-    return (f"{first}; then make deploy. Without a GPU that fits: the cpu profile "
-            "(r1_stack_profile: cpu, llama.cpp with the Q4_K_M GGUF)")
+    first = (
+        f"lower r1_stack_max_model_len (now {length}), which the KV cache grows with, "
+        f"or, when nothing else uses the GPU, raise r1_stack_gpu_memory_utilization "
+        f"(now {utilisation})"
+        if kv_cache
+        else f"set r1_stack_max_num_seqs (e.g. 32; 0 keeps vLLM's default), lower "
+        f"r1_stack_max_model_len (now {length}), and lower r1_stack_gpu_memory_utilization "
+        f"(now {utilisation}) when another process shares the GPU"
+    )
+    return (
+        f"{first}; then make deploy. Without a GPU that fits: the cpu profile "
+        "(r1_stack_profile: cpu, llama.cpp with the Q4_K_M GGUF)"
+    )
 
 
 def _last_line(pattern: re.Pattern, text: str) -> str | None:
@@ -85,26 +94,49 @@ def recognise(text: str | None, service: str, settings: dict) -> list[Cause]:
         if line:
             causes.append(Cause(cause_id, cause, fix, _trim(line)))
 
-    add("port-in-use", PORT_IN_USE, f"{service}'s port is taken by another process",
+    add(
+        "port-in-use",
+        PORT_IN_USE,
+        f"{service}'s port is taken by another process",
         "find it with `ss -ltnp` (the port in settings.json), stop it, or move "
-        f"{service} with {PORT_VARIABLES.get(service, 'its port variable')}; then make deploy")
-    add("kv-cache", KV_CACHE, "the model's KV cache does not fit in the GPU memory vLLM may use",
-        oom_fix(settings, kv_cache=True))
-    add("cuda-oom", OOM, "CUDA out of memory: the GPU has too little free memory for vLLM",
-        oom_fix(settings, kv_cache=False))
-    add("no-space", NO_SPACE, "the disk is full (No space left on device)",
+        f"{service} with {PORT_VARIABLES.get(service, 'its port variable')}; then make deploy",
+    )
+    add(
+        "kv-cache",
+        KV_CACHE,
+        "the model's KV cache does not fit in the GPU memory vLLM may use",
+        oom_fix(settings, kv_cache=True),
+    )
+    add(
+        "cuda-oom",
+        OOM,
+        "CUDA out of memory: the GPU has too little free memory for vLLM",
+        oom_fix(settings, kv_cache=False),
+    )
+    add(
+        "no-space",
+        NO_SPACE,
+        "the disk is full (No space left on device)",
         "free space on the file system of the stack directory and the model cache "
         "(data/hf-cache, or r1_stack_hf_cache_dir; docker: `docker system prune`), then "
-        "make deploy; `r1deploy doctor --only disk` shows the numbers")
-    add("hub-auth", HUB_AUTH, "the Hugging Face hub refused the download (HTTP 401: a wrong, "
+        "make deploy; `r1deploy doctor --only disk` shows the numbers",
+    )
+    add(
+        "hub-auth",
+        HUB_AUTH,
+        "the Hugging Face hub refused the download (HTTP 401: a wrong, "
         "expired or missing token, or a gated model)",
         "set r1_stack_hf_token (written to .env as HF_TOKEN; keep it in a vault) to a token "
-        "that may read " + str(model.get("id", "the model")) + ", then make deploy")
-    add("model-missing", MODEL_MISSING,
+        "that may read " + str(model.get("id", "the model")) + ", then make deploy",
+    )
+    add(
+        "model-missing",
+        MODEL_MISSING,
         f"the model {model.get('path', '?')!r} is not where the server looks for it",
         "with r1_stack_model_source: local, r1_stack_model_dir must hold the model's "
         "config.json, tokenizer and weights; with hub, r1_stack_model_id must name a model on "
-        "the hub (and the host must reach it); then make deploy")
+        "the hub (and the host must reach it); then make deploy",
+    )
     return causes
 
 

@@ -26,8 +26,7 @@ def services(settings: dict) -> list[Service]:
     if vllm.get("url"):
         # The native runtime runs the model server as its service `vllm` in either profile.
         log = "vllm" if settings.get("runtime") == "native" else vllm.get("service", "vllm")
-        found.append(Service(vllm.get("service", "vllm"), f"{vllm['url'].rstrip('/')}/health",
-                             log))
+        found.append(Service(vllm.get("service", "vllm"), f"{vllm['url'].rstrip('/')}/health", log))
     webui = settings.get("webui") or {}
     if webui.get("url"):
         name = webui.get("service", "open-webui")
@@ -46,10 +45,14 @@ def services(settings: dict) -> list[Service]:
 
 def _start_fix(ctx: DoctorContext, service: Service) -> str:
     if ctx.native:
-        return (f"start it: make deploy (or, on the host, {ctx.stack.path}/native/r1ctl start "
-                f"{service.log}); its log: make logs SERVICE={service.log}")
-    return (f"start it: make deploy (or docker compose up -d {service.name} in the stack "
-            f"directory); its log: make logs SERVICE={service.name}")
+        return (
+            f"start it: make deploy (or, on the host, {ctx.stack.path}/native/r1ctl start "
+            f"{service.log}); its log: make logs SERVICE={service.log}"
+        )
+    return (
+        f"start it: make deploy (or docker compose up -d {service.name} in the stack "
+        f"directory); its log: make logs SERVICE={service.name}"
+    )
 
 
 def _diagnose_down(ctx: DoctorContext, service: Service, answer: str) -> tuple[str, str, dict]:
@@ -57,23 +60,33 @@ def _diagnose_down(ctx: DoctorContext, service: Service, answer: str) -> tuple[s
     text = ctx.service_log(service.log)
     causes = recognise(text, service.log, ctx.settings)
     tail = last_lines(text)
-    data = {"url": service.url, "answer": answer, "causes": [c.id for c in causes],
-            "log_tail": tail}
+    data = {
+        "url": service.url,
+        "answer": answer,
+        "causes": [c.id for c in causes],
+        "log_tail": tail,
+    }
     if causes:
         cause = "; ".join(f"{c.cause} (log: {c.line})" for c in causes)
         fix = "; ".join(c.fix for c in causes)
         return f"{service.name}: {cause}", f"{service.name}: {fix}", data
     if not ctx.native:
-        cause = (f"{service.name} does not answer; the docker runtime keeps its log in docker "
-                 "(not read here)")
+        cause = (
+            f"{service.name} does not answer; the docker runtime keeps its log in docker "
+            "(not read here)"
+        )
     elif text is None:
-        cause = (f"{service.name} does not answer and its log "
-                 f"{ctx.log_path(service.log)} cannot be read (missing, or this user may not "
-                 "read it: run the doctor as root)")
+        cause = (
+            f"{service.name} does not answer and its log "
+            f"{ctx.log_path(service.log)} cannot be read (missing, or this user may not "
+            "read it: run the doctor as root)"
+        )
     else:
         shown = "\n".join(tail) or "(empty)"
-        cause = (f"{service.name} does not answer; no cause recognised in "
-                 f"{ctx.log_path(service.log)}, whose last lines are:\n{shown}")
+        cause = (
+            f"{service.name} does not answer; no cause recognised in "
+            f"{ctx.log_path(service.log)}, whose last lines are:\n{shown}"
+        )
     return cause, f"{service.name}: {_start_fix(ctx, service)}", data
 
 
@@ -116,14 +129,22 @@ def clock_skew(ctx: DoctorContext, *, limit_s: float = CLOCK_SKEW_WARN_S) -> Ver
             theirs = theirs.replace(tzinfo=datetime.UTC)
         skew = (theirs - ctx.now()).total_seconds()
         data = {"service": service.name, "date": probe.date, "skew_s": round(skew, 1)}
-        seen = (f"{service.name}'s clock is {abs(skew):.0f} s "
-                f"{'ahead of' if skew > 0 else 'behind'} this machine's (Date: {probe.date})")
+        seen = (
+            f"{service.name}'s clock is {abs(skew):.0f} s "
+            f"{'ahead of' if skew > 0 else 'behind'} this machine's (Date: {probe.date})"
+        )
         if abs(skew) > limit_s:
-            return warned(seen, f"the clocks differ by more than {limit_s:.0f} s: certificates, "
-                          "sign-in tokens and log times go wrong",
-                          "keep both clocks in time: timedatectl set-ntp true (systemd-timesyncd "
-                          "or chrony) on the host that is off; timedatectl status shows "
-                          "'System clock synchronized: yes' when it is", **data)
+            return warned(
+                seen,
+                f"the clocks differ by more than {limit_s:.0f} s: certificates, "
+                "sign-in tokens and log times go wrong",
+                "keep both clocks in time: timedatectl set-ntp true (systemd-timesyncd "
+                "or chrony) on the host that is off; timedatectl status shows "
+                "'System clock synchronized: yes' when it is",
+                **data,
+            )
         return passed(seen, **data)
-    return skipped("no answer with a Date header (the model server and Open WebUI do not "
-                   "answer; services.reachable says why)")
+    return skipped(
+        "no answer with a Date header (the model server and Open WebUI do not "
+        "answer; services.reachable says why)"
+    )

@@ -15,13 +15,17 @@ def vllm_oom(ctx: DoctorContext) -> Verdict:
     vllm = ctx.settings.get("vllm") or {}
     if not ctx.native:
         service = vllm.get("service", "vllm")
-        return skipped(f"the docker runtime keeps {service}'s log in docker, not read here "
-                       f"(make logs SERVICE={service})")
+        return skipped(
+            f"the docker runtime keeps {service}'s log in docker, not read here "
+            f"(make logs SERVICE={service})"
+        )
     path = ctx.log_path("vllm")
     text = ctx.service_log("vllm")
     if text is None:
-        return skipped(f"no readable log at {path} (the model server has not started here, or "
-                       "the doctor does not run as root)")
+        return skipped(
+            f"no readable log at {path} (the model server has not started here, or "
+            "the doctor does not run as root)"
+        )
     causes = [c for c in recognise(text, "vllm", ctx.settings) if c.id in ("kv-cache", "cuda-oom")]
     if not causes:
         return passed(f"{path}: no out-of-memory error", log=str(path))
@@ -31,8 +35,13 @@ def vllm_oom(ctx: DoctorContext) -> Verdict:
     data = {"log": str(path), "causes": [c.id for c in causes]}
     url = vllm.get("url")
     if url and ctx.probe(f"{url.rstrip('/')}/health").up:
-        return warned(seen, f"{cause}; the server answers now (it restarted, or the error was "
-                      "one request's): it may fail again under load", fix, **data)
+        return warned(
+            seen,
+            f"{cause}; the server answers now (it restarted, or the error was "
+            "one request's): it may fail again under load",
+            fix,
+            **data,
+        )
     return failed(seen, cause, fix, **data)
 
 
@@ -42,8 +51,7 @@ def _flag_values(args: list[str], flag: str) -> list[str | None]:
     for index, arg in enumerate(args):
         if arg == flag:
             following = args[index + 1] if index + 1 < len(args) else None
-            values.append(None if following is None or following.startswith("--")
-                          else following)
+            values.append(None if following is None or following.startswith("--") else following)
         elif arg.startswith(flag + "="):
             values.append(arg.split("=", 1)[1] or None)
     return values
@@ -52,7 +60,7 @@ def _flag_values(args: list[str], flag: str) -> list[str | None]:
 def _stack_file(ctx: DoctorContext, value: str) -> Path:
     """The path of the stack directory a server argument means (/stack/x: <stack>/x)."""
     if value.startswith(STACK_MOUNT):
-        return ctx.stack.path / value[len(STACK_MOUNT):]
+        return ctx.stack.path / value[len(STACK_MOUNT) :]
     path = Path(value)
     return path if path.is_absolute() else ctx.stack.path / path
 
@@ -61,9 +69,11 @@ def vllm_tool_flags(ctx: DoctorContext) -> Verdict:
     vllm = ctx.settings.get("vllm") or {}
     args = vllm.get("args")
     if not isinstance(args, list):
-        return failed("settings.json has no vllm.args",
-                      "the stack was rendered by an older role, or settings.json was edited",
-                      "render the stack again: make deploy (or make render)")
+        return failed(
+            "settings.json has no vllm.args",
+            "the stack was rendered by an older role, or settings.json was edited",
+            "render the stack again: make deploy (or make render)",
+        )
     args = [str(a) for a in args]
     missing = []
     if not _flag_values(args, "--enable-auto-tool-choice"):
@@ -78,17 +88,27 @@ def vllm_tool_flags(ctx: DoctorContext) -> Verdict:
     else:
         template_file = _stack_file(ctx, templates[-1])
         if not template_file.is_file():
-            missing.append(f"--chat-template {templates[-1]} names {template_file}, which does "
-                           "not exist")
-    data = {"args": args, "tool_call_parser": parsers[-1] if parsers else None,
-            "chat_template": str(template_file) if template_file else None}
+            missing.append(
+                f"--chat-template {templates[-1]} names {template_file}, which does not exist"
+            )
+    data = {
+        "args": args,
+        "tool_call_parser": parsers[-1] if parsers else None,
+        "chat_template": str(template_file) if template_file else None,
+    }
     if missing:
-        return failed("settings.json vllm.args: " + "; ".join(missing),
-                      "tool calls never trigger: vLLM does not offer the tools to the model or "
-                      "does not parse its calls",
-                      "render the stack again with the current role (make deploy): it gives "
-                      "--enable-auto-tool-choice --tool-call-parser hermes --chat-template "
-                      "/stack/chat_template.jinja; remove any of them from "
-                      "r1_stack_vllm_extra_args that conflicts", **data)
-    return passed(f"--enable-auto-tool-choice, --tool-call-parser {parsers[-1]}, "
-                  f"--chat-template {template_file} (exists)", **data)
+        return failed(
+            "settings.json vllm.args: " + "; ".join(missing),
+            "tool calls never trigger: vLLM does not offer the tools to the model or "
+            "does not parse its calls",
+            "render the stack again with the current role (make deploy): it gives "
+            "--enable-auto-tool-choice --tool-call-parser hermes --chat-template "
+            "/stack/chat_template.jinja; remove any of them from "
+            "r1_stack_vllm_extra_args that conflicts",
+            **data,
+        )
+    return passed(
+        f"--enable-auto-tool-choice, --tool-call-parser {parsers[-1]}, "
+        f"--chat-template {template_file} (exists)",
+        **data,
+    )

@@ -29,8 +29,7 @@ from r1deploy.llamacpp.pins import Pins, cache_root, load
 
 MARKER = ".r1deploy-complete"
 # llama.cpp's converter and what it reads at run time, copied out of the source tree.
-CONVERTER_PATHS = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "models/templates",
-                   "LICENSE")
+CONVERTER_PATHS = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "models/templates", "LICENSE")
 COMMON_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
@@ -67,15 +66,25 @@ def default_prefix(pins: Pins, variant: Variant) -> Path:
 def cmake_options(pins: Pins, variant: Variant) -> list[str]:
     # The build number and commit llama-server reports (/props build_info, system_fingerprint)
     # come from git, which an unpacked archive has not: give the pinned ones.
-    return [*COMMON_OPTIONS, *variant.cmake_options,
-            f"-DLLAMA_BUILD_NUMBER={pins.build}", f"-DLLAMA_BUILD_COMMIT={pins.commit[:7]}"]
+    return [
+        *COMMON_OPTIONS,
+        *variant.cmake_options,
+        f"-DLLAMA_BUILD_NUMBER={pins.build}",
+        f"-DLLAMA_BUILD_COMMIT={pins.commit[:7]}",
+    ]
 
 
 def spec_of(pins: Pins, variant: Variant) -> dict:
     """What a prefix was built to: a change of any of it means another build."""
-    return {"source": pins.file, "sha256": pins.sha256, "build": pins.build,
-            "commit": pins.commit, "variant": variant.name, "targets": list(pins.targets),
-            "cmake": cmake_options(pins, variant)}
+    return {
+        "source": pins.file,
+        "sha256": pins.sha256,
+        "build": pins.build,
+        "commit": pins.commit,
+        "variant": variant.name,
+        "targets": list(pins.targets),
+        "cmake": cmake_options(pins, variant),
+    }
 
 
 def _complete(prefix: Path, spec: dict, targets: tuple[str, ...]) -> bool:
@@ -108,20 +117,24 @@ class Progress:
         if not (done or self.tty or percent >= self.shown + 10 or elapsed - self.shown_at >= 60):
             return
         self.shown, self.shown_at = percent, elapsed
-        message = (f"[llamacpp] building {self.what}: {percent:3d}% "
-                   f"({int(elapsed) // 60}m{int(elapsed) % 60:02d}s)")
+        message = (
+            f"[llamacpp] building {self.what}: {percent:3d}% "
+            f"({int(elapsed) // 60}m{int(elapsed) % 60:02d}s)"
+        )
         if self.tty:
             print("\r" + message, end="\n" if done else "", file=self.stream, flush=True)
         else:
             print(message, file=self.stream, flush=True)
 
 
-def _run(argv: list[str], log, on_line: Callable[[str], None] | None = None,
-         cwd: Path | None = None) -> None:
+def _run(
+    argv: list[str], log, on_line: Callable[[str], None] | None = None, cwd: Path | None = None
+) -> None:
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
-    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, errors="replace")
+    process = subprocess.Popen(
+        argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
     for text in process.stdout:
         log.write(text)
         log.flush()  # a build that hangs or dies leaves its log readable
@@ -144,8 +157,15 @@ def _install(tree: Path, build_dir: Path, staging: Path, targets: tuple[str, ...
             shutil.copy2(src, dest)
 
 
-def build(prefix: Path | None = None, *, sdist: str | None = None, jobs: int | None = None,
-          pins: Pins | None = None, variant: Variant | None = None, stream=None) -> Built:
+def build(
+    prefix: Path | None = None,
+    *,
+    sdist: str | None = None,
+    jobs: int | None = None,
+    pins: Pins | None = None,
+    variant: Variant | None = None,
+    stream=None,
+) -> Built:
     """Build (or reuse) llama-server and llama-quantize under ``prefix`` (default: the cache,
     by version and variant). Concurrent callers wait for one another on a lock."""
     pins = pins or load()
@@ -159,15 +179,27 @@ def build(prefix: Path | None = None, *, sdist: str | None = None, jobs: int | N
         reused = _complete(prefix, spec, pins.targets)
         if not reused:
             _build_into(prefix, spec, pins, variant, sdist, jobs, stream)
-    return Built(prefix=str(prefix), llama_server=str(prefix / "bin" / "llama-server"),
-                 llama_quantize=str(prefix / "bin" / "llama-quantize"),
-                 converter=str(prefix / "convert"), variant=variant.name,
-                 build_info=pins.build_info, reused=reused,
-                 seconds=round(time.monotonic() - started, 1))
+    return Built(
+        prefix=str(prefix),
+        llama_server=str(prefix / "bin" / "llama-server"),
+        llama_quantize=str(prefix / "bin" / "llama-quantize"),
+        converter=str(prefix / "convert"),
+        variant=variant.name,
+        build_info=pins.build_info,
+        reused=reused,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
-def _build_into(prefix: Path, spec: dict, pins: Pins, variant: Variant, sdist: str | None,
-                jobs: int | None, stream) -> None:
+def _build_into(
+    prefix: Path,
+    spec: dict,
+    pins: Pins,
+    variant: Variant,
+    sdist: str | None,
+    jobs: int | None,
+    stream,
+) -> None:
     archive = source.fetch_archive(pins, sdist)
     work = source.temporary_tree(prefix.parent)
     log_path = prefix.parent / f"{prefix.name}.build.log"
@@ -178,17 +210,33 @@ def _build_into(prefix: Path, spec: dict, pins: Pins, variant: Variant, sdist: s
             build_dir = work / "build"
             progress.show(0)
             try:
-                _run(["cmake", "-S", str(tree), "-B", str(build_dir),
-                      *cmake_options(pins, variant)], log)
-                _run(["cmake", "--build", str(build_dir), "--parallel",
-                      str(jobs or os.cpu_count() or 2), "--target", *pins.targets], log,
-                     progress.line)
+                _run(
+                    ["cmake", "-S", str(tree), "-B", str(build_dir), *cmake_options(pins, variant)],
+                    log,
+                )
+                _run(
+                    [
+                        "cmake",
+                        "--build",
+                        str(build_dir),
+                        "--parallel",
+                        str(jobs or os.cpu_count() or 2),
+                        "--target",
+                        *pins.targets,
+                    ],
+                    log,
+                    progress.line,
+                )
             except FileNotFoundError as exc:
-                raise BuildError("cmake is not installed\n    fix: apt-get install cmake g++ "
-                                 "(Debian), then run again") from exc
+                raise BuildError(
+                    "cmake is not installed\n    fix: apt-get install cmake g++ "
+                    "(Debian), then run again"
+                ) from exc
             except BuildError as exc:
-                raise BuildError(f"{exc}; the log is {log_path}\n    fix: read its end; a "
-                                 "missing compiler is apt-get install g++") from exc
+                raise BuildError(
+                    f"{exc}; the log is {log_path}\n    fix: read its end; a "
+                    "missing compiler is apt-get install g++"
+                ) from exc
             staging = work / "prefix"
             _install(tree, build_dir, staging, pins.targets)
             (staging / MARKER).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")

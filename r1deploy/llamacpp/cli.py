@@ -1,8 +1,8 @@
 """`r1deploy llamacpp build|convert|info`: llama.cpp for the cpu profile (docs/llamacpp.md).
 
-    r1deploy llamacpp build [--prefix DIR] [--sdist FILE|URL] [--jobs N] [--format json]
-    r1deploy llamacpp convert MODEL_DIR OUT.gguf [--quant Q4_K_M] [--prefix DIR] [--python PY]
-    r1deploy llamacpp info [--format json]
+r1deploy llamacpp build [--prefix DIR] [--sdist FILE|URL] [--jobs N] [--format json]
+r1deploy llamacpp convert MODEL_DIR OUT.gguf [--quant Q4_K_M] [--prefix DIR] [--python PY]
+r1deploy llamacpp info [--format json]
 """
 
 from __future__ import annotations
@@ -16,32 +16,47 @@ from r1deploy.cliconv import ExitCode, add_format
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "llamacpp", help="build llama-server from the pinned source; convert a model to GGUF")
+        "llamacpp", help="build llama-server from the pinned source; convert a model to GGUF"
+    )
     verbs = parser.add_subparsers(dest="llamacpp_command", metavar="VERB", required=True)
 
     build = verbs.add_parser("build", help="build (or reuse) llama-server and llama-quantize")
-    build.add_argument("--prefix", metavar="DIR",
-                       help="install here (default: the cache, ~/.cache/r1deploy/"
-                            "llama.cpp-b<build>-<cpu variant>)")
-    build.add_argument("--sdist", metavar="FILE|URL",
-                       help="the llama-cpp-python source archive (checked against the pinned "
-                            "sha256); default: the pinned PyPI URL")
+    build.add_argument(
+        "--prefix",
+        metavar="DIR",
+        help="install here (default: the cache, ~/.cache/r1deploy/"
+        "llama.cpp-b<build>-<cpu variant>)",
+    )
+    build.add_argument(
+        "--sdist",
+        metavar="FILE|URL",
+        help="the llama-cpp-python source archive (checked against the pinned "
+        "sha256); default: the pinned PyPI URL",
+    )
     build.add_argument("--jobs", type=int, help="parallel compile jobs (default: CPU count)")
     add_format(build)
     build.set_defaults(handler=run_build)
 
     convert = verbs.add_parser("convert", help="Hugging Face safetensors -> quantized GGUF")
-    convert.add_argument("model_dir", help="model directory (config.json, tokenizer, "
-                                           "*.safetensors)")
+    convert.add_argument(
+        "model_dir", help="model directory (config.json, tokenizer, *.safetensors)"
+    )
     convert.add_argument("out", help="the GGUF file to write (replaced atomically)")
-    convert.add_argument("--quant", default="Q4_K_M",
-                         help="llama-quantize type (default Q4_K_M); F16 keeps the conversion")
-    convert.add_argument("--prefix", metavar="DIR",
-                         help="a built prefix (default: build or reuse the cached one)")
-    convert.add_argument("--python", metavar="PY",
-                         help="a python with torch, transformers and safetensors (default: "
-                              "this one if it has them, else $R1DEPLOY_CONVERT_PYTHON, else "
-                              "the cached vLLM environment's)")
+    convert.add_argument(
+        "--quant",
+        default="Q4_K_M",
+        help="llama-quantize type (default Q4_K_M); F16 keeps the conversion",
+    )
+    convert.add_argument(
+        "--prefix", metavar="DIR", help="a built prefix (default: build or reuse the cached one)"
+    )
+    convert.add_argument(
+        "--python",
+        metavar="PY",
+        help="a python with torch, transformers and safetensors (default: "
+        "this one if it has them, else $R1DEPLOY_CONVERT_PYTHON, else "
+        "the cached vLLM environment's)",
+    )
     add_format(convert)
     convert.set_defaults(handler=run_convert)
 
@@ -65,13 +80,15 @@ def run_build(args) -> int:
     from r1deploy.llamacpp.source import SourceError
 
     try:
-        built = build(Path(args.prefix) if args.prefix else None, sdist=args.sdist,
-                      jobs=args.jobs)
+        built = build(Path(args.prefix) if args.prefix else None, sdist=args.sdist, jobs=args.jobs)
     except (BuildError, SourceError, UnsupportedCPU, OSError) as exc:
         return _fail(exc)
     how = "reused" if built.reused else f"built in {built.seconds:.0f} s"
-    _print(as_dict(built), args.format,
-           f"llama-server {built.build_info} ({built.variant}) {how}: {built.llama_server}")
+    _print(
+        as_dict(built),
+        args.format,
+        f"llama-server {built.build_info} ({built.variant}) {how}: {built.llama_server}",
+    )
     return ExitCode.OK
 
 
@@ -83,13 +100,17 @@ def run_convert(args) -> int:
 
     try:
         built = build(Path(args.prefix) if args.prefix else None)
-        result = convert(Path(args.model_dir), Path(args.out), args.quant, built,
-                         python=args.python)
+        result = convert(
+            Path(args.model_dir), Path(args.out), args.quant, built, python=args.python
+        )
     except (BuildError, ConvertError, SourceError, UnsupportedCPU, OSError) as exc:
         return _fail(exc)
-    _print(result, args.format,
-           f"{result['out']}: {result['quant']} ({result['bytes']:,} bytes, "
-           f"sha256 {result['sha256']})" + "".join(f"\n  note: {n}" for n in result["notes"]))
+    _print(
+        result,
+        args.format,
+        f"{result['out']}: {result['quant']} ({result['bytes']:,} bytes, "
+        f"sha256 {result['sha256']})" + "".join(f"\n  note: {n}" for n in result["notes"]),
+    )
     return ExitCode.OK
 
 
@@ -103,9 +124,15 @@ def run_info(args) -> int:
         variant = host_variant()
     except UnsupportedCPU as exc:
         return _fail(exc)
-    data = {"source": pins.file, "sha256": pins.sha256, "build_info": pins.build_info,
-            "image": pins.image, "variant": variant.name, "variant_why": variant.why,
-            "prefix": str(default_prefix(pins, variant)),
-            "cmake": cmake_options(pins, variant)}
+    data = {
+        "source": pins.file,
+        "sha256": pins.sha256,
+        "build_info": pins.build_info,
+        "image": pins.image,
+        "variant": variant.name,
+        "variant_why": variant.why,
+        "prefix": str(default_prefix(pins, variant)),
+        "cmake": cmake_options(pins, variant),
+    }
     _print(data, args.format, "\n".join(f"{k}: {v}" for k, v in data.items()))
     return ExitCode.OK

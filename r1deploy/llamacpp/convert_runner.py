@@ -31,7 +31,8 @@ def split_pattern(model_dir: Path) -> str | None:
     """The regex of the first Split step of tokenizer.json's pre-tokenizer, if any."""
     try:
         pre = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))[
-            "pre_tokenizer"]
+            "pre_tokenizer"
+        ]
     except (OSError, ValueError, KeyError):
         return None
     steps = pre.get("pretokenizers", [pre]) if isinstance(pre, dict) else []
@@ -59,8 +60,10 @@ def main(argv: list[str]) -> None:
         except NotImplementedError:
             if fallback is None:
                 raise
-            print(f"convert: tokenizer not known by hash; its split pattern is {fallback}'s",
-                  file=sys.stderr)
+            print(
+                f"convert: tokenizer not known by hash; its split pattern is {fallback}'s",
+                file=sys.stderr,
+            )
             return fallback
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre

@@ -37,9 +37,12 @@ class Variant:
 
 def _x86(on: bool) -> tuple[str, ...]:
     state = "ON" if on else "OFF"
-    return ("-DGGML_SSE42=ON", *(f"-DGGML_{f}={state}" for f in ("AVX", "AVX2", "FMA", "F16C",
-                                                                   "BMI2")),
-            "-DGGML_AVX512=OFF", "-DGGML_AVX_VNNI=OFF")
+    return (
+        "-DGGML_SSE42=ON",
+        *(f"-DGGML_{f}={state}" for f in ("AVX", "AVX2", "FMA", "F16C", "BMI2")),
+        "-DGGML_AVX512=OFF",
+        "-DGGML_AVX_VNNI=OFF",
+    )
 
 
 def variant_for(machine: str, flags: set[str] | frozenset[str]) -> Variant:
@@ -48,8 +51,9 @@ def variant_for(machine: str, flags: set[str] | frozenset[str]) -> Variant:
     machine = machine.lower()
     if machine in X86_MACHINES:
         if set(flags) >= X86_V3_FLAGS:
-            return Variant("x86-64-v3", _x86(True),
-                           "x86-64 with AVX2, FMA, F16C and BMI2 (AVX-512 not used)")
+            return Variant(
+                "x86-64-v3", _x86(True), "x86-64 with AVX2, FMA, F16C and BMI2 (AVX-512 not used)"
+            )
         missing = ", ".join(sorted(X86_V3_FLAGS - set(flags)))
         return Variant("x86-64-v2", _x86(False), f"x86-64 without {missing}: SSE4.2 only")
     if machine in ARM_MACHINES:
@@ -57,7 +61,8 @@ def variant_for(machine: str, flags: set[str] | frozenset[str]) -> Variant:
     raise UnsupportedCPU(
         f"no llama.cpp build variant for the machine {machine!r}: r1deploy builds for x86-64 "
         "and 64-bit ARM. Fix: run on one of those, or build llama-server yourself and point "
-        "the stack at it")
+        "the stack at it"
+    )
 
 
 def cpu_flags(cpuinfo: str) -> frozenset[str]:

@@ -31,17 +31,22 @@ def _set(args: list[str], flag: str, value: str) -> list[str]:
     return [*_without(args, (flag,)), flag, value]
 
 
-def server_argv(settings: dict, *, llama_server: str, model_path: str, stack_dir: str,
-                host: str, port: int) -> list[str]:
+def server_argv(
+    settings: dict, *, llama_server: str, model_path: str, stack_dir: str, host: str, port: int
+) -> list[str]:
     """The llama-server command of the stack, serving ``model_path`` on ``host:port``."""
     try:
         args = [str(a) for a in settings["llamacpp"]["args"]]
     except (KeyError, TypeError):
-        raise ValueError("settings.json has no llamacpp.args: the stack was rendered for "
-                         "another engine (settings.json engine)") from None
+        raise ValueError(
+            "settings.json has no llamacpp.args: the stack was rendered for "
+            "another engine (settings.json engine)"
+        ) from None
     stack = stack_dir.rstrip("/") + "/"
-    args = [stack + a[len(STACK_MOUNT):] if a.startswith(STACK_MOUNT) else a
-            for a in _without(args, MODEL_FLAGS)]
+    args = [
+        stack + a[len(STACK_MOUNT) :] if a.startswith(STACK_MOUNT) else a
+        for a in _without(args, MODEL_FLAGS)
+    ]
     args = _set(_set(args, "--host", host), "--port", str(port))
     return [llama_server, "--model", model_path, *args]
 

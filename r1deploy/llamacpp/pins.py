@@ -45,11 +45,17 @@ def load(path: Path = PINS_FILE) -> Pins:
     data = json.loads(path.read_text(encoding="utf-8"))
     source, llama = data["source"], data["llama_cpp"]
     return Pins(
-        version=source["version"], file=source["file"], url=source["url"],
-        sha256=source["sha256"], llama_cpp_dir=source["llama_cpp_dir"],
-        commit=llama["commit"], build=int(llama["build"]),
-        image_repository=data["image_repository"], image_tag_prefix=data["image_tag_prefix"],
-        gguf_py_version=data["gguf_py_version"], targets=tuple(data["targets"]),
+        version=source["version"],
+        file=source["file"],
+        url=source["url"],
+        sha256=source["sha256"],
+        llama_cpp_dir=source["llama_cpp_dir"],
+        commit=llama["commit"],
+        build=int(llama["build"]),
+        image_repository=data["image_repository"],
+        image_tag_prefix=data["image_tag_prefix"],
+        gguf_py_version=data["gguf_py_version"],
+        targets=tuple(data["targets"]),
     )
 
 

@@ -35,8 +35,10 @@ def _download(url: str, dest: Path) -> None:
             shutil.copyfileobj(response, out, 1 << 20)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise SourceError(f"cannot download {url}: {exc}\n    fix: check the network or "
-                          "proxy, or give the archive with --sdist FILE") from exc
+        raise SourceError(
+            f"cannot download {url}: {exc}\n    fix: check the network or "
+            "proxy, or give the archive with --sdist FILE"
+        ) from exc
     os.replace(partial, dest)
 
 
@@ -62,7 +64,8 @@ def fetch_archive(pins: Pins, sdist: str | None = None) -> Path:
         raise SourceError(
             f"{candidate} has sha256 {found}, not the pinned {pins.sha256} of {pins.file}\n"
             "    fix: give the archive of llama-cpp-python " + pins.version + " from PyPI "
-            "(r1deploy/llamacpp/pins.json), or bump the pin deliberately")
+            "(r1deploy/llamacpp/pins.json), or bump the pin deliberately"
+        )
     if candidate != cached:
         shutil.copyfile(candidate, cached)
     return cached

@@ -22,7 +22,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.CANNOT
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "smoke", help="smoke-test a deployed stack (vLLM, Open WebUI, tool gateway)",
+        "smoke",
+        help="smoke-test a deployed stack (vLLM, Open WebUI, tool gateway)",
         description="Run named checks against the real servers of a stack. Endpoints and "
         "credentials come from a rendered stack directory (.env + settings.json) and/or flags "
         "(flags win).",
@@ -34,26 +35,51 @@ def register(subparsers) -> None:
     parser.add_argument("--max-model-len", type=int, help="max_model_len to expect")
     parser.add_argument("--webui", metavar="URL", help="Open WebUI base URL")
     parser.add_argument("--admin-email", help="Open WebUI admin email")
-    parser.add_argument("--admin-password-file", metavar="FILE",
-                        help="file holding the Open WebUI admin password")
+    parser.add_argument(
+        "--admin-password-file", metavar="FILE", help="file holding the Open WebUI admin password"
+    )
     parser.add_argument("--gateway", metavar="URL", help="tool gateway URL (enables its checks)")
     parser.add_argument("--gateway-key-file", metavar="FILE", help="file holding the gateway key")
     parser.add_argument("--tools", metavar="FILE", help="tools.json for the tool-call check")
-    parser.add_argument("--tool", metavar="NAME", help="tool the tool-call check asks for "
-                        "(default: the first)")
-    parser.add_argument("--only", metavar="PREFIX", action="append",
-                        help="run only checks whose name starts with PREFIX (repeatable)")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="per-request timeout (default 60)")
-    parser.add_argument("--wait-ready", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to SECONDS, with backoff, for the health endpoints")
-    parser.add_argument("--quality", action="store_true",
-                        help="also ask the product guide's worked problem (real model only)")
-    parser.add_argument("--inside", action="store_true",
-                        help="check the services behind the front door directly (diagnosis); "
-                             "default with a front door: through it, as people reach it")
-    parser.add_argument("--allow-warnings", action="store_true",
-                        help="exit 0 when checks only warn (e.g. no API key given to check auth)")
+    parser.add_argument(
+        "--tool", metavar="NAME", help="tool the tool-call check asks for (default: the first)"
+    )
+    parser.add_argument(
+        "--only",
+        metavar="PREFIX",
+        action="append",
+        help="run only checks whose name starts with PREFIX (repeatable)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="per-request timeout (default 60)",
+    )
+    parser.add_argument(
+        "--wait-ready",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS, with backoff, for the health endpoints",
+    )
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="also ask the product guide's worked problem (real model only)",
+    )
+    parser.add_argument(
+        "--inside",
+        action="store_true",
+        help="check the services behind the front door directly (diagnosis); "
+        "default with a front door: through it, as people reach it",
+    )
+    parser.add_argument(
+        "--allow-warnings",
+        action="store_true",
+        help="exit 0 when checks only warn (e.g. no API key given to check auth)",
+    )
     add_format(parser)
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
     parser.set_defaults(handler=run)
@@ -80,11 +106,18 @@ def run(args) -> int:
     ctx = Context(config)
     start = time.perf_counter()
     if args.wait_ready > 0:
-        never = wait_ready(_health_endpoints(config), args.wait_ready, ctx.session,
-                           log=lambda line: print(line, file=table, flush=True))
+        never = wait_ready(
+            _health_endpoints(config),
+            args.wait_ready,
+            ctx.session,
+            log=lambda line: print(line, file=table, flush=True),
+        )
         for name, error in never.items():
-            print(f"never came up within {args.wait_ready:.0f}s: {name} (last: {error})",
-                  file=table, flush=True)
+            print(
+                f"never came up within {args.wait_ready:.0f}s: {name} (last: {error})",
+                file=table,
+                flush=True,
+            )
     checks = [c for c in CHECKS if not args.only or any(c.name.startswith(p) for p in args.only)]
     results = run_checks(checks, ctx, on_result=lambda r: table_line(r, table))
     wall_s = time.perf_counter() - start
@@ -92,7 +125,8 @@ def run(args) -> int:
     if health and not any(r.status == PASS for r in health):
         exit_code = EXIT_USAGE  # nothing answered: the checks could not run
     elif any(r.status == FAIL for r in results) or (
-            any(r.status == WARN for r in results) and not args.allow_warnings):
+        any(r.status == WARN for r in results) and not args.allow_warnings
+    ):
         exit_code = EXIT_FAILED
     else:
         exit_code = EXIT_OK

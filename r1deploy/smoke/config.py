@@ -54,7 +54,8 @@ def _through_front_door(config: SmokeConfig, stack: Path, settings: dict, env: d
         raise ConfigError(
             f"{stack / 'settings.json'}: the front door has no ops API key to check the API "
             "with\n    fix: keep ops in r1_stack_api_keys (and render again), or give --inside "
-            "to check the services behind the front door")
+            "to check the services behind the front door"
+        )
     # With the stack's own CA the certificate names this host too (loopback); another
     # certificate is checked at the name people use.
     url = door["local_url"] if door.get("ca_file") else door["url"]
@@ -82,8 +83,10 @@ def _load_tools(stack: Path, settings: dict) -> list[dict]:
         try:
             return json.loads(exported.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{exported}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
-                              "\n    fix: re-render the stack (make render)") from exc
+            raise ConfigError(
+                f"{exported}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                "\n    fix: re-render the stack (make render)"
+            ) from exc
     tools_file = stack / settings.get("tools_file", "tools.json")
     if not tools_file.is_file():
         return []
@@ -95,9 +98,11 @@ def _load_tools(stack: Path, settings: dict) -> list[dict]:
 def _read_stack(stack: Path) -> StackDir:
     """The stack directory, read once (settings.json and .env): StackDir is the one reader."""
     if not (stack / "settings.json").is_file():
-        raise ConfigError(f"{stack / 'settings.json'} not found: --stack-dir must be a rendered "
-                          "stack directory (docs/stack-dir.md)\n    fix: make render, or give "
-                          "--vllm and --webui instead")
+        raise ConfigError(
+            f"{stack / 'settings.json'} not found: --stack-dir must be a rendered "
+            "stack directory (docs/stack-dir.md)\n    fix: make render, or give "
+            "--vllm and --webui instead"
+        )
     try:
         return StackDir.load(stack)
     except StackDirError as exc:
@@ -167,8 +172,10 @@ def load_config(args) -> SmokeConfig:
     config.timeout_s = args.timeout
     config.quality = args.quality
     if not (config.vllm_url or config.webui_url):
-        raise ConfigError("nothing to check: give --stack-dir DIR (a rendered stack) or "
-                          "--vllm URL and/or --webui URL")
+        raise ConfigError(
+            "nothing to check: give --stack-dir DIR (a rendered stack) or "
+            "--vllm URL and/or --webui URL"
+        )
     for url in (config.vllm_url, config.webui_url, config.gateway_url):
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"not an http(s) URL: {url!r}\n    fix: e.g. http://127.0.0.1:8000")

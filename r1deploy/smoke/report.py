@@ -14,8 +14,11 @@ LABEL = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP", "warn": "WARN"}
 
 def table_line(result: CheckResult, stream=sys.stdout) -> None:
     first, *rest = result.message.splitlines() or [""]
-    print(f"{LABEL[result.status]:<5} {result.name:<20} {result.duration_s:7.2f}s  {first}",
-          file=stream, flush=True)
+    print(
+        f"{LABEL[result.status]:<5} {result.name:<20} {result.duration_s:7.2f}s  {first}",
+        file=stream,
+        flush=True,
+    )
     for line in rest:
         print(f"{'':35}{line}", file=stream, flush=True)
 
@@ -23,8 +26,10 @@ def table_line(result: CheckResult, stream=sys.stdout) -> None:
 def summary(results: list[CheckResult], wall_s: float) -> str:
     counts = Counter(r.status for r in results)
     warned = f", {counts['warn']} warned" if counts["warn"] else ""
-    return (f"{counts['pass']} passed, {counts['fail']} failed{warned}, {counts['skip']} "
-            f"skipped in {wall_s:.2f}s")
+    return (
+        f"{counts['pass']} passed, {counts['fail']} failed{warned}, {counts['skip']} "
+        f"skipped in {wall_s:.2f}s"
+    )
 
 
 def to_json(results: list[CheckResult], wall_s: float, exit_code: int, source: str) -> str:
@@ -54,11 +59,15 @@ def write_junit(path: str, results: list[CheckResult], wall_s: float) -> None:
     )
     for result in results:
         group, _, name = result.name.rpartition(".")
-        case = ET.SubElement(suite, "testcase", classname=f"smoke.{group or 'stack'}",
-                             name=name, time=f"{result.duration_s:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"smoke.{group or 'stack'}",
+            name=name,
+            time=f"{result.duration_s:.3f}",
+        )
         if result.status in (FAIL, "warn"):
-            failure = ET.SubElement(case, "failure",
-                                    message=result.message.splitlines()[0][:500])
+            failure = ET.SubElement(case, "failure", message=result.message.splitlines()[0][:500])
             failure.text = result.message
         elif result.status == "skip":
             ET.SubElement(case, "skipped", message=result.message)

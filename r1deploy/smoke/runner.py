@@ -85,8 +85,9 @@ def run_checks(
                 status, message = FAIL, describe_request_error(exc)
             except Exception as exc:  # a bug in a check must not hide the others
                 status, message = FAIL, f"{type(exc).__name__}: {exc}"
-        result = CheckResult(check.name, status, round(time.perf_counter() - start, 3),
-                             message, data)
+        result = CheckResult(
+            check.name, status, round(time.perf_counter() - start, 3), message, data
+        )
         status_of[check.name] = status
         results.append(result)
         if on_result:
@@ -100,9 +101,11 @@ def describe_request_error(exc: httpx.HTTPError) -> str:
     except RuntimeError:  # raised before a request was made
         url = "the server"
     if isinstance(exc, httpx.ConnectError):
-        return (f"cannot connect to {url}: nothing answers there (stopped, still starting, or "
-                "wrong URL)\n    fix: check the service is up (docker compose ps; docker "
-                "compose logs) and the URL in settings.json")
+        return (
+            f"cannot connect to {url}: nothing answers there (stopped, still starting, or "
+            "wrong URL)\n    fix: check the service is up (docker compose ps; docker "
+            "compose logs) and the URL in settings.json"
+        )
     if isinstance(exc, httpx.TimeoutException):
         return f"{url} did not answer in time\n    fix: check the server's load and logs"
     return f"request to {url} failed: {exc}"

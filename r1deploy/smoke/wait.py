@@ -7,8 +7,9 @@ import time
 import httpx
 
 
-def wait_ready(endpoints: dict[str, str], seconds: float, session: httpx.Client,
-               log=print) -> dict[str, str]:
+def wait_ready(
+    endpoints: dict[str, str], seconds: float, session: httpx.Client, log=print
+) -> dict[str, str]:
     """Poll each ``name -> health URL`` until it answers 200 or ``seconds`` run out.
 
     Returns ``name -> last error`` for those that never came up.

@@ -145,8 +145,9 @@ def _train_tokenizer():
     tokenizer.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]
     )
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
-                          for t in ADDED_TOKENS + reply_tokens()])
+    tokenizer.add_tokens(
+        [AddedToken(t, special=False, normalized=False) for t in ADDED_TOKENS + reply_tokens()]
+    )
     return tokenizer
 
 
@@ -219,8 +220,9 @@ def reply_chain(fast, reply: script.Reply) -> list[int]:
     chain.append(fast.eos_token_id)
     if len(set(chain)) != len(chain):
         tokens = fast.convert_ids_to_tokens(chain)
-        raise ValueError(f"{reply.name}: scripted tokens repeat, a bigram chain cannot say "
-                         f"them: {tokens}")
+        raise ValueError(
+            f"{reply.name}: scripted tokens repeat, a bigram chain cannot say them: {tokens}"
+        )
     return chain
 
 
@@ -252,7 +254,8 @@ def reply_graph(fast) -> tuple[dict[int, dict[str, int]], dict[str, list[int]]]:
             if owners[following] != {name}:
                 raise ValueError(
                     f"{fast.convert_ids_to_tokens(token)!r} leads to "
-                    f"{fast.convert_ids_to_tokens(following)!r}, which other replies use too")
+                    f"{fast.convert_ids_to_tokens(following)!r}, which other replies use too"
+                )
     return nexts, chains
 
 
@@ -291,8 +294,10 @@ def _scripted_weights(model, fast) -> None:
         raise ValueError("a trigger must not be a token of a scripted chain")
     vocab = fast.get_vocab()
     ends_with_quote = [
-        i for text, i in vocab.items()
-        if i not in dims and i not in triggers.values()
+        i
+        for text, i in vocab.items()
+        if i not in dims
+        and i not in triggers.values()
         and fast.convert_tokens_to_string([text]).endswith('"')
     ]
     in_scale = (HIDDEN / 3) ** 0.5  # an entry of 1 after the layer's input RMSNorm
@@ -330,7 +335,8 @@ def _scripted_weights(model, fast) -> None:
                 continue
             score = TRIGGER_SCORE + TRIGGER_PRIORITY_STEP * reply.priority
             attention.k_proj.weight[slow, trigger_dims[reply.name]] = (
-                score * head_dim**0.5 / in_scale)
+                score * head_dim**0.5 / in_scale
+            )
             attention.v_proj.weight[0, trigger_dims[reply.name]] = -1.0 / in_scale
             attention.v_proj.weight[index, trigger_dims[reply.name]] = 1.0 / in_scale
         for index, name in enumerate(replies):
@@ -388,11 +394,25 @@ def build(directory: str | Path, kind: str) -> Path:
     for path in out.iterdir():  # servers in containers run as other users
         path.chmod(0o644)
     (out / "r1deploy-testmodel.json").write_text(
-        json.dumps({"kind": kind, "reasoning": script.REASONING, "answer": script.ANSWER,
-                    "tool_arguments": script.TOOL_ARGUMENTS,
-                    "replies": [{"name": r.name, "trigger": r.trigger,
-                                 "reasoning": r.reasoning_text, "answer": r.answer_text}
-                                for r in script.REPLIES]}, indent=2) + "\n",
+        json.dumps(
+            {
+                "kind": kind,
+                "reasoning": script.REASONING,
+                "answer": script.ANSWER,
+                "tool_arguments": script.TOOL_ARGUMENTS,
+                "replies": [
+                    {
+                        "name": r.name,
+                        "trigger": r.trigger,
+                        "reasoning": r.reasoning_text,
+                        "answer": r.answer_text,
+                    }
+                    for r in script.REPLIES
+                ],
+            },
+            indent=2,
+        )
+        + "\n",
         encoding="utf-8",
     )
     return out

@@ -29,11 +29,17 @@ def register(subparsers) -> None:
     verbs = parser.add_subparsers(dest="testmodel_command", metavar="VERB", required=True)
     build = verbs.add_parser("build", help="write a tiny Qwen2ForCausalLM model directory")
     build.add_argument("directory", help="output model directory (created)")
-    build.add_argument("--kind", choices=KINDS, default="scripted",
-                       help="random weights, or the scripted model with fixed output")
-    build.add_argument("--atomic", action="store_true",
-                       help="build beside DIRECTORY, then move it in place: an interrupted "
-                            "build is never served")
+    build.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="scripted",
+        help="random weights, or the scripted model with fixed output",
+    )
+    build.add_argument(
+        "--atomic",
+        action="store_true",
+        help="build beside DIRECTORY, then move it in place: an interrupted build is never served",
+    )
     build.set_defaults(handler=run_build)
 
 
@@ -55,11 +61,23 @@ def run_build(args) -> int:
             )
             return ExitCode.CANNOT_RUN
         package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                p for p in (package_root, os.environ.get("PYTHONPATH")) if p
+            ),
+        )
         return subprocess.call(
-            [python, "-m", "r1deploy.testmodel", "build", args.directory, "--kind", args.kind,
-             *(["--atomic"] if args.atomic else [])],
+            [
+                python,
+                "-m",
+                "r1deploy.testmodel",
+                "build",
+                args.directory,
+                "--kind",
+                args.kind,
+                *(["--atomic"] if args.atomic else []),
+            ],
             env=env,
         )
     from r1deploy.testmodel.build import build

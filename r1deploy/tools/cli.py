@@ -65,8 +65,10 @@ def _validate(files: list[str]) -> Report | None:
 def _print_findings(report: Report, stream) -> None:
     found = report.diagnostics
     verdict = "valid" if report.valid else "INVALID"
-    summary = (f"{', '.join(f.path for f in report.files)}: {len(report.plugins)} plugins, "
-               f"{verdict} ({len(errors(found))} errors, {len(warnings(found))} warnings)")
+    summary = (
+        f"{', '.join(f.path for f in report.files)}: {len(report.plugins)} plugins, "
+        f"{verdict} ({len(errors(found))} errors, {len(warnings(found))} warnings)"
+    )
     print_findings(found, [summary], "text", stream=stream)
 
 

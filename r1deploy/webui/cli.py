@@ -50,8 +50,11 @@ def run_set_admin_password(args: argparse.Namespace) -> int:
     rotation interrupted after this step finds the new one already set: that is success."""
     new = os.environ.get(NEW_PASSWORD_ENV, "")
     if len(new) < 12:
-        print(f"r1deploy webui set-admin-password: set {NEW_PASSWORD_ENV} to the new password "
-              "(12 characters or more)", file=sys.stderr)
+        print(
+            f"r1deploy webui set-admin-password: set {NEW_PASSWORD_ENV} to the new password "
+            "(12 characters or more)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         stack = StackDir.load(args.stack_dir)

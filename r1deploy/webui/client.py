@@ -94,15 +94,17 @@ class WebUIClient:
     def sign_in(self, email: str, password: str) -> None:
         """Sign in; later calls carry the admin's token."""
         try:
-            response = post_signin(self.session, self.url, email, password,
-                                   timeout_s=self.timeout_s)
+            response = post_signin(
+                self.session, self.url, email, password, timeout_s=self.timeout_s
+            )
         except httpx.HTTPError as exc:
             raise WebUIError(f"cannot reach Open WebUI at {self.url}: {exc}") from None
         if response.status_code == 429:
             raise WebUIError(
                 f"cannot sign in to Open WebUI as {email}: still rate-limited (HTTP 429) after "
                 f"{SIGNIN_RATE_LIMIT_WAIT_S:g} s; Open WebUI allows {SIGNIN_RATE_LIMIT}. "
-                "Fix: wait a few minutes, then run again")
+                "Fix: wait a few minutes, then run again"
+            )
         try:
             answer = self._answer("POST", SIGNIN_PATH, response)
         except WebUIError as exc:
@@ -182,8 +184,9 @@ class WebUIClient:
     def model_entry(self, model_id: str) -> dict | None:
         """The model's entry, or None while it has none (Open WebUI answers 404)."""
         try:
-            response = self.session.get(f"{self.url}/api/v1/models/model",
-                                        params={"id": model_id}, timeout=self.timeout_s)
+            response = self.session.get(
+                f"{self.url}/api/v1/models/model", params={"id": model_id}, timeout=self.timeout_s
+            )
         except httpx.HTTPError as exc:
             raise WebUIError(f"cannot reach Open WebUI at {self.url}: {exc}") from None
         if response.status_code == 404:
@@ -197,5 +200,6 @@ class WebUIClient:
         return self.post("/api/v1/models/model/update", form)
 
     def set_model_access(self, model_id: str, grants: list[dict]) -> dict:
-        return self.post("/api/v1/models/model/access/update",
-                         {"id": model_id, "access_grants": grants})
+        return self.post(
+            "/api/v1/models/model/access/update", {"id": model_id, "access_grants": grants}
+        )

@@ -64,11 +64,18 @@ class ModelEntry:
         current = current or {}
         meta = {k: v for k, v in (current.get("meta") or {}).items() if v is not None}
         meta.update(self.meta())
-        params = {k: v for k, v in (current.get("params") or {}).items()
-                  if k not in self.OWNED_PARAMS}
+        params = {
+            k: v for k, v in (current.get("params") or {}).items() if k not in self.OWNED_PARAMS
+        }
         params.update(self.params)
-        return {"id": self.id, "base_model_id": None, "name": self.name, "meta": meta,
-                "params": params, "is_active": True}
+        return {
+            "id": self.id,
+            "base_model_id": None,
+            "name": self.name,
+            "meta": meta,
+            "params": params,
+            "is_active": True,
+        }
 
     def differences(self, current: dict | None) -> list[str]:
         """What differs between the current entry and this one (empty: nothing)."""

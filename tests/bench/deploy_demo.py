@@ -30,13 +30,20 @@ WARM_RUNS = int(os.environ.get("WARM_RUNS", "3"))
 
 def make(*args: str) -> tuple[float, str]:
     started = time.monotonic()
-    result = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
-                            capture_output=True, text=True,
-                            env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    result = subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+    )
     seconds = time.monotonic() - started
     if result.returncode != 0:
-        sys.exit(f"make {' '.join(args)} failed (rc {result.returncode}):\n"
-                 + result.stdout[-4000:] + result.stderr[-2000:])
+        sys.exit(
+            f"make {' '.join(args)} failed (rc {result.returncode}):\n"
+            + result.stdout[-4000:]
+            + result.stderr[-2000:]
+        )
     return seconds, result.stdout
 
 
@@ -65,15 +72,16 @@ def main() -> int:
         print(f"cold make demo: {figures['cold_demo_s']:.0f} s")
     else:
         seconds, out = make("demo")
-        print(f"make demo (bring up, not the cold figure): {seconds:.0f} s, "
-              f"changed={changed(out)}")
+        print(f"make demo (bring up, not the cold figure): {seconds:.0f} s, changed={changed(out)}")
     warm = []
     for _ in range(WARM_RUNS):
         seconds, out = make("demo")
         warm.append(seconds)
         figures.setdefault("warm_changed", []).append(changed(out))
-    figures["warm_demo_s"] = {"runs": [round(s, 1) for s in warm],
-                              "median": round(statistics.median(warm), 1)}
+    figures["warm_demo_s"] = {
+        "runs": [round(s, 1) for s in warm],
+        "median": round(statistics.median(warm), 1),
+    }
     make("down")
     figures["start_to_healthy_s"] = {s: start_to_healthy(s) for s in SERVICES}
     # Back to the state make demo leaves (and its checks) after the measurement.
@@ -82,13 +90,17 @@ def main() -> int:
     print("\nfigure                               value")
     if "cold_demo_s" in figures:
         print(f"cold make demo                       {figures['cold_demo_s']:.0f} s")
-    print(f"warm make demo (no-op), median       {figures['warm_demo_s']['median']} s "
-          f"(runs {figures['warm_demo_s']['runs']}, changed {figures['warm_changed']}; "
-          "target < 20 s)")
+    print(
+        f"warm make demo (no-op), median       {figures['warm_demo_s']['median']} s "
+        f"(runs {figures['warm_demo_s']['runs']}, changed {figures['warm_changed']}; "
+        "target < 20 s)"
+    )
     for service, seconds in figures["start_to_healthy_s"].items():
         print(f"start to healthy: {service:<18} {seconds:.0f} s")
-    print(f"(host: {figures['host_cpus']} CPUs, "
-          f"1-min load at start {figures['load_avg_1m_at_start']:.1f})")
+    print(
+        f"(host: {figures['host_cpus']} CPUs, "
+        f"1-min load at start {figures['load_avg_1m_at_start']:.1f})"
+    )
     out_dir = ROOT / "build" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "deploy.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -33,18 +33,23 @@ class SmokeArgs:
 
 
 def _vllm(stack: Path, model: Path, cache: Path, log: str) -> stacklib.Server:
-    return stacklib.Server("vllm", stacklib.vllm_command(stack, model, VLLM_PORT),
-                           stacklib.vllm_env(stack, cache),
-                           f"http://127.0.0.1:{VLLM_PORT}/health",
-                           BUILD / "logs" / f"bench-{log}.log", BUILD / "run" / "bench-vllm")
+    return stacklib.Server(
+        "vllm",
+        stacklib.vllm_command(stack, model, VLLM_PORT),
+        stacklib.vllm_env(stack, cache),
+        f"http://127.0.0.1:{VLLM_PORT}/health",
+        BUILD / "logs" / f"bench-{log}.log",
+        BUILD / "run" / "bench-vllm",
+    )
 
 
 def main() -> None:
     model = build_test_model("scripted")
     with tempfile.TemporaryDirectory(prefix="r1deploy-bench-") as tmp:
         tmp = Path(tmp)
-        stack = stacklib.render_test_stack(tmp / "stack", vllm_port=VLLM_PORT,
-                                           webui_port=WEBUI_PORT)
+        stack = stacklib.render_test_stack(
+            tmp / "stack", vllm_port=VLLM_PORT, webui_port=WEBUI_PORT
+        )
         cache = tmp / "vllm-cache"
         servers = []
         try:
@@ -71,11 +76,15 @@ def main() -> None:
                 server.stop()
     median = statistics.median(walls)
     verdict = "ok" if median < SMOKE_TARGET_S else "OVER TARGET"
-    print(f"smoke suite against a warm stack ({len(CHECKS)} checks, {SMOKE_RUNS} runs): "
-          f"median {median:.2f} s, best {min(walls):.2f} s (target < {SMOKE_TARGET_S:.0f} s) "
-          f"{verdict}")
-    print(f"vLLM time-to-healthy, tiny model on {os.cpu_count()} CPUs: cold compile cache "
-          f"{cold_s:.1f} s, compile cache kept {warm_s:.1f} s")
+    print(
+        f"smoke suite against a warm stack ({len(CHECKS)} checks, {SMOKE_RUNS} runs): "
+        f"median {median:.2f} s, best {min(walls):.2f} s (target < {SMOKE_TARGET_S:.0f} s) "
+        f"{verdict}"
+    )
+    print(
+        f"vLLM time-to-healthy, tiny model on {os.cpu_count()} CPUs: cold compile cache "
+        f"{cold_s:.1f} s, compile cache kept {warm_s:.1f} s"
+    )
     print(f"Open WebUI time-to-healthy (fresh data dir): {webui_s:.1f} s")
 
 

@@ -20,8 +20,13 @@ import httpx
 from tests.bench.vllm_tiny import REPO
 from tests.stubs.instant_openai import free_port
 
-BODY = {"model": "stub-model", "messages": [{"role": "user", "content": "hello " * 120}],
-        "max_tokens": 64, "stream": True, "ignore_eos": True}
+BODY = {
+    "model": "stub-model",
+    "messages": [{"role": "user", "content": "hello " * 120}],
+    "max_tokens": 64,
+    "stream": True,
+    "ignore_eos": True,
+}
 REQUESTS, CONCURRENCY = 1200, 32
 
 
@@ -57,8 +62,11 @@ async def _httpx(url: str) -> float:
 
 def main() -> None:
     port = free_port()
-    stub = subprocess.Popen([sys.executable, "-m", "tests.stubs.instant_openai", "--port",
-                             str(port)], cwd=REPO, stdout=subprocess.DEVNULL)
+    stub = subprocess.Popen(
+        [sys.executable, "-m", "tests.stubs.instant_openai", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -74,9 +82,11 @@ def main() -> None:
     finally:
         stub.terminate()
     best = {name: max(values) for name, values in rates.items()}
-    print(f"streamed chat completions, concurrency {CONCURRENCY}, against the instant stub: "
-          f"aiohttp {best['aiohttp']:.0f} req/s, httpx {best['httpx']:.0f} req/s "
-          f"({best['aiohttp'] / best['httpx']:.1f}x): the bench client keeps aiohttp")
+    print(
+        f"streamed chat completions, concurrency {CONCURRENCY}, against the instant stub: "
+        f"aiohttp {best['aiohttp']:.0f} req/s, httpx {best['httpx']:.0f} req/s "
+        f"({best['aiohttp'] / best['httpx']:.1f}x): the bench client keeps aiohttp"
+    )
 
 
 if __name__ == "__main__":

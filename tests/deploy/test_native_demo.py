@@ -32,8 +32,11 @@ R1CTL = STACK / "native" / "r1ctl"
 WEBUI = "http://127.0.0.1:3000"
 SERVICES = ["vllm", "tools-gateway", "open-webui"]
 # Who runs each service (roles/r1_native's defaults) and the only directories it may write.
-USERS = {"vllm": "r1deploy-vllm", "tools-gateway": "r1deploy-gateway",
-         "open-webui": "r1deploy-webui"}
+USERS = {
+    "vllm": "r1deploy-vllm",
+    "tools-gateway": "r1deploy-gateway",
+    "open-webui": "r1deploy-webui",
+}
 DATA = {"vllm": ["hf-cache", "vllm-cache"], "tools-gateway": [], "open-webui": ["open-webui"]}
 SHOTS = ROOT / "build" / "deploy" / "journeys"
 # A dependency pin that breaks Open WebUI at import time (pydantic 1 under code written
@@ -53,15 +56,21 @@ def pids() -> dict:
 
 def admin_token() -> str:
     password = (SECRETS / "webui_admin_password").read_text().strip()
-    response = requests.post(f"{WEBUI}/api/v1/auths/signin", timeout=30,
-                             json={"email": "admin@r1deploy.local", "password": password})
+    response = requests.post(
+        f"{WEBUI}/api/v1/auths/signin",
+        timeout=30,
+        json={"email": "admin@r1deploy.local", "password": password},
+    )
     response.raise_for_status()
     return response.json()["token"]
 
 
 def tool_server_urls(token: str) -> list[str]:
-    response = requests.get(f"{WEBUI}/api/v1/configs/tool_servers", timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
+    response = requests.get(
+        f"{WEBUI}/api/v1/configs/tool_servers",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+    )
     response.raise_for_status()
     return [c["url"] for c in response.json()["TOOL_SERVER_CONNECTIONS"]]
 
@@ -127,8 +136,7 @@ def browser():
 
 def admin_person(browser) -> Person:
     person = Person(browser, WEBUI, SHOTS, "demo-admin")
-    person.sign_in("admin@r1deploy.local",
-                   (SECRETS / "webui_admin_password").read_text().strip())
+    person.sign_in("admin@r1deploy.local", (SECRETS / "webui_admin_password").read_text().strip())
     return person
 
 
@@ -166,8 +174,7 @@ def test_a_service_that_crashes_is_started_again_without_systemd():
     assert "\nSUPERVISOR=start-stop-daemon\n" in (STACK / "native" / "r1ctl.conf").read_text()
     crashed = pids()["tools-gateway"]
     os.kill(int(crashed), signal.SIGKILL)
-    waited = subprocess.run([R1CTL, "wait", "tools-gateway", "60"], capture_output=True,
-                            text=True)
+    waited = subprocess.run([R1CTL, "wait", "tools-gateway", "60"], capture_output=True, text=True)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     assert pids()["tools-gateway"] not in (None, crashed)
     assert uid_of(pids()["tools-gateway"]) == pwd.getpwnam(USERS["tools-gateway"]).pw_uid
@@ -191,14 +198,14 @@ def test_down_stops_everything_and_demo_brings_back_the_same_data(browser):
 
     assert_ok(make("demo"))
     assert (STACK / "data/open-webui/webui.db").stat().st_uid == pwd.getpwnam(
-        USERS["open-webui"]).pw_uid
+        USERS["open-webui"]
+    ).pw_uid
     # The person reloads the chat's page: the question and the answer are there.
     person = admin_person(browser)
     try:
         person.page.goto(f"{WEBUI}/c/{chat_id}")
         question = person.page.locator("#messages-container .chat-user")
-        expect(question.get_by_text("Find the maximum and minimum")).to_be_visible(
-            timeout=60_000)
+        expect(question.get_by_text("Find the maximum and minimum")).to_be_visible(timeout=60_000)
         expect(person.last_answer().locator(".katex").first).to_be_visible()
         person.shot("chat-after-down-and-demo")
     finally:
@@ -210,13 +217,15 @@ def test_inventory_change_reaches_the_running_open_webui(tmp_path):
     inventory = tmp_path / "inventory"
     shutil.copytree(ROOT / "inventory" / "local", inventory)
     (inventory / "group_vars" / "all.yml").write_text(
-        (inventory / "group_vars" / "all.yml").read_text() + "\nr1_stack_gateway_port: 18490\n")
+        (inventory / "group_vars" / "all.yml").read_text() + "\nr1_stack_gateway_port: 18490\n"
+    )
     result = make("demo", f"INVENTORY={inventory}")
     assert_ok(result)
     # Open WebUI's env only seeds its first start: the running one learnt the new port
     # through the reconcile step.
     assert re.search(r"TASK \[Reconcile Open WebUI[^\n]*\]\s*\*+\s*changed:", result.stdout), (
-        result.stdout[-6000:])
+        result.stdout[-6000:]
+    )
     assert tool_server_urls(admin_token()) == ["http://127.0.0.1:18490"]
     assert requests.get("http://127.0.0.1:18490/health", timeout=10).status_code == 200
 
@@ -228,8 +237,9 @@ def test_broken_upgrade_rolls_back_and_the_smoke_passes_again(tmp_path):
     pins_before = json.loads((STACK / "native" / "pins.json").read_text())
     venvs_before = set(os.listdir(STACK / "venvs"))
     token = admin_token()
-    chats_before = requests.get(f"{WEBUI}/api/v1/chats/", timeout=30,
-                                headers={"Authorization": f"Bearer {token}"}).json()
+    chats_before = requests.get(
+        f"{WEBUI}/api/v1/chats/", timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ).json()
     pins = tmp_path / "broken-pins.yml"
     pins.write_text(json.dumps(BROKEN_PINS))
 
@@ -238,11 +248,16 @@ def test_broken_upgrade_rolls_back_and_the_smoke_passes_again(tmp_path):
     assert result.returncode != 0, "the broken upgrade did not fail"
     assert "Upgrade rolled back" in result.stdout, result.stdout[-6000:]
     assert json.loads((STACK / "native" / "pins.json").read_text()) == pins_before
-    smoke = subprocess.run([STACK / "native" / "bin" / "r1deploy", "smoke", "--stack-dir", STACK],
-                           capture_output=True, text=True, timeout=600)
+    smoke = subprocess.run(
+        [STACK / "native" / "bin" / "r1deploy", "smoke", "--stack-dir", STACK],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-2000:]
-    chats_after = requests.get(f"{WEBUI}/api/v1/chats/", timeout=30,
-                               headers={"Authorization": f"Bearer {admin_token()}"}).json()
+    chats_after = requests.get(
+        f"{WEBUI}/api/v1/chats/", timeout=30, headers={"Authorization": f"Bearer {admin_token()}"}
+    ).json()
     assert [c["id"] for c in chats_after] == [c["id"] for c in chats_before]
     # The broken version's environment is left for inspection; remove it here (~3 GB).
     for name in set(os.listdir(STACK / "venvs")) - venvs_before:

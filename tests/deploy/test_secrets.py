@@ -19,8 +19,12 @@ from tests.deploy.runs import ROOT, assert_ok, make
 from tests.deploy.test_native_demo import SECRETS, STACK, WEBUI, pids
 
 pytestmark = pytest.mark.deploy
-NAMES = {"vllm_api_key": "VLLM_API_KEY", "webui_secret_key": "WEBUI_SECRET_KEY",
-         "webui_admin_password": "WEBUI_ADMIN_PASSWORD", "tools_gateway_key": "TOOLS_GATEWAY_KEY"}
+NAMES = {
+    "vllm_api_key": "VLLM_API_KEY",
+    "webui_secret_key": "WEBUI_SECRET_KEY",
+    "webui_admin_password": "WEBUI_ADMIN_PASSWORD",
+    "tools_gateway_key": "TOOLS_GATEWAY_KEY",
+}
 
 
 def host_env() -> dict:
@@ -33,8 +37,7 @@ def host_env() -> dict:
 def second_checkout(tmp_path_factory) -> Path:
     """A clone of this checkout's commit: the same code, no secrets/."""
     clone = tmp_path_factory.mktemp("teammate") / "r1deploy"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
-                   check=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
     assert not (clone / "secrets").exists()
     return clone
 
@@ -50,8 +53,10 @@ def test_a_second_checkout_adopts_the_hosts_secrets_and_changes_nothing_there(se
     env_before, running = (STACK / ".env").read_bytes(), pids()
     result = make("demo", checkout=second_checkout)
     assert_ok(result)
-    assert ("localhost: adopted tools_gateway_key, vllm_api_key, webui_admin_password, "
-            "webui_secret_key from /opt/r1deploy/.env") in result.stdout, result.stdout[-6000:]
+    assert (
+        "localhost: adopted tools_gateway_key, vllm_api_key, webui_admin_password, "
+        "webui_secret_key from /opt/r1deploy/.env"
+    ) in result.stdout, result.stdout[-6000:]
     assert (STACK / ".env").read_bytes() == env_before
     assert pids() == running  # nothing restarted
     adopted = second_checkout / "secrets" / "localhost"
@@ -80,8 +85,11 @@ def test_a_checkout_whose_secret_differs_stops_before_any_change(second_checkout
 
 
 def _signin(password: str) -> int:
-    return requests.post(f"{WEBUI}/api/v1/auths/signin", timeout=30,
-                         json={"email": "admin@r1deploy.local", "password": password}).status_code
+    return requests.post(
+        f"{WEBUI}/api/v1/auths/signin",
+        timeout=30,
+        json={"email": "admin@r1deploy.local", "password": password},
+    ).status_code
 
 
 @pytest.mark.parametrize("secret", sorted(NAMES))
@@ -94,17 +102,24 @@ def test_rotating_a_secret_changes_it_everywhere_and_the_smoke_passes(secret):
     assert after[key] != before[key]
     assert (SECRETS / secret).read_text().strip() == after[key]
     assert {k: after[k] for k in NAMES.values() if k != key} == {
-        k: before[k] for k in NAMES.values() if k != key}
+        k: before[k] for k in NAMES.values() if k != key
+    }
     assert "0 failed" in result.stdout, result.stdout[-6000:]  # the deploy's smoke
     if secret == "vllm_api_key":
         for old_or_new, status in ((before[key], 401), (after[key], 200)):
-            answer = requests.get("http://127.0.0.1:8000/v1/models", timeout=30,
-                                  headers={"Authorization": f"Bearer {old_or_new}"})
+            answer = requests.get(
+                "http://127.0.0.1:8000/v1/models",
+                timeout=30,
+                headers={"Authorization": f"Bearer {old_or_new}"},
+            )
             assert answer.status_code == status
     elif secret == "tools_gateway_key":
         for old_or_new, refused in ((before[key], True), (after[key], False)):
-            answer = requests.get("http://127.0.0.1:8090/openapi.json", timeout=30,
-                                  headers={"Authorization": f"Bearer {old_or_new}"})
+            answer = requests.get(
+                "http://127.0.0.1:8090/openapi.json",
+                timeout=30,
+                headers={"Authorization": f"Bearer {old_or_new}"},
+            )
             assert (answer.status_code == 401) is refused
     elif secret == "webui_admin_password":
         assert _signin(before[key]) == 400 and _signin(after[key]) == 200

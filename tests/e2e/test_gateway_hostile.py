@@ -75,22 +75,45 @@ CASES = [
     Case("reset-body", 502, "upstream-unreachable", "the answer broke off"),
     Case("endless-headers", 502, "upstream-unreachable", "cannot reach 127.0.0.1"),
     Case("not-http", 502, "upstream-unreachable", "cannot reach 127.0.0.1"),
-    Case("redirect-metadata", 502, "redirect-off-host",
-         "redirected to http://169.254.169.254; the gateway follows redirects only within "
-         f"{UPSTREAM}"),
-    Case("redirect-loopback", 502, "redirect-off-host",
-         f"redirected to http://127.0.0.1; the gateway follows redirects only within {UPSTREAM}"),
+    Case(
+        "redirect-metadata",
+        502,
+        "redirect-off-host",
+        "redirected to http://169.254.169.254; the gateway follows redirects only within "
+        f"{UPSTREAM}",
+    ),
+    Case(
+        "redirect-loopback",
+        502,
+        "redirect-off-host",
+        f"redirected to http://127.0.0.1; the gateway follows redirects only within {UPSTREAM}",
+    ),
     Case("redirect-loop", 502, "too-many-redirects", "more than 5 redirects"),
     # Plugins without allow_private_network: refused before any connection.
-    Case("refused-loopback", 502, "address-refused",
-         "upstream host 127.0.0.1 resolves to 127.0.0.1 (loopback address): refused",
-         url=f"{UPSTREAM}/echo", allow_private_network=False),
-    Case("refused-localhost", 502, "address-refused",
-         "upstream host localhost resolves to ",
-         url=f"http://localhost:{hostile.UPSTREAM_PORT}/echo", allow_private_network=False),
-    Case("refused-metadata", 502, "address-refused",
-         "resolves to 169.254.169.254 (link-local / cloud metadata address): refused",
-         url=hostile.METADATA_URL, allow_private_network=False),
+    Case(
+        "refused-loopback",
+        502,
+        "address-refused",
+        "upstream host 127.0.0.1 resolves to 127.0.0.1 (loopback address): refused",
+        url=f"{UPSTREAM}/echo",
+        allow_private_network=False,
+    ),
+    Case(
+        "refused-localhost",
+        502,
+        "address-refused",
+        "upstream host localhost resolves to ",
+        url=f"http://localhost:{hostile.UPSTREAM_PORT}/echo",
+        allow_private_network=False,
+    ),
+    Case(
+        "refused-metadata",
+        502,
+        "address-refused",
+        "resolves to 169.254.169.254 (link-local / cloud metadata address): refused",
+        url=hostile.METADATA_URL,
+        allow_private_network=False,
+    ),
     # The gateway does not parse answers: a 200 that is not JSON is passed on unchanged.
     Case("not-json", 200, None, ""),
 ]
@@ -129,8 +152,9 @@ class Namespace:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.process.stdout], [], [], left)[0]:
-                raise AssertionError(f"no answer from the namespace within {timeout_s} s"
-                                     f"{self.log_tail()}")
+                raise AssertionError(
+                    f"no answer from the namespace within {timeout_s} s{self.log_tail()}"
+                )
             data = os.read(self.process.stdout.fileno(), 65536)
             if not data:
                 raise AssertionError(f"the namespace runner exited{self.log_tail()}")
@@ -179,11 +203,26 @@ def namespace(tmp_path_factory):
     log = work / "servers.log"
     key = secrets.token_urlsafe(32)
     process = subprocess.Popen(
-        ["unshare", "--net", "--", sys.executable, "-m", "tests.e2e.hostile_upstream",
-         "inside", "--gateway", str(GATEWAY_BIN), "--tools", str(tools_file(work / "tools.json")),
-         "--log", str(log)],
-        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env={**os.environ, "TOOLS_GATEWAY_KEY": key})
+        [
+            "unshare",
+            "--net",
+            "--",
+            sys.executable,
+            "-m",
+            "tests.e2e.hostile_upstream",
+            "inside",
+            "--gateway",
+            str(GATEWAY_BIN),
+            "--tools",
+            str(tools_file(work / "tools.json")),
+            "--log",
+            str(log),
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TOOLS_GATEWAY_KEY": key},
+    )
     ns = Namespace(process, log)
     try:
         ready = ns.read_line(180)
@@ -220,8 +259,7 @@ def corpus(namespace) -> dict:
         "normal_after": namespace.ask({"op": "call", "tool": NORMAL.name}),
         "hits": namespace.ask({"op": "get", "port": hostile.UPSTREAM_PORT, "path": "/hits"}),
     }
-    print(f"corpus: {len(CASES)} cases and {BURST} concurrent bombs in "
-          f"{results['seconds']:.1f} s")
+    print(f"corpus: {len(CASES)} cases and {BURST} concurrent bombs in {results['seconds']:.1f} s")
     return results
 
 
@@ -251,22 +289,32 @@ def test_the_bombs_are_small_on_the_wire_and_huge_decoded(namespace, name):
     payload = body(served)
     assert served["body_bytes"] == len(payload) < 1024, "a few hundred bytes on the wire"
     decoded = hostile.decoded_size(payload, header, limit=10**10)
-    print(f"{name}: Content-Encoding {header}, {len(payload)} bytes on the wire, "
-          f"{decoded} decoded ({decoded // CAP}x the cap)")
+    print(
+        f"{name}: Content-Encoding {header}, {len(payload)} bytes on the wire, "
+        f"{decoded} decoded ({decoded // CAP}x the cap)"
+    )
     assert len(header.split(",")) == 2
     assert decoded == hostile.BOMB_BYTES > 100 * CAP
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, id=case.name, marks=[pytest.mark.xfail(
-        reason=case.known_bug, raises=AssertionError, strict=True)])
-    if case.known_bug else pytest.param(case, id=case.name)
-    for case in CASES
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            case,
+            id=case.name,
+            marks=[pytest.mark.xfail(reason=case.known_bug, raises=AssertionError, strict=True)],
+        )
+        if case.known_bug
+        else pytest.param(case, id=case.name)
+        for case in CASES
+    ],
+)
 def test_hostile_upstream_answer(corpus, case):
     answer = corpus["answers"][case.name]
-    print(f"{case.name}: HTTP {answer['status']} in {answer['seconds']:.2f} s: "
-          f"{body(answer)[:200]!r}")
+    print(
+        f"{case.name}: HTTP {answer['status']} in {answer['seconds']:.2f} s: {body(answer)[:200]!r}"
+    )
     assert answer["seconds"] < TIMEOUT_S + MARGIN_S, answer
     if case.waits_for_timeout:
         assert answer["seconds"] >= TIMEOUT_S - 0.1, answer
@@ -291,8 +339,10 @@ def test_refused_answers_reach_nothing(corpus):
     assert all(port == hostile.UPSTREAM_PORT for port, _ in seen), seen
     assert seen.count((hostile.UPSTREAM_PORT, "/echo")) == 2, seen
     sent = {hit["path"]: hit["sent"] for hit in hits}
-    print("bytes the upstream wrote before the gateway went away: " + ", ".join(
-        f"{path} {size}" for path, size in sent.items() if size))
+    print(
+        "bytes the upstream wrote before the gateway went away: "
+        + ", ".join(f"{path} {size}" for path, size in sent.items() if size)
+    )
     # The over-cap answers really were over the cap (the endless ones are cut off by the
     # gateway closing the connection; what is in socket buffers counts as written).
     for path in ("/endless-chunked", "/no-length", "/huge-length"):
@@ -310,8 +360,10 @@ def test_concurrent_bombs_are_each_refused(corpus):
 
 def test_gateway_memory_stays_bounded_and_it_keeps_serving(corpus):
     before, after = corpus["memory_before"], corpus["memory_after"]
-    print(f"gateway memory: VmRSS {mib(before['VmRSS'])} before the corpus, "
-          f"VmHWM {mib(after['VmHWM'])} after it (VmRSS {mib(after['VmRSS'])})")
+    print(
+        f"gateway memory: VmRSS {mib(before['VmRSS'])} before the corpus, "
+        f"VmHWM {mib(after['VmHWM'])} after it (VmRSS {mib(after['VmRSS'])})"
+    )
     assert after["VmHWM"] < MAX_GATEWAY_HWM, after
     assert after["VmHWM"] - before["VmRSS"] < MAX_HWM_GROWTH, (before, after)
     health = corpus["health"]

@@ -122,9 +122,7 @@ def test_gateway_calls_the_weather_plugin_against_stub_upstream(gateway, keys, w
     assert weather_stub.seen[-1].path == "/weather/Paris"
 
 
-def test_reconcile_keeps_the_admin_session_and_signs_in_only_when_it_ended(
-    stack_dir, monkeypatch
-):
+def test_reconcile_keeps_the_admin_session_and_signs_in_only_when_it_ended(stack_dir, monkeypatch):
     """Open WebUI counts every sign-in against its rate limit; every deploy reconciles."""
     from r1deploy.webui import client as webui_client
     from r1deploy.webui.reconcile import SESSION_FILE, reconcile_stack

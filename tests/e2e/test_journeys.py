@@ -36,8 +36,11 @@ ENGINES = {"vllm": ("stack", "webui"), "llamacpp": ("llamacpp_stack", "llamacpp_
 def served(request) -> SimpleNamespace:
     """One engine's whole stack, up and reconciled (the journeys run once per engine)."""
     stack_fixture, webui_fixture = ENGINES[request.param]
-    return SimpleNamespace(engine=request.param, stack=request.getfixturevalue(stack_fixture),
-                           webui=request.getfixturevalue(webui_fixture))
+    return SimpleNamespace(
+        engine=request.param,
+        stack=request.getfixturevalue(stack_fixture),
+        webui=request.getfixturevalue(webui_fixture),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,12 @@ def site(served) -> dict:
         url, ca_file = door["url"], served.stack / door["ca_file"]
     else:
         url, ca_file = settings["webui"]["url"], None
-    return {"url": url, "ca_file": ca_file,
-            "email": env["WEBUI_ADMIN_EMAIL"], "password": env["WEBUI_ADMIN_PASSWORD"]}
+    return {
+        "url": url,
+        "ca_file": ca_file,
+        "email": env["WEBUI_ADMIN_EMAIL"],
+        "password": env["WEBUI_ADMIN_PASSWORD"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +83,7 @@ def person(browser, site, request):
         someone.close()
 
 
-def test_the_product_guides_maths_problem_answers_with_reasoning_and_rendered_maths(
-        person, site):
+def test_the_product_guides_maths_problem_answers_with_reasoning_and_rendered_maths(person, site):
     admin = person("admin")
     admin.sign_in(site["email"], site["password"])
     message = admin.ask(script.MATHS_PROMPT)
@@ -101,7 +107,8 @@ def test_the_product_guides_maths_problem_answers_with_reasoning_and_rendered_ma
 
 
 def test_tools_switched_on_in_a_chat_call_the_gateway_which_calls_the_upstream_stand_in(
-        person, site, stack_upstream):
+    person, site, stack_upstream
+):
     admin = person("admin")
     admin.sign_in(site["email"], site["password"])
     calls_before = len(stack_upstream.seen)
@@ -161,9 +168,12 @@ def test_admin_creates_a_user_who_chats_but_cannot_administer_and_signs_out(pers
     expect(visitor.page.locator('input[type="password"]')).to_be_visible(timeout=60_000)
     expect(visitor.page.get_by_text("Sign up", exact=True)).to_have_count(0)
     visitor.shot("no-signup")
-    refused = requests.post(f"{site['url']}/api/v1/auths/signup", timeout=30,
-                            verify=str(site["ca_file"]) if site["ca_file"] else True,
-                            json={"name": "x", "email": f"x-{email}", "password": password})
+    refused = requests.post(
+        f"{site['url']}/api/v1/auths/signup",
+        timeout=30,
+        verify=str(site["ca_file"]) if site["ca_file"] else True,
+        json={"name": "x", "email": f"x-{email}", "password": password},
+    )
     assert refused.status_code >= 400, refused.text
 
 
@@ -179,7 +189,6 @@ def test_a_chat_survives_a_restart_of_open_webui(person, site, served):
     webui.wait_healthy(300)
     admin.page.goto(chat_url)
     question = admin.page.locator("#messages-container .chat-user")
-    expect(question.get_by_text(script.MATHS_PROMPT.split(" of ")[0])).to_be_visible(
-        timeout=60_000)
+    expect(question.get_by_text(script.MATHS_PROMPT.split(" of ")[0])).to_be_visible(timeout=60_000)
     expect(admin.last_answer().locator(".katex").first).to_be_visible()
     admin.shot("after-restart")

@@ -28,8 +28,9 @@ def test_the_build_is_cached_by_version_and_reports_the_pinned_build(llamacpp_bu
     assert again.reused and again.prefix == llamacpp_build.prefix
     assert time.monotonic() - started < 5  # a cache hit reads a marker, builds nothing
     assert f"llama.cpp-{pins.load().build_tag}-" in again.prefix
-    version = subprocess.run([again.llama_server, "--version"], capture_output=True,
-                             text=True, timeout=30)
+    version = subprocess.run(
+        [again.llama_server, "--version"], capture_output=True, text=True, timeout=30
+    )
     pin = pins.load()
     assert f"(build {pin.build}, commit {pin.commit[:7]})" in version.stdout + version.stderr
 
@@ -52,16 +53,17 @@ def test_llama_server_runs_the_flags_the_role_rendered(llamacpp_stack, llamacpp_
     assert settings["engine"] == "llama_cpp"
     argv = llamacpp_services["llamacpp"]["argv"]
     rendered = settings["llamacpp"]["args"]
-    for flag in ("--alias", "--ctx-size", "--parallel", "--reasoning-format", "--temp",
-                 "--top-p"):
+    for flag in ("--alias", "--ctx-size", "--parallel", "--reasoning-format", "--temp", "--top-p"):
         assert argv[argv.index(flag) + 1] == rendered[rendered.index(flag) + 1], flag
     assert {"--jinja", "--metrics", "--no-webui"} <= set(argv)
     assert argv[argv.index("--chat-template-file") + 1] == str(
-        llamacpp_stack.resolve() / "chat_template.jinja")
+        llamacpp_stack.resolve() / "chat_template.jinja"
+    )
     key = stacklib.read_env(llamacpp_stack)["VLLM_API_KEY"]
     assert key not in argv  # the key goes through the environment, not the command line
-    props = requests.get(f"{settings['vllm']['url']}/props", timeout=10,
-                         headers={"Authorization": f"Bearer {key}"}).json()
+    props = requests.get(
+        f"{settings['vllm']['url']}/props", timeout=10, headers={"Authorization": f"Bearer {key}"}
+    ).json()
     assert props["build_info"] == settings["llamacpp"]["build_info"] == pins.load().build_info
     assert props["total_slots"] == settings["llamacpp"]["parallel"]
 
@@ -73,8 +75,7 @@ def test_smoke_passes_every_check_against_llama_cpp(llamacpp_stack):
     door = [name for name in EXPECTED_PASS if name.startswith("frontdoor.")]
     expected = [name for name in EXPECTED_PASS if name not in door] + ["vllm.metrics"]
     statuses = run.statuses()
-    assert {name: statuses[name] for name in expected} == dict.fromkeys(expected, "pass"), (
-        run.table)
+    assert {name: statuses[name] for name in expected} == dict.fromkeys(expected, "pass"), run.table
     assert {name: statuses[name] for name in door} == dict.fromkeys(door, "skip"), run.table
 
 
@@ -90,23 +91,33 @@ def test_smoke_sees_the_scripted_model_say_its_script_through_llama_cpp(llamacpp
     stream = run.check("vllm.stream")["data"]
     assert stream["text"] == "\n" + script.REASONING + script.ANSWER
     assert run.check("vllm.tool_call")["data"] == {
-        "tool": script.TOOL_NAME, "arguments": {"city": script.TOOL_CITY}}
+        "tool": script.TOOL_NAME,
+        "arguments": {"city": script.TOOL_CITY},
+    }
     assert any(f.startswith("llamacpp:") for f in run.check("vllm.metrics")["data"]["families"])
     assert run.check("webui.chat")["data"]["content"] == script.ANSWER
     ui = run.check("webui.ui_chat")["data"]
     assert ui["content"] == script.ANSWER
-    assert 0 < ui["usage"]["prompt_tokens"] <= stacklib.read_settings(llamacpp_stack)["model"][
-        "prompt_budget"]
+    assert (
+        0
+        < ui["usage"]["prompt_tokens"]
+        <= stacklib.read_settings(llamacpp_stack)["model"]["prompt_budget"]
+    )
 
 
 def test_the_maths_reply_survives_quantization_exactly(llamacpp_stack):
     settings = stacklib.read_settings(llamacpp_stack)
     key = stacklib.read_env(llamacpp_stack)["VLLM_API_KEY"]
     answer = requests.post(
-        f"{settings['vllm']['url']}/v1/chat/completions", timeout=60,
+        f"{settings['vllm']['url']}/v1/chat/completions",
+        timeout=60,
         headers={"Authorization": f"Bearer {key}"},
-        json={"model": settings["model"]["served_name"], "max_tokens": 400,
-              "messages": [{"role": "user", "content": script.MATHS_PROMPT}]}).json()
+        json={
+            "model": settings["model"]["served_name"],
+            "max_tokens": 400,
+            "messages": [{"role": "user", "content": script.MATHS_PROMPT}],
+        },
+    ).json()
     message = answer["choices"][0]["message"]
     assert message["content"] == script.MATHS.answer_text
     assert message["reasoning_content"] == "\n" + script.MATHS.reasoning_text
@@ -117,10 +128,30 @@ def test_bench_measures_llama_cpp_with_exact_prompt_lengths(llamacpp_stack, tmp_
     empty token list from it): prompts of exactly --input-len tokens."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "r1deploy.cli", "bench", "run", "--stack-dir", str(llamacpp_stack),
-         "--input-len", "32", "--output-len", "16", "--num-prompts", "4", "--concurrency", "2",
-         "--output", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "r1deploy.cli",
+            "bench",
+            "run",
+            "--stack-dir",
+            str(llamacpp_stack),
+            "--input-len",
+            "32",
+            "--output-len",
+            "16",
+            "--num-prompts",
+            "4",
+            "--concurrency",
+            "2",
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     result = json.loads(out.read_text())
     assert result["settings"]["prompt_length_method"] == "exact, server /tokenize"

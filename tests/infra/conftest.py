@@ -25,8 +25,10 @@ def gpu(host):
     pci = host.run("grep -l 0x10de /sys/bus/pci/devices/*/vendor 2>/dev/null")
     smi = host.run("nvidia-smi -L")
     if not pci.stdout.strip() and smi.rc != 0:
-        pytest.skip(f"no NVIDIA GPU on {host.backend.get_hostname()} (no PCI vendor 0x10de, "
-                    "nvidia-smi absent or failing): GPU checks do not apply")
+        pytest.skip(
+            f"no NVIDIA GPU on {host.backend.get_hostname()} (no PCI vendor 0x10de, "
+            "nvidia-smi absent or failing): GPU checks do not apply"
+        )
     return smi
 
 
@@ -34,8 +36,10 @@ def gpu(host):
 def stack_dir(host, host_vars):
     path = host_vars.get("r1_stack_dir", DEFAULT_STACK_DIR)
     if not host.file(f"{path}/compose.yaml").exists:
-        pytest.skip(f"no stack deployed on {host.backend.get_hostname()} ({path}/compose.yaml "
-                    "absent): stack checks do not apply")
+        pytest.skip(
+            f"no stack deployed on {host.backend.get_hostname()} ({path}/compose.yaml "
+            "absent): stack checks do not apply"
+        )
     return path
 
 

@@ -31,8 +31,9 @@ def test_nvidia_runtime_registered_in_docker(host, gpu):
 
 
 def test_container_sees_the_gpu(host, gpu, host_vars):
-    image = host_vars.get("nvidia_container_toolkit_verify_image",
-                          "nvidia/cuda:12.4.1-base-ubuntu22.04")
+    image = host_vars.get(
+        "nvidia_container_toolkit_verify_image", "nvidia/cuda:12.4.1-base-ubuntu22.04"
+    )
     res = host.run(f"docker run --rm --gpus all {image} nvidia-smi -L")
     assert res.rc == 0, res.stderr
     assert "GPU 0:" in res.stdout

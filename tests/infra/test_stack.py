@@ -6,9 +6,15 @@ from urllib.parse import urlsplit
 import pytest
 
 
-@pytest.mark.parametrize(("name", "mode"), [
-    (".env", 0o600), ("compose.yaml", 0o644), ("settings.json", 0o644), ("tools.json", 0o644),
-])
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        (".env", 0o600),
+        ("compose.yaml", 0o644),
+        ("settings.json", 0o644),
+        ("tools.json", 0o644),
+    ],
+)
 def test_stack_file_has_the_contract_mode(host, stack_dir, name, mode):
     path = host.file(f"{stack_dir}/{name}")
     assert path.exists, f"{stack_dir}/{name} is missing"

@@ -74,32 +74,48 @@ def check_role(role: Path) -> list[Drift]:
     found: list[Drift] = []
     for name in defaults:
         if name not in options:
-            found.append(Drift(defaults_file, default_lines.get((name,)),
-                               f"{name} is set here but no entry point of {specs_file.name} "
-                               f"declares it. Fix: add it under argument_specs.main.options "
-                               "with its type and description"))
+            found.append(
+                Drift(
+                    defaults_file,
+                    default_lines.get((name,)),
+                    f"{name} is set here but no entry point of {specs_file.name} "
+                    f"declares it. Fix: add it under argument_specs.main.options "
+                    "with its type and description",
+                )
+            )
     for name, declared in options.items():
         for entry, option in declared:
             line = spec_lines.get(("argument_specs", entry, "options", name))
             if name not in defaults:
                 if not option.get("required"):
-                    found.append(Drift(specs_file, line,
-                                       f"{name} (entry point {entry}) is not set in "
-                                       "defaults/main.yml. Fix: give it its default there, "
-                                       "mark it required: true, or remove it from the spec"))
+                    found.append(
+                        Drift(
+                            specs_file,
+                            line,
+                            f"{name} (entry point {entry}) is not set in "
+                            "defaults/main.yml. Fix: give it its default there, "
+                            "mark it required: true, or remove it from the spec",
+                        )
+                    )
                 continue
             if "default" in option and option["default"] != defaults[name]:
-                found.append(Drift(specs_file, line,
-                                   f"{name} (entry point {entry}): the spec says default "
-                                   f"{option['default']!r} but defaults/main.yml sets "
-                                   f"{defaults[name]!r}. Fix: write the defaults file's value "
-                                   "in the spec (defaults/main.yml is what Ansible uses)"))
+                found.append(
+                    Drift(
+                        specs_file,
+                        line,
+                        f"{name} (entry point {entry}): the spec says default "
+                        f"{option['default']!r} but defaults/main.yml sets "
+                        f"{defaults[name]!r}. Fix: write the defaults file's value "
+                        "in the spec (defaults/main.yml is what Ansible uses)",
+                    )
+                )
     return found
 
 
 def check_roles(roles_dir: Path) -> list[Drift]:
-    return [d for role in sorted(p for p in roles_dir.iterdir() if p.is_dir())
-            for d in check_role(role)]
+    return [
+        d for role in sorted(p for p in roles_dir.iterdir() if p.is_dir()) for d in check_role(role)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     for drift in found:
         print(drift)
     roles = sum(1 for p in roles_dir.iterdir() if p.is_dir())
-    print(f"argspecs: {roles} roles, {len(found)} disagreements between defaults/main.yml "
-          "and meta/argument_specs.yml")
+    print(
+        f"argspecs: {roles} roles, {len(found)} disagreements between defaults/main.yml "
+        "and meta/argument_specs.yml"
+    )
     return 1 if found else 0
 
 

@@ -43,15 +43,19 @@ The smoke checks of a running stack are listed in
 """
 
 SECTIONS = (
-    ("`r1deploy compose validate` (compose.yaml)",
-     "The Compose specification's schema, then this stack's rules. The model's numbers "
-     "(attention heads, context) come from `r1deploy/model_facts.json`: the facts of the model "
-     "the vLLM command names, the R1 distill's when the file does not know it.",
-     COMPOSE_RULES),
-    ("`r1deploy tools validate` (tools.json)",
-     "The file format (`r1deploy/tools/tools.schema.json`: a failed keyword is reported as "
-     "`schema-<keyword>`), then the rules of each plugin, then those across files.",
-     TOOLS_RULES),
+    (
+        "`r1deploy compose validate` (compose.yaml)",
+        "The Compose specification's schema, then this stack's rules. The model's numbers "
+        "(attention heads, context) come from `r1deploy/model_facts.json`: the facts of the model "
+        "the vLLM command names, the R1 distill's when the file does not know it.",
+        COMPOSE_RULES,
+    ),
+    (
+        "`r1deploy tools validate` (tools.json)",
+        "The file format (`r1deploy/tools/tools.schema.json`: a failed keyword is reported as "
+        "`schema-<keyword>`), then the rules of each plugin, then those across files.",
+        TOOLS_RULES,
+    ),
 )
 
 
@@ -61,8 +65,7 @@ def _cell(text: str) -> str:
 
 def _table(rules: tuple[Rule, ...]) -> str:
     rows = ["| rule | family | severity | what it catches |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{r.id}` | {r.family} | {r.severity} | {_cell(r.description)} |"
-             for r in rules]
+    rows += [f"| `{r.id}` | {r.family} | {r.severity} | {_cell(r.description)} |" for r in rules]
     return "\n".join(rows) + "\n"
 
 

@@ -80,17 +80,26 @@ class Host:
                 tar.addfile(info, io.BytesIO(content))
         self.ssh("tar -C / -xf -", stdin=buf.getvalue())
 
-    def play(self, roles: list[str], *, check: bool = False, tags: str | None = None,
-             **extra) -> Run:
+    def play(
+        self, roles: list[str], *, check: bool = False, tags: str | None = None, **extra
+    ) -> Run:
         """Run tests/provision/roles.yml with the json callback; return the recap."""
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                   ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                   ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-                   PATH=f"{BIN}:{os.environ['PATH']}")
-        cmd = [str(BIN / "ansible-playbook"), "-i", str(self.inventory),
-               str(REPO / "tests/provision/roles.yml"),
-               "-e", json.dumps({"r1t_roles": roles, **extra})]
+        env = dict(
+            os.environ,
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+            ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+            PATH=f"{BIN}:{os.environ['PATH']}",
+        )
+        cmd = [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(self.inventory),
+            str(REPO / "tests/provision/roles.yml"),
+            "-e",
+            json.dumps({"r1t_roles": roles, **extra}),
+        ]
         if check:
             cmd.append("--check")
         if tags:
@@ -99,19 +108,36 @@ class Host:
         try:
             stats = json.loads(res.stdout)["stats"]
         except (ValueError, KeyError) as exc:
-            raise AssertionError(f"ansible-playbook gave no recap:\n{res.stdout}\n{res.stderr}") \
-                from exc
+            raise AssertionError(
+                f"ansible-playbook gave no recap:\n{res.stdout}\n{res.stderr}"
+            ) from exc
         return Run(res.returncode, res.stdout, stats)
 
 
 def run_testinfra(inventory: Path, target: str = "tests/infra") -> subprocess.CompletedProcess:
     """The testinfra checks (tests/infra) against the r1t group, through the Ansible backend."""
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}",
-               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    env = dict(
+        os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
+    )
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
-         str(REPO / target), "--hosts=ansible://r1t", f"--ansible-inventory={inventory}"],
-        capture_output=True, text=True, env=env, cwd=REPO, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            "-q",
+            str(REPO / target),
+            "--hosts=ansible://r1t",
+            f"--ansible-inventory={inventory}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -136,15 +162,19 @@ def build_deb(name: str, version: str, files: dict[str, tuple[bytes, int]], tmp:
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN/control").write_text(
         f"Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: r1deploy tests\n"
-        f"Depends: python3\nDescription: r1deploy stand-in for a host without a GPU\n")
+        f"Depends: python3\nDescription: r1deploy stand-in for a host without a GPU\n"
+    )
     for path, (content, mode) in files.items():
         dest = root / path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(content)
         dest.chmod(mode)
     deb = tmp / f"{name}_{version}_amd64.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
     return deb
 
 
@@ -152,9 +182,12 @@ def flat_repo_index(debs: list[Path]) -> bytes:
     """The Packages file of a flat apt repository (the layout NVIDIA's toolkit repo uses)."""
     stanzas = []
     for deb in debs:
-        control = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True,
-                                 check=True).stdout.strip()
+        control = subprocess.run(
+            ["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True
+        ).stdout.strip()
         data = deb.read_bytes()
-        stanzas.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
-                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+        stanzas.append(
+            f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
+            f"SHA256: {hashlib.sha256(data).hexdigest()}\n"
+        )
     return "\n".join(stanzas).encode()

@@ -27,8 +27,11 @@ pytestmark = pytest.mark.infra
 STACK = "/srv/r1native"
 STANDIN = Path(__file__).parent / "standin" / "r1deploy-service"
 PORTS = {"vllm": 8000, "tools-gateway": 8090, "open-webui": 3000}
-DATA = {"vllm": [f"{STACK}/data/hf-cache", f"{STACK}/data/vllm-cache"],
-        "tools-gateway": [], "open-webui": [f"{STACK}/data/open-webui"]}
+DATA = {
+    "vllm": [f"{STACK}/data/hf-cache", f"{STACK}/data/vllm-cache"],
+    "tools-gateway": [],
+    "open-webui": [f"{STACK}/data/open-webui"],
+}
 MODEL = f"{STACK}/models/test"
 ROLE_VARS = {"r1_native_stack_dir": STACK, "r1_native_model_path": MODEL}
 TAGS = "r1_native_configure,r1_native_run"
@@ -46,8 +49,10 @@ def stack_files() -> dict[str, tuple[bytes, int]]:
     config = _config("cpu")
     return {
         f"{STACK}/settings.json": (json.dumps(r1_stack.r1_stack_settings(config)).encode(), 0o644),
-        f"{STACK}/compose.yaml": (yaml.safe_dump(r1_stack.r1_stack_compose(config)).encode(),
-                                  0o644),
+        f"{STACK}/compose.yaml": (
+            yaml.safe_dump(r1_stack.r1_stack_compose(config)).encode(),
+            0o644,
+        ),
         f"{STACK}/.env": (DOTENV_TEXT.encode(), 0o600),
         f"{STACK}/gateway/r1deploy-src.tar.gz": (b"not needed: no install here", 0o644),
         f"{MODEL}/config.json": (b"{}", 0o644),
@@ -69,16 +74,25 @@ def native(host):
     first = host.play(["r1_native"], tags="r1_native_configure", **ROLE_VARS)
     assert first.rc == 0, first.messages()
     # The stand-in goes where each real server would be: the first word of its command.
-    argv0 = host.ssh(f". {STACK}/native/r1ctl.conf && "
-                     "echo ${ARGV_vllm[0]} ${ARGV_tools_gateway[0]} ${ARGV_open_webui[0]}").split()
+    argv0 = host.ssh(
+        f". {STACK}/native/r1ctl.conf && "
+        "echo ${ARGV_vllm[0]} ${ARGV_tools_gateway[0]} ${ARGV_open_webui[0]}"
+    ).split()
     host.put({path: (STANDIN.read_bytes(), 0o755) for path in argv0})
     started = host.play(["r1_native"], tags=TAGS, **ROLE_VARS)
     again = host.play(["r1_native"], tags=TAGS, **ROLE_VARS)
-    yield {"first": first, "started": started, "again": again,
-           "findings": {s: ask(host, port, "/standin") for s, port in PORTS.items()}}
+    yield {
+        "first": first,
+        "started": started,
+        "again": again,
+        "findings": {s: ask(host, port, "/standin") for s, port in PORTS.items()},
+    }
     units = " ".join(f"r1deploy-{service}.service" for service in USERS)
-    host.ssh(f"systemctl disable --now {units}; cd /etc/systemd/system && rm -f {units}; "
-             f"systemctl daemon-reload; rm -rf {STACK}", check=False)
+    host.ssh(
+        f"systemctl disable --now {units}; cd /etc/systemd/system && rm -f {units}; "
+        f"systemctl daemon-reload; rm -rf {STACK}",
+        check=False,
+    )
 
 
 def test_the_role_starts_the_units_and_a_second_run_changes_nothing(native):
@@ -106,8 +120,9 @@ def test_each_service_writes_only_its_own_data(native):
         assert writable == DATA[service], (service, found["write"])
         # Outside the data: the sandbox's read-only system, not just file modes.
         assert found["write"]["/etc"] == "Read-only file system", service
-        assert found["write"][f"{STACK}/.env"] in ("Read-only file system",
-                                                    "Permission denied"), service
+        assert found["write"][f"{STACK}/.env"] in ("Read-only file system", "Permission denied"), (
+            service
+        )
 
 
 def test_each_service_reads_only_its_own_env_file(native):
@@ -119,7 +134,8 @@ def test_each_service_reads_only_its_own_env_file(native):
 def test_files_and_data_dirs_belong_to_whom_they_should(host, native):
     for service, user in USERS.items():
         assert host.ssh(f"stat -c '%a %U:%G' {STACK}/native/env/{service}.env").strip() == (
-            f"640 root:{user}")
+            f"640 root:{user}"
+        )
         for path in DATA[service]:
             # What the older deployment left to root in it is the service's now.
             owners = host.ssh(f"find {path} -printf '%u:%g\\n' | sort -u").split()
@@ -144,8 +160,9 @@ def test_a_model_the_vllm_user_cannot_read_stops_the_deploy_saying_how(host, nat
     try:
         run = host.play(["r1_native"], tags="r1_native_configure", **ROLE_VARS)
         assert run.rc != 0
-        assert (f"{MODEL}/config.json cannot be read by r1deploy-vllm" in run.messages()
-                ), run.messages()
+        assert f"{MODEL}/config.json cannot be read by r1deploy-vllm" in run.messages(), (
+            run.messages()
+        )
         assert f"chmod -R o+rX {MODEL}" in run.messages().replace("\n", " ")
     finally:
         host.ssh(f"chmod 0644 {shlex.quote(MODEL)}/config.json")

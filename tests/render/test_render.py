@@ -29,8 +29,18 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 GOLDEN = REPO / "tests" / "golden"
 BIN = Path(sys.executable).parent
-SCENARIOS = ["gpu-default", "gpu-tp2", "gpu-device-ids", "cpu", "cpu-air-gapped", "air-gapped",
-             "custom-ports", "tls-acme", "front-door-off", "native-front-door"]
+SCENARIOS = [
+    "gpu-default",
+    "gpu-tp2",
+    "gpu-device-ids",
+    "cpu",
+    "cpu-air-gapped",
+    "air-gapped",
+    "custom-ports",
+    "tls-acme",
+    "front-door-off",
+    "native-front-door",
+]
 # The second render: a GPU and a CPU stack are enough to show nothing changes.
 RERENDERED = ["gpu-default", "cpu"]
 STACK_FILES = {
@@ -357,10 +367,16 @@ def test_gpu_default_runs_vllm_with_the_product_flags(first):
 
 def test_the_context_is_sized_to_the_gpu_memory_given(first):
     out, _, _ = first
-    contexts = {host: json.loads((out / host / "settings.json").read_text())["model"]
-                for host in ("gpu-default", "gpu-tp2", "custom-ports", "cpu")}
+    contexts = {
+        host: json.loads((out / host / "settings.json").read_text())["model"]
+        for host in ("gpu-default", "gpu-tp2", "custom-ports", "cpu")
+    }
     assert {h: m["max_model_len"] for h, m in contexts.items()} == {
-        "gpu-default": 8192, "gpu-tp2": 32768, "custom-ports": 16384, "cpu": 8192}
+        "gpu-default": 8192,
+        "gpu-tp2": 32768,
+        "custom-ports": 16384,
+        "cpu": 8192,
+    }
     assert "r1_stack_gpu_memory_mib" in contexts["gpu-default"]["context_reason"]
     assert "2 x 12288 MiB x 0.9" in contexts["gpu-tp2"]["context_reason"]
     # What Open WebUI asks for is what the context leaves after a question and the tools.
@@ -380,17 +396,24 @@ def test_open_webuis_model_entry_has_builtin_tools_off_and_r1_sampling(first):
     assert entry["description"].startswith("DeepSeek-R1-Distill-Qwen-1.5B")
     air = json.loads((out / "air-gapped" / "settings.json").read_text())["webui"]["model"]
     assert air["tool_ids"] == []  # no gateway there
-    connections = json.loads(load_compose(out, "gpu-default")["services"]["open-webui"][
-        "environment"]["TOOL_SERVER_CONNECTIONS"])
+    connections = json.loads(
+        load_compose(out, "gpu-default")["services"]["open-webui"]["environment"][
+            "TOOL_SERVER_CONNECTIONS"
+        ]
+    )
     # Every signed-in user may use the gateway's tools, not only admins.
     assert connections[0]["config"]["access_grants"] == [
-        {"principal_type": "user", "principal_id": "*", "permission": "read"}]
+        {"principal_type": "user", "principal_id": "*", "permission": "read"}
+    ]
 
 
 FRONT_DOOR_FILES = {  # path in the stack -> mode
-    "front-door/nginx.conf": 0o644, "front-door/api-keys.map": 0o600,
-    "front-door/upstream-auth.conf": 0o600, "front-door/tls/server.crt": 0o644,
-    "front-door/tls/server.key": 0o600, "front-door/tls/ca.crt": 0o644,
+    "front-door/nginx.conf": 0o644,
+    "front-door/api-keys.map": 0o600,
+    "front-door/upstream-auth.conf": 0o600,
+    "front-door/tls/server.crt": 0o644,
+    "front-door/tls/server.key": 0o600,
+    "front-door/tls/ca.crt": 0o644,
     "front-door/tls/ca.key": 0o600,
 }
 
@@ -400,8 +423,9 @@ def test_the_front_door_is_the_only_published_way_in(first):
     compose = load_compose(out, "gpu-default")
     services = compose["services"]
     assert services["front-door"]["ports"] == ["0.0.0.0:443:8443", "0.0.0.0:80:8080"]
-    published = [p for name, s in services.items() if name != "front-door"
-                 for p in s.get("ports", [])]
+    published = [
+        p for name, s in services.items() if name != "front-door" for p in s.get("ports", [])
+    ]
     assert published and all(p.startswith("127.0.0.1:") for p in published), published
     assert services["open-webui"]["environment"]["WEBUI_URL"] == "https://gpu-default"
     for path, mode in FRONT_DOOR_FILES.items():
@@ -410,15 +434,19 @@ def test_the_front_door_is_the_only_published_way_in(first):
     assert env["API_KEY_OPS"] == (secrets / "gpu-default" / "api_key_ops").read_text().strip()
     keys = (out / "gpu-default" / "front-door" / "api-keys.map").read_text()
     assert f'"Bearer {env["API_KEY_OPS"]}" "ops";' in keys
-    assert env["VLLM_API_KEY"] in (out / "gpu-default" / "front-door" / "upstream-auth.conf"
-                                   ).read_text()
+    assert (
+        env["VLLM_API_KEY"]
+        in (out / "gpu-default" / "front-door" / "upstream-auth.conf").read_text()
+    )
     # The stack's CA issued the front door's certificate, for its name and this host.
     from cryptography import x509
 
     cert = x509.load_pem_x509_certificate(
-        (out / "gpu-default" / "front-door" / "tls" / "server.crt").read_bytes())
+        (out / "gpu-default" / "front-door" / "tls" / "server.crt").read_bytes()
+    )
     ca = x509.load_pem_x509_certificate(
-        (out / "gpu-default" / "front-door" / "tls" / "ca.crt").read_bytes())
+        (out / "gpu-default" / "front-door" / "tls" / "ca.crt").read_bytes()
+    )
     assert cert.issuer == ca.subject
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["gpu-default", "localhost"]
@@ -453,15 +481,19 @@ def _nginx_accepts(conf: Path, hosts: dict[str, str] | None = None) -> subproces
     if not hosts:
         return subprocess.run(["nginx", "-t", "-c", str(conf)], capture_output=True, text=True)
     hosts_file = conf.parent / "hosts.nginx-t"
-    hosts_file.write_text("".join(f"{ip} {name}\n" for name, ip in hosts.items())
-                          + "127.0.0.1 localhost\n")
+    hosts_file.write_text(
+        "".join(f"{ip} {name}\n" for name, ip in hosts.items()) + "127.0.0.1 localhost\n"
+    )
     script = f"mount --bind {hosts_file} /etc/hosts && exec nginx -t -c {conf}"
-    return subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
-                          text=True)
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True
+    )
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nginx"),
-                    reason="nginx -t needs root and Debian's nginx (make test-render installs it)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nginx"),
+    reason="nginx -t needs root and Debian's nginx (make test-render installs it)",
+)
 def test_nginx_accepts_the_rendered_front_door_for_both_runtimes(first, tmp_path):
     out, _, _ = first
     native = out / "native-front-door" / "front-door"
@@ -472,8 +504,11 @@ def test_nginx_accepts_the_rendered_front_door_for_both_runtimes(first, tmp_path
     compose_dir = tmp_path / "front-door"
     shutil.copytree(out / "gpu-default" / "front-door", compose_dir)
     conf = compose_dir / "nginx.conf"
-    conf.write_text(conf.read_text().replace("/etc/r1deploy/front-door", str(compose_dir))
-                    .replace("user nginx;", "user www-data;"))
+    conf.write_text(
+        conf.read_text()
+        .replace("/etc/r1deploy/front-door", str(compose_dir))
+        .replace("user nginx;", "user www-data;")
+    )
     done = _nginx_accepts(conf, {"vllm": "127.0.0.1", "open-webui": "127.0.0.1"})
     assert done.returncode == 0, done.stderr
 
@@ -490,25 +525,48 @@ def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=90))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     crt, pem = directory / "operator.crt", directory / "operator.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return crt, pem
 
 
 def test_a_provided_certificate_is_served_as_given_and_no_ca_is_made(tmp_path):
     crt, key = _self_signed(tmp_path, "chat.example.net")
     inventory = tmp_path / "inventory.yml"
-    inventory.write_text(json.dumps({"all": {"hosts": {"tls-provided": {
-        "r1_stack_front_door_name": "chat.example.net", "r1_stack_tls_mode": "provided",
-        "r1_stack_tls_cert_file": str(crt), "r1_stack_tls_key_file": str(key)}}}}))
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        "tls-provided": {
+                            "r1_stack_front_door_name": "chat.example.net",
+                            "r1_stack_tls_mode": "provided",
+                            "r1_stack_tls_cert_file": str(crt),
+                            "r1_stack_tls_key_file": str(key),
+                        }
+                    }
+                }
+            }
+        )
+    )
     rc, result = render(inventory, tmp_path / "out", tmp_path / "secrets")
     assert rc == 0, failures(result)
     tls = tmp_path / "out" / "tls-provided" / "front-door" / "tls"
@@ -586,9 +644,12 @@ def test_an_air_gapped_edge_board_converts_the_gguf_on_the_host(first):
     server = load_compose(out, "cpu-air-gapped")["services"]["llamacpp"]
     command = server["command"]
     assert command[command.index("--model") + 1] == (
-        "/models/deepseek-r1-distill-qwen-1.5b-Q4_K_M.gguf")
-    assert (f"./{gguf['path']}:/models/deepseek-r1-distill-qwen-1.5b-Q4_K_M.gguf:ro"
-            in server["volumes"])
+        "/models/deepseek-r1-distill-qwen-1.5b-Q4_K_M.gguf"
+    )
+    assert (
+        f"./{gguf['path']}:/models/deepseek-r1-distill-qwen-1.5b-Q4_K_M.gguf:ro"
+        in server["volumes"]
+    )
     # 8 GiB: an eighth holds 4 KV caches of 8192 tokens (224 MiB each); --ctx-size is theirs.
     assert settings["llamacpp"]["parallel"] == 4
     assert command[command.index("--parallel") + 1] == "4"
@@ -681,8 +742,7 @@ def test_a_vault_encrypted_secret_is_read_decrypted(first, second):
     assert "$ANSIBLE_VAULT" not in (out / "gpu-default" / ".env").read_text()
 
 
-def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
-        first, tmp_path):
+def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(first, tmp_path):
     """A second checkout (no secrets/<host>/) against a host with a stack: it takes the
     host's secrets, vault-encrypted because it keeps its other secrets so, and the host's
     .env stays byte for byte."""
@@ -695,11 +755,22 @@ def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
     other = teammate / "another-host" / "vllm_api_key"
     other.parent.mkdir(parents=True)
     other.write_text("another-hosts-key\n")
-    subprocess.run([str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password),
-                    str(other)], check=True, capture_output=True, env=ansible_env())
+    subprocess.run(
+        [str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password), str(other)],
+        check=True,
+        capture_output=True,
+        env=ansible_env(),
+    )
 
-    rc, result = render(HERE / "scenarios.yml", out, teammate, "--limit", "cpu",
-                        "--vault-password-file", str(password))
+    rc, result = render(
+        HERE / "scenarios.yml",
+        out,
+        teammate,
+        "--limit",
+        "cpu",
+        "--vault-password-file",
+        str(password),
+    )
     assert rc == 0, failures(result)
     assert {p: p.read_bytes() for p in stack_before} == stack_before  # .env and the TLS files
     env = read_env(host_env)
@@ -707,14 +778,25 @@ def test_a_controller_without_secrets_adopts_the_hosts_encrypted_as_its_others(
         adopted = teammate / "cpu" / file_name
         assert adopted.read_text().startswith("$ANSIBLE_VAULT;")
         assert stat.S_IMODE(adopted.stat().st_mode) == 0o600
-        plain = subprocess.run([str(BIN / "ansible-vault"), "view", "--vault-password-file",
-                                str(password), str(adopted)], check=True, capture_output=True,
-                               text=True, env=ansible_env()).stdout.strip()
+        plain = subprocess.run(
+            [
+                str(BIN / "ansible-vault"),
+                "view",
+                "--vault-password-file",
+                str(password),
+                str(adopted),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=ansible_env(),
+        ).stdout.strip()
         assert plain == env[key]
     # The front door's CA too: people trust it. Its key follows the vault; certificates are public.
     tls = teammate / "cpu" / "tls"
-    assert (tls / "ca.crt").read_bytes() == (out / "cpu" / "front-door" / "tls" / "ca.crt"
-                                             ).read_bytes()
+    assert (tls / "ca.crt").read_bytes() == (
+        out / "cpu" / "front-door" / "tls" / "ca.crt"
+    ).read_bytes()
     assert (tls / "ca.key").read_text().startswith("$ANSIBLE_VAULT;")
     assert stat.S_IMODE((tls / "ca.key").stat().st_mode) == 0o600
 
@@ -803,14 +885,16 @@ WRONG = {
     # ~8,300 tokens of Open WebUI's built-in tools in every UI chat: the demo's failure.
     "builtin-tools-on-a-cpu-context": (
         "does not fit max_model_len 8192. Fix: raise r1_stack_max_model_len, turn off "
-        "r1_stack_webui_builtin_tools"),
+        "r1_stack_webui_builtin_tools"
+    ),
     "model-picture-svg": "r1_stack_webui_model_image_url must be empty",
     "vllm-cpu-in-docker": (
         "r1_stack_cpu_engine is vllm, but the docker runtime's cpu profile runs the llama.cpp "
-        "server image"),
+        "server image"
+    ),
     "gguf-sha256-not-hex": "r1_stack_gguf_sha256 is 'sha256:abc'",
     "gguf-hub-air-gapped": "The GGUF source is hub (r1_stack_gguf_source hub), but "
-                           "r1_stack_air_gapped is true",
+    "r1_stack_air_gapped is true",
     "llamacpp-parallel-words": "r1_stack_llamacpp_parallel is many",
 }
 

@@ -78,12 +78,24 @@ class InstantStub:
             if request.headers.get("Authorization") != f"Bearer {self.WEBUI_TOKEN}":
                 return web.json_response({"detail": "Not authenticated"}, status=401)
             return await handler(request)
+
         return guarded
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": self.model, "object": "model", "root": self.model, "owned_by": "stub",
-             "max_model_len": 4096}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.model,
+                        "object": "model",
+                        "root": self.model,
+                        "owned_by": "stub",
+                        "max_model_len": 4096,
+                    }
+                ],
+            }
+        )
 
     async def version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "stub"})
@@ -115,40 +127,59 @@ class InstantStub:
         body = await request.json()
         if body.get("model") != self.model:
             return web.json_response(
-                {"object": "error", "message": f"The model `{body.get('model')}` does not exist.",
-                 "type": "NotFoundError", "code": 404}, status=404)
+                {
+                    "object": "error",
+                    "message": f"The model `{body.get('model')}` does not exist.",
+                    "type": "NotFoundError",
+                    "code": 404,
+                },
+                status=404,
+            )
         if faults.down_after and number > faults.down_after:
             request.transport.close()
             return web.Response()
         if faults.http_500_every and number % faults.http_500_every == 0:
-            return web.json_response({"object": "error", "message": "injected failure",
-                                      "type": "InternalServerError", "code": 500}, status=500)
+            return web.json_response(
+                {
+                    "object": "error",
+                    "message": "injected failure",
+                    "type": "InternalServerError",
+                    "code": 500,
+                },
+                status=500,
+            )
         tokens = int(body.get("max_tokens") or 16)
         prompt_tokens = len(str(body["messages"][0]["content"]).split())
         if not body.get("stream"):
-            return web.json_response({"object": "chat.completion", "model": self.model,
-                                      "choices": [{"index": 0, "message": {
-                                          "role": "assistant", "content": " t0" * tokens}}],
-                                      "usage": {"prompt_tokens": prompt_tokens,
-                                                "completion_tokens": tokens}})
+            return web.json_response(
+                {
+                    "object": "chat.completion",
+                    "model": self.model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": " t0" * tokens}}
+                    ],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens},
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        broken = (faults.cut_stream_every and number % faults.cut_stream_every == 0) or \
-            (faults.error_event_every and number % faults.error_event_every == 0)
+        broken = (faults.cut_stream_every and number % faults.cut_stream_every == 0) or (
+            faults.error_event_every and number % faults.error_event_every == 0
+        )
         if not broken:
             # The whole stream in one write: the server costs (almost) nothing, so a run
             # against it measures the client.
             await response.write(self._stream(tokens, prompt_tokens))
             return response
-        head = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk",
-                "model": self.model}
+        head = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "model": self.model}
 
         async def send(payload: dict | str) -> None:
             data = payload if isinstance(payload, str) else json.dumps(payload)
             await response.write(f"data: {data}\n\n".encode())
 
-        await send({**head, "choices": [{"index": 0, "delta": {"role": "assistant",
-                                                                "content": ""}}]})
+        await send(
+            {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+        )
         for i in range(tokens):
             if i == tokens // 2:
                 if faults.cut_stream_every:
@@ -164,17 +195,35 @@ class InstantStub:
         """The SSE body of a complete answer (cached: the stub must not be the bottleneck)."""
         key = (tokens, prompt_tokens, self.faults.omit_usage)
         if key not in self._streams:
-            head = {"id": "chatcmpl-stub", "object": "chat.completion.chunk",
-                    "model": self.model}
-            events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant",
-                                                                   "content": ""}}]}]
-            events += [{**head, "choices": [{"index": 0, "delta": {"content": f" t{i}"},
-                                             "finish_reason": None if i < tokens - 1
-                                             else "length"}]} for i in range(tokens)]
+            head = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": self.model}
+            events = [
+                {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+            ]
+            events += [
+                {
+                    **head,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": f" t{i}"},
+                            "finish_reason": None if i < tokens - 1 else "length",
+                        }
+                    ],
+                }
+                for i in range(tokens)
+            ]
             if not self.faults.omit_usage:
-                events.append({**head, "choices": [], "usage": {
-                    "prompt_tokens": prompt_tokens, "completion_tokens": tokens,
-                    "total_tokens": prompt_tokens + tokens}})
+                events.append(
+                    {
+                        **head,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": tokens,
+                            "total_tokens": prompt_tokens + tokens,
+                        },
+                    }
+                )
             body = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
             self._streams[key] = (body + "data: [DONE]\n\n").encode()
         return self._streams[key]
@@ -219,8 +268,9 @@ def main() -> None:
     args = parser.parse_args()
     port = args.port or free_port()
     print(f"http://127.0.0.1:{port}", flush=True)
-    web.run_app(InstantStub(args.model).app(), host="127.0.0.1", port=port, access_log=None,
-                print=None)
+    web.run_app(
+        InstantStub(args.model).app(), host="127.0.0.1", port=port, access_log=None, print=None
+    )
 
 
 if __name__ == "__main__":

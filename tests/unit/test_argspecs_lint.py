@@ -33,13 +33,18 @@ def test_the_shipped_roles_agree():
 def test_a_spec_default_that_differs_from_the_defaults_file_fires(tmp_path, capsys):
     roles = drifted_copy(tmp_path)
     specs = roles / "docker/meta/argument_specs.yml"
-    edit(specs, lambda d: d["argument_specs"]["main"]["options"]["docker_daemon_options"]
-         .update(default={}))
+    edit(
+        specs,
+        lambda d: d["argument_specs"]["main"]["options"]["docker_daemon_options"].update(
+            default={}
+        ),
+    )
     (drift,) = argspecs.check_roles(roles)
     assert drift.file == specs and drift.line is not None
     assert drift.message.startswith(
         "docker_daemon_options (entry point main): the spec says default {} but "
-        "defaults/main.yml sets {'log-driver': 'json-file'")
+        "defaults/main.yml sets {'log-driver': 'json-file'"
+    )
     assert argspecs.main([str(roles)]) == 1
     assert "1 disagreements" in capsys.readouterr().out
 
@@ -47,8 +52,12 @@ def test_a_spec_default_that_differs_from_the_defaults_file_fires(tmp_path, caps
 def test_a_jinja_default_is_compared_as_its_string(tmp_path):
     roles = drifted_copy(tmp_path)
     specs = roles / "docker/meta/argument_specs.yml"
-    edit(specs, lambda d: d["argument_specs"]["main"]["options"]["docker_source"]
-         .update(default="upstream"))
+    edit(
+        specs,
+        lambda d: d["argument_specs"]["main"]["options"]["docker_source"].update(
+            default="upstream"
+        ),
+    )
     (drift,) = argspecs.check_roles(roles)
     assert "docker_source" in drift.message
     assert "\"{{ r1_package_source | default('upstream') }}\"" in drift.message
@@ -67,9 +76,13 @@ def test_a_default_no_spec_declares_fires(tmp_path):
 def test_an_option_without_a_default_fires_unless_required(tmp_path):
     roles = drifted_copy(tmp_path)
     specs = roles / "docker/meta/argument_specs.yml"
-    edit(specs, lambda d: d["argument_specs"]["main"]["options"].update(
-        docker_extra={"type": "str", "description": "x"},
-        docker_needed={"type": "str", "required": True, "description": "y"}))
+    edit(
+        specs,
+        lambda d: d["argument_specs"]["main"]["options"].update(
+            docker_extra={"type": "str", "description": "x"},
+            docker_needed={"type": "str", "required": True, "description": "y"},
+        ),
+    )
     (drift,) = argspecs.check_roles(roles)
     assert drift.message.startswith("docker_extra (entry point main) is not set in defaults")
 
@@ -78,7 +91,14 @@ def test_any_entry_point_declares_a_variable(tmp_path):
     roles = drifted_copy(tmp_path)
     defaults = roles / "docker/defaults/main.yml"
     defaults.write_text(defaults.read_text() + "docker_run_only: true\n")
-    edit(roles / "docker/meta/argument_specs.yml", lambda d: d["argument_specs"].update(
-        run={"options": {"docker_run_only": {"type": "bool", "default": True,
-                                              "description": "z"}}}))
+    edit(
+        roles / "docker/meta/argument_specs.yml",
+        lambda d: d["argument_specs"].update(
+            run={
+                "options": {
+                    "docker_run_only": {"type": "bool", "default": True, "description": "z"}
+                }
+            }
+        ),
+    )
     assert argspecs.check_roles(roles) == []

@@ -12,17 +12,36 @@ from r1deploy.bench.target import TargetError, resolve_target
 
 def level(conc, out_tps, ttft_p50, tpot_p50):
     summary = lambda p50: {"mean_ms": p50, "median_ms": p50, "p99_ms": p50 * 2}  # noqa: E731
-    return {"concurrency": conc, "request_rate": None, "status": "complete", "sent": 10,
-            "metrics": {"completed": 10, "request_throughput": out_tps / 64,
-                        "output_throughput": out_tps, "request_goodput": None,
-                        "ttft": summary(ttft_p50), "tpot": summary(tpot_p50),
-                        "itl": summary(tpot_p50), "e2el": summary(ttft_p50 + 63 * tpot_p50)}}
+    return {
+        "concurrency": conc,
+        "request_rate": None,
+        "status": "complete",
+        "sent": 10,
+        "metrics": {
+            "completed": 10,
+            "request_throughput": out_tps / 64,
+            "output_throughput": out_tps,
+            "request_goodput": None,
+            "ttft": summary(ttft_p50),
+            "tpot": summary(tpot_p50),
+            "itl": summary(tpot_p50),
+            "e2el": summary(ttft_p50 + 63 * tpot_p50),
+        },
+    }
 
 
 def result(levels, output_len=64, partial=False):
-    return {"kind": "r1deploy-bench", "partial": partial, "levels": levels,
-            "settings": {"input_len": 128, "output_len": output_len, "ignore_eos": True,
-                         "dataset": None}}
+    return {
+        "kind": "r1deploy-bench",
+        "partial": partial,
+        "levels": levels,
+        "settings": {
+            "input_len": 128,
+            "output_len": output_len,
+            "ignore_eos": True,
+            "dataset": None,
+        },
+    }
 
 
 def run_cli(*argv):
@@ -49,8 +68,9 @@ def test_compare_gives_b_over_a_ratios_per_matching_level():
 
 
 def test_compare_warns_when_workloads_differ_or_a_result_is_partial():
-    rows, warnings = report.compare(result([level(1, 1, 1, 1)]),
-                                    result([level(1, 1, 1, 1)], output_len=32, partial=True))
+    rows, warnings = report.compare(
+        result([level(1, 1, 1, 1)]), result([level(1, 1, 1, 1)], output_len=32, partial=True)
+    )
     assert "settings differ: output_len 64 vs 32" in warnings
     assert "B is a partial result" in warnings
 
@@ -63,24 +83,37 @@ def test_compare_cli_prints_ratios_and_rejects_other_files(tmp_path, capsys):
     assert run_cli("compare", str(a), str(b)) == 0
     assert "2.000+" in capsys.readouterr().out
     assert run_cli("compare", str(a), str(bad)) == 2
-    assert 'not an r1deploy bench result (/kind must be "r1deploy-bench")' in \
-        capsys.readouterr().err
+    assert (
+        'not an r1deploy bench result (/kind must be "r1deploy-bench")' in capsys.readouterr().err
+    )
 
 
 def test_target_comes_from_the_stack_dir_and_flags_win(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    (tmp_path / "settings.json").write_text(json.dumps({
-        "schema_version": 1, "model": {"served_name": "r1", "max_model_len": 4096},
-        "vllm": {"url": "http://127.0.0.1:8000", "args": ["--served-model-name", "r1"]}}))
+    (tmp_path / "settings.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "model": {"served_name": "r1", "max_model_len": 4096},
+                "vllm": {"url": "http://127.0.0.1:8000", "args": ["--served-model-name", "r1"]},
+            }
+        )
+    )
     (tmp_path / ".env").write_text("# secrets\nVLLM_API_KEY='k-123'\nOTHER=x\n")
     target = resolve_target(str(tmp_path), None, None, None)
-    assert (target.base_url, target.model, target.api_key) == ("http://127.0.0.1:8000", "r1",
-                                                               "k-123")
+    assert (target.base_url, target.model, target.api_key) == (
+        "http://127.0.0.1:8000",
+        "r1",
+        "k-123",
+    )
     assert target.server_args == ["--served-model-name", "r1"]
     assert target.headers()["Authorization"] == "Bearer k-123"
     target = resolve_target(str(tmp_path), "http://10.0.0.2:8000", "other", "k2")
-    assert (target.base_url, target.model, target.api_key) == ("http://10.0.0.2:8000", "other",
-                                                               "k2")
+    assert (target.base_url, target.model, target.api_key) == (
+        "http://10.0.0.2:8000",
+        "other",
+        "k2",
+    )
 
 
 def test_bad_stack_dir_names_the_file_and_the_fix(tmp_path):
@@ -101,8 +134,7 @@ def test_roofline_ceilings_and_measured_fraction():
     assert roofline.ceiling_tokens_per_s("RTX-3060-12GB") == pytest.approx(117, abs=1)
     assert roofline.gpu_key("NVIDIA H100 80GB HBM3") == "H100-SXM"
     assert roofline.gpu_key("NVIDIA GeForce RTX 4090") == "RTX-4090"
-    roof = roofline.roofline("A100-80GB", 5.0, "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
-                             "--gpu")
+    roof = roofline.roofline("A100-80GB", 5.0, "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "--gpu")
     assert roof["measured_tokens_per_s"] == pytest.approx(200.0)
     assert roof["fraction"] == pytest.approx(200.0 / roof["ceiling_tokens_per_s"])
     assert roof["note"] is None
@@ -126,5 +158,11 @@ def test_plot_writes_a_png(tmp_path):
 def test_saved_command_line_hides_the_api_key():
     from r1deploy.bench.runner import redacted_argv
 
-    assert redacted_argv(["run", "--api-key", "s3cret", "--api-key=s3", "--model", "m"]) == \
-        ["run", "--api-key", "***", "--api-key=***", "--model", "m"]
+    assert redacted_argv(["run", "--api-key", "s3cret", "--api-key=s3", "--model", "m"]) == [
+        "run",
+        "--api-key",
+        "***",
+        "--api-key=***",
+        "--model",
+        "m",
+    ]

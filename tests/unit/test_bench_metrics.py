@@ -6,8 +6,14 @@ from r1deploy.bench.metrics import RequestResult, compute_metrics, parse_goodput
 
 
 def ok(ttft, latency, tokens, itl, prompt=10):
-    return RequestResult(success=True, ttft=ttft, latency=latency, output_tokens=tokens,
-                         prompt_tokens=prompt, itl=itl)
+    return RequestResult(
+        success=True,
+        ttft=ttft,
+        latency=latency,
+        output_tokens=tokens,
+        prompt_tokens=prompt,
+        itl=itl,
+    )
 
 
 # r1: TPOT (0.5 - 0.1) / (5 - 1) = 0.1 s; r2: (1.8 - 0.2) / (9 - 1) = 0.2 s; r3 failed.

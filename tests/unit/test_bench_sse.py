@@ -32,7 +32,7 @@ def test_events_survive_every_split_point_including_mid_utf8():
 
 def test_comments_and_other_fields_are_skipped():
     parser = SSEParser()
-    events = parser.feed(b": keep-alive\n\nevent: message\nid: 7\ndata: {\"a\": 1}\n\n")
+    events = parser.feed(b': keep-alive\n\nevent: message\nid: 7\ndata: {"a": 1}\n\n')
     assert events == ['{"a": 1}']
 
 

@@ -27,17 +27,26 @@ HERMES_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
 def render(template: Path, messages: list[dict], tools=None, add_generation_prompt=True) -> str:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False,
-                                                                  indent=indent)
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = lambda value, indent=None: json.dumps(
+        value, ensure_ascii=False, indent=indent
+    )
     return env.from_string(template.read_text(encoding="utf-8")).render(
-        messages=messages, tools=tools, bos_token=BOS, eos_token=EOS,
-        add_generation_prompt=add_generation_prompt)
+        messages=messages,
+        tools=tools,
+        bos_token=BOS,
+        eos_token=EOS,
+        add_generation_prompt=add_generation_prompt,
+    )
 
 
-WEATHER_CALL = {"id": "call-1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+WEATHER_CALL = {
+    "id": "call-1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
 ROUND_TRIP = [
     {"role": "user", "content": "What is the weather in Paris?"},
     {"role": "assistant", "content": "", "tool_calls": [WEATHER_CALL]},
@@ -46,22 +55,32 @@ ROUND_TRIP = [
 
 
 def test_prompt_lists_every_tool_schema_inside_tools_tags():
-    tools = [script.TOOL, {"type": "function", "function": {
-        "name": "get_time", "description": "Time in a zone",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}]
+    tools = [
+        script.TOOL,
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "description": "Time in a zone",
+                "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+            },
+        },
+    ]
     prompt = render(TEMPLATE, ROUND_TRIP[:1], tools)
-    block = prompt[prompt.index("<tools>\n"):prompt.index("\n</tools>")]
+    block = prompt[prompt.index("<tools>\n") : prompt.index("\n</tools>")]
     for tool in tools:
         assert json.dumps(tool["function"], ensure_ascii=False) in block
-    assert '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>' \
+    assert (
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
         in prompt
+    )
     assert prompt.startswith(BOS + "# Tools")
     assert prompt.endswith("<｜User｜>What is the weather in Paris?<｜Assistant｜><think>\n")
 
 
 def test_past_tool_call_renders_as_hermes_json_that_parses_back():
     prompt = render(TEMPLATE, ROUND_TRIP, [script.TOOL])
-    conversation = prompt[prompt.index("<｜User｜>"):]  # after the tools instructions
+    conversation = prompt[prompt.index("<｜User｜>") :]  # after the tools instructions
     calls = [json.loads(body) for body in HERMES_CALL.findall(conversation)]
     assert calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
 
@@ -69,10 +88,15 @@ def test_past_tool_call_renders_as_hermes_json_that_parses_back():
 @pytest.mark.parametrize("arguments", ['{"city": "Paris"}', {"city": "Paris"}])
 def test_tool_call_arguments_as_string_or_object_render_the_same(arguments):
     call = {"type": "function", "function": {"name": "get_weather", "arguments": arguments}}
-    prompt = render(TEMPLATE, [ROUND_TRIP[0], {"role": "assistant", "content": None,
-                                               "tool_calls": [call]}], [script.TOOL])
-    assert ('<｜Assistant｜><tool_call>\n{"name": "get_weather", "arguments": '
-            '{"city": "Paris"}}\n</tool_call><｜end▁of▁sentence｜>') in prompt
+    prompt = render(
+        TEMPLATE,
+        [ROUND_TRIP[0], {"role": "assistant", "content": None, "tool_calls": [call]}],
+        [script.TOOL],
+    )
+    assert (
+        '<｜Assistant｜><tool_call>\n{"name": "get_weather", "arguments": '
+        '{"city": "Paris"}}\n</tool_call><｜end▁of▁sentence｜>'
+    ) in prompt
 
 
 def test_tool_results_come_back_in_tool_response_tags_in_one_user_turn():
@@ -80,22 +104,32 @@ def test_tool_results_come_back_in_tool_response_tags_in_one_user_turn():
     prompt = render(TEMPLATE, messages, [script.TOOL])
     assert prompt.endswith(
         "<｜User｜><tool_response>\nParis: Sunny, +21°C\n</tool_response>\n"
-        "<tool_response>\nLima: fog\n</tool_response><｜Assistant｜><think>\n")
+        "<tool_response>\nLima: fog\n</tool_response><｜Assistant｜><think>\n"
+    )
 
 
 def test_final_answer_after_tools_drops_the_reasoning_like_the_r1_template():
-    messages = [*ROUND_TRIP, {"role": "assistant", "content": "I looked it up.</think>Sunny."},
-                {"role": "user", "content": "Thanks"}]
+    messages = [
+        *ROUND_TRIP,
+        {"role": "assistant", "content": "I looked it up.</think>Sunny."},
+        {"role": "user", "content": "Thanks"},
+    ]
     prompt = render(TEMPLATE, messages, [script.TOOL])
     assert "<｜Assistant｜>Sunny.<｜end▁of▁sentence｜><｜User｜>Thanks" in prompt
     assert "I looked it up" not in prompt
 
 
-@pytest.mark.parametrize("messages", [
-    [{"role": "user", "content": "hi"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-     {"role": "assistant", "content": "<think>\nx\n</think>\n\nHello!"},
-     {"role": "user", "content": "again"}],
-])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "hi"}],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "<think>\nx\n</think>\n\nHello!"},
+            {"role": "user", "content": "again"},
+        ],
+    ],
+)
 def test_without_tools_the_prompt_is_the_r1_distill_one(messages):
     assert render(TEMPLATE, messages) == render(R1_TEMPLATE, messages)

@@ -24,10 +24,23 @@ def _verbs(parser: argparse.ArgumentParser, path=()):
 
 
 VERBS = dict(_verbs(build_parser()))
-TAKES_A_STACK = [("agent",), ("webui", "reconcile"), ("webui", "set-admin-password"),
-                 ("smoke",), ("bench", "run"), ("doctor",)]
-PRINTS_FOR_MACHINES = [("agent",), ("webui", "reconcile"), ("smoke",), ("tools", "validate"),
-                       ("compose", "validate"), ("bench", "compare"), ("doctor",)]
+TAKES_A_STACK = [
+    ("agent",),
+    ("webui", "reconcile"),
+    ("webui", "set-admin-password"),
+    ("smoke",),
+    ("bench", "run"),
+    ("doctor",),
+]
+PRINTS_FOR_MACHINES = [
+    ("agent",),
+    ("webui", "reconcile"),
+    ("smoke",),
+    ("tools", "validate"),
+    ("compose", "validate"),
+    ("bench", "compare"),
+    ("doctor",),
+]
 
 
 def _options(parser) -> dict[str, argparse.Action]:
@@ -62,8 +75,11 @@ def test_no_verb_takes_a_secret_on_the_command_line():
     for verb, parser in VERBS.items():
         for action in parser._actions:
             for option in action.option_strings:
-                if SECRET_WORDS.search(option) and not option.endswith("-file") \
-                        and action.help != argparse.SUPPRESS:
+                if (
+                    SECRET_WORDS.search(option)
+                    and not option.endswith("-file")
+                    and action.help != argparse.SUPPRESS
+                ):
                     offered.append(f"{' '.join(verb)} {option}")
     assert offered == []
 

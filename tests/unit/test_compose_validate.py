@@ -509,8 +509,10 @@ def test_interpolation_to_loopback_is_fine():
     "runs_vllm",
     [
         {"image": "myorg/llm-server:1.2", "command": ["vllm", "serve", "m"]},
-        {"image": "python:3.12",
-         "entrypoint": ["python", "-m", "vllm.entrypoints.openai.api_server"]},
+        {
+            "image": "python:3.12",
+            "entrypoint": ["python", "-m", "vllm.entrypoints.openai.api_server"],
+        },
         {"image": "python:3.12", "entrypoint": ["/opt/venv/bin/vllm"], "command": ["serve", "m"]},
     ],
 )
@@ -530,7 +532,8 @@ def test_vllm_host_network_is_public():
 
     (finding,) = only(check(mutate), "public-port")
     assert finding.message.startswith(
-        "service vllm: network_mode host exposes the model API on every interface")
+        "service vllm: network_mode host exposes the model API on every interface"
+    )
 
 
 def test_llamacpp_backend_defaults_to_port_8080():
@@ -589,18 +592,21 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
 
 def serve(model, **flags):
     """GOOD with vLLM serving ``model`` and ``flags`` set (all GPUs, so the GPU rule is quiet)."""
+
     def mutate(d):
         command = vllm(d)["command"]
         command[0] = model
         for flag, value in flags.items():
             set_flag(d, flag, value)
         vllm(d)["deploy"]["resources"]["reservations"]["devices"][0]["count"] = "all"
+
     return check(mutate)
 
 
 def test_the_test_model_is_held_to_its_own_facts():
-    report = serve("r1deploy/test-model", **{"--tensor-parallel-size": "3",
-                                              "--max-model-len": "16384"})
+    report = serve(
+        "r1deploy/test-model", **{"--tensor-parallel-size": "3", "--max-model-len": "16384"}
+    )
     assert [f.message for f in only(report, "vllm-flags")] == [
         "service vllm: tensor parallel size 3 does not divide the model's 4 attention heads",
         "service vllm: --max-model-len 16384 exceeds the model's 8192 tokens "
@@ -613,7 +619,8 @@ def test_a_local_copy_is_known_by_its_directory_name():
     report = serve("/models/DeepSeek-R1-Distill-Qwen-1.5B", **{"--tensor-parallel-size": "5"})
     (finding,) = only(report, "vllm-flags")
     assert finding.message == (
-        "service vllm: tensor parallel size 5 does not divide the model's 12 attention heads")
+        "service vllm: tensor parallel size 5 does not divide the model's 12 attention heads"
+    )
 
 
 def test_a_model_the_facts_file_does_not_know_is_held_to_the_r1_distills_saying_so():
@@ -622,15 +629,17 @@ def test_a_model_the_facts_file_does_not_know_is_held_to_the_r1_distills_saying_
     assert finding.message == (
         "service vllm: --max-model-len 200000 exceeds the model's 131072 tokens "
         "(max_position_embeddings) (the R1 distill's: r1deploy/model_facts.json has no facts "
-        "for /models/my-copy)")
+        "for /models/my-copy)"
+    )
 
 
 def test_the_numbers_come_from_the_facts_file(monkeypatch):
     from r1deploy import modelfacts
 
     facts = json.loads(modelfacts.FACTS_FILE.read_text())
-    facts["models"][modelfacts.R1_DISTILL].update(num_attention_heads=16,
-                                                  max_position_embeddings=4000)
+    facts["models"][modelfacts.R1_DISTILL].update(
+        num_attention_heads=16, max_position_embeddings=4000
+    )
     monkeypatch.setattr(modelfacts, "_all", lambda: facts)
     report = serve(modelfacts.R1_DISTILL, **{"--tensor-parallel-size": "3"})
     assert [f.message for f in only(report, "vllm-flags")] == [
@@ -642,8 +651,10 @@ def test_the_numbers_come_from_the_facts_file(monkeypatch):
 
 
 def _with_front_door(d):
-    d["services"]["front-door"] = {"image": "nginx:1.22.1",
-                                   "ports": ["0.0.0.0:443:8443", "0.0.0.0:80:8080"]}
+    d["services"]["front-door"] = {
+        "image": "nginx:1.22.1",
+        "ports": ["0.0.0.0:443:8443", "0.0.0.0:80:8080"],
+    }
 
 
 def test_with_a_front_door_open_webui_published_beside_it_is_refused():

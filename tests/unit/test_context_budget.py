@@ -14,7 +14,8 @@ from r1deploy import modelfacts
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
-    "r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py")
+    "r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py"
+)
 stack = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stack)
 
@@ -58,7 +59,8 @@ def test_the_kv_cache_of_the_r1_distill_is_28672_bytes_a_token():
     ],
 )
 def test_gpu_profile_takes_the_largest_context_that_fits_eight_full_sequences(
-        gpu, memory_mib, expected):
+    gpu, memory_mib, expected
+):
     result = budget(gpu_memory_mib=memory_mib)
     assert result["max_model_len"] == expected, result["reason"]
     assert result["errors"] == [] and result["warnings"] == []

@@ -13,7 +13,8 @@ from r1deploy import modelfacts
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
-    "r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py")
+    "r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py"
+)
 stack = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stack)
 
@@ -21,8 +22,15 @@ AVX2_FLAGS = ["fpu", "sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"]
 
 
 def engine(**over) -> dict:
-    facts = {"asked": "auto", "profile": "cpu", "runtime": "native", "architecture": "x86_64",
-             "cpu_flags": AVX2_FLAGS, "memory_mib": 32768, "memory_threshold_mib": 16384}
+    facts = {
+        "asked": "auto",
+        "profile": "cpu",
+        "runtime": "native",
+        "architecture": "x86_64",
+        "cpu_flags": AVX2_FLAGS,
+        "memory_mib": 32768,
+        "memory_threshold_mib": 16384,
+    }
     return stack.r1_stack_cpu_engine(facts | over)
 
 
@@ -50,8 +58,7 @@ def test_a_host_under_the_memory_threshold_gets_llama_cpp():
     assert "8000 MiB" in chosen["reason"] and "r1_stack_cpu_engine_memory_mib" in chosen["reason"]
 
 
-@pytest.mark.parametrize("unknown", [{"architecture": ""}, {"cpu_flags": None},
-                                     {"memory_mib": 0}])
+@pytest.mark.parametrize("unknown", [{"architecture": ""}, {"cpu_flags": None}, {"memory_mib": 0}])
 def test_a_host_not_known_here_gets_llama_cpp_which_runs_everywhere(unknown):
     chosen = engine(**unknown)
     assert chosen["engine"] == "llama_cpp" and "not known" in chosen["reason"]
@@ -77,9 +84,13 @@ def test_an_engine_asked_for_is_kept_and_the_gpu_profile_is_vllm():
 
 
 def parallel(**over) -> dict:
-    inputs = {"asked": "auto", "facts": modelfacts.model(modelfacts.R1_DISTILL),
-              "constants": modelfacts.context_budget(), "max_model_len": 8192,
-              "memory_mib": 4096}
+    inputs = {
+        "asked": "auto",
+        "facts": modelfacts.model(modelfacts.R1_DISTILL),
+        "constants": modelfacts.context_budget(),
+        "max_model_len": 8192,
+        "memory_mib": 4096,
+    }
     return stack.r1_stack_llamacpp_parallel(inputs | over)
 
 
@@ -89,22 +100,34 @@ def test_parallel_slots_are_sized_to_the_memory():
     assert "224 MiB" in parallel()["reason"]
     assert parallel(memory_mib=2048)["parallel"] == 1
     assert parallel(memory_mib=1024)["parallel"] == 1  # never none
-    assert parallel(memory_mib=65536)["parallel"] == modelfacts.context_budget()[
-        "cpu_max_parallel"]
-    assert parallel(memory_mib=0)["parallel"] == 1 and "not known" in parallel(
-        memory_mib=0)["reason"]
+    assert parallel(memory_mib=65536)["parallel"] == modelfacts.context_budget()["cpu_max_parallel"]
+    assert (
+        parallel(memory_mib=0)["parallel"] == 1 and "not known" in parallel(memory_mib=0)["reason"]
+    )
     assert parallel(asked="3")["parallel"] == 3
 
 
 def _config(parallel_slots: int = 2, **model) -> dict:
     return {
-        "model": {"served_name": "r1", "max_model_len": 8192, "source": "hub", "dir": "",
-                  "gguf_source": "auto", "gguf_repo": "u/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
-                  "gguf_hub_file": "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
-                  "gguf_sha256": "", "gguf_quant": "Q4_K_M", "gguf_file": "",
-                  "sampling": {"temperature": 0.6, "top_p": 0.95}} | model,
-        "llamacpp": {"threads": 0, "extra_args": [],
-                     "parallel": {"parallel": parallel_slots, "reason": ""}},
+        "model": {
+            "served_name": "r1",
+            "max_model_len": 8192,
+            "source": "hub",
+            "dir": "",
+            "gguf_source": "auto",
+            "gguf_repo": "u/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
+            "gguf_hub_file": "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
+            "gguf_sha256": "",
+            "gguf_quant": "Q4_K_M",
+            "gguf_file": "",
+            "sampling": {"temperature": 0.6, "top_p": 0.95},
+        }
+        | model,
+        "llamacpp": {
+            "threads": 0,
+            "extra_args": [],
+            "parallel": {"parallel": parallel_slots, "reason": ""},
+        },
     }
 
 
@@ -131,7 +154,9 @@ def test_the_gguf_source_follows_what_the_inventory_gives():
     converted = stack.r1_stack_gguf(_config(source="local", dir="/srv/m"))
     assert converted["source"] == "convert" and converted["from"] == "/srv/m"
     assert converted["path"] == "models/gguf/r1-Q4_K_M.gguf"
-    assert _flag(stack.r1_stack_llamacpp_args(_config(source="local", dir="/srv/m")),
-                 "--model") == "/models/r1-Q4_K_M.gguf"
+    assert (
+        _flag(stack.r1_stack_llamacpp_args(_config(source="local", dir="/srv/m")), "--model")
+        == "/models/r1-Q4_K_M.gguf"
+    )
     given = stack.r1_stack_gguf(_config(gguf_file="/srv/r1.gguf"))
     assert given["source"] == "file" and given["container_path"] == "/models/r1.gguf"

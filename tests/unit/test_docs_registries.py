@@ -24,20 +24,28 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_docs_rules_md_is_what_the_registries_generate():
     committed = (ROOT / "docs/rules.md").read_text(encoding="utf-8")
     assert committed == rules_doc.render(), (
-        "docs/rules.md differs from the registries: run python -m tests.lint.rules_doc --write")
+        "docs/rules.md differs from the registries: run python -m tests.lint.rules_doc --write"
+    )
 
 
 def table_ids(page: str, heading: str) -> list[str]:
     """The `ids` in the first column of the table under ``heading``."""
     section = page.split(heading, 1)[1].split("\n## ", 1)[0]
-    return [m for row in section.splitlines() if row.startswith("| `")
-            for m in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+    return [
+        m
+        for row in section.splitlines()
+        if row.startswith("| `")
+        for m in re.findall(r"`([^`]+)`", row.split(" | ")[0])
+    ]
 
 
-@pytest.mark.parametrize(("heading", "registry"), [
-    ("## `r1deploy compose validate`", COMPOSE_RULES),
-    ("## `r1deploy tools validate`", TOOLS_RULES),
-])
+@pytest.mark.parametrize(
+    ("heading", "registry"),
+    [
+        ("## `r1deploy compose validate`", COMPOSE_RULES),
+        ("## `r1deploy tools validate`", TOOLS_RULES),
+    ],
+)
 def test_every_rule_has_its_row_in_docs_rules_md(heading, registry):
     page = (ROOT / "docs/rules.md").read_text(encoding="utf-8")
     assert table_ids(page, heading) == [r.id for r in registry]
@@ -59,8 +67,7 @@ def test_the_readme_links_the_rules():
     assert "(docs/rules.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(("verb", "registry"), [("compose", COMPOSE_RULES),
-                                                ("tools", TOOLS_RULES)])
+@pytest.mark.parametrize(("verb", "registry"), [("compose", COMPOSE_RULES), ("tools", TOOLS_RULES)])
 def test_the_cli_prints_the_registry(capsys, verb, registry):
     assert main([verb, "rules"]) == 0
     lines = capsys.readouterr().out.splitlines()

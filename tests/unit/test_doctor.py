@@ -24,9 +24,19 @@ from r1deploy.stackdir import StackDir
 from tests.support.recorded_http import Answer, RecordedHTTP
 
 MODEL = "deepseek-r1-distill-qwen-1.5b"
-GOOD_ARGS = ["--served-model-name", MODEL, "--max-model-len", "8192",
-             "--chat-template", "/stack/chat_template.jinja", "--enable-auto-tool-choice",
-             "--tool-call-parser", "hermes", "--reasoning-parser", "deepseek_r1"]
+GOOD_ARGS = [
+    "--served-model-name",
+    MODEL,
+    "--max-model-len",
+    "8192",
+    "--chat-template",
+    "/stack/chat_template.jinja",
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "hermes",
+    "--reasoning-parser",
+    "deepseek_r1",
+]
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
 
 
@@ -41,8 +51,11 @@ def servers():
     started: list[RecordedHTTP] = []
 
     def start(routes: dict | None = None) -> RecordedHTTP:
-        started.append(RecordedHTTP(routes if routes is not None else
-                                    {"GET /health": Answer(200, {"status": True})}))
+        started.append(
+            RecordedHTTP(
+                routes if routes is not None else {"GET /health": Answer(200, {"status": True})}
+            )
+        )
         return started[-1]
 
     yield start
@@ -50,31 +63,59 @@ def servers():
         server.close()
 
 
-def make_stack(root: Path, *, runtime: str = "native", vllm_url: str | None = None,
-               webui_url: str | None = None, gateway_url: str | None = None,
-               args: list[str] | None = None, max_model_len: int = 8192,
-               builtin_tools: bool = False, front_door: dict | None = None,
-               model_path: str = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
-               logs: dict[str, str] | None = None, template: bool = True) -> Path:
+def make_stack(
+    root: Path,
+    *,
+    runtime: str = "native",
+    vllm_url: str | None = None,
+    webui_url: str | None = None,
+    gateway_url: str | None = None,
+    args: list[str] | None = None,
+    max_model_len: int = 8192,
+    builtin_tools: bool = False,
+    front_door: dict | None = None,
+    model_path: str = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+    logs: dict[str, str] | None = None,
+    template: bool = True,
+) -> Path:
     """A rendered stack directory as docs/stack-dir.md describes it, with what a test needs."""
     root.mkdir(parents=True, exist_ok=True)
     settings = {
-        "schema_version": 1, "profile": "gpu", "runtime": runtime,
-        "model": {"served_name": MODEL, "max_model_len": max_model_len, "path": model_path,
-                  "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "prompt_budget": 1804},
-        "vllm": {"server": "vllm", "service": "vllm", "url": vllm_url or _closed_url(),
-                 "args": GOOD_ARGS if args is None else args, "gpu_memory_utilization": 0.9},
-        "webui": {"service": "open-webui", "url": webui_url or _closed_url(),
-                  "admin_email": "admin@r1deploy.local",
-                  "model": {"capabilities": {"builtin_tools": builtin_tools}}},
-        "gateway": {"enabled": gateway_url is not None, "service": "tools-gateway",
-                    "url": gateway_url or "http://127.0.0.1:9"},
+        "schema_version": 1,
+        "profile": "gpu",
+        "runtime": runtime,
+        "model": {
+            "served_name": MODEL,
+            "max_model_len": max_model_len,
+            "path": model_path,
+            "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+            "prompt_budget": 1804,
+        },
+        "vllm": {
+            "server": "vllm",
+            "service": "vllm",
+            "url": vllm_url or _closed_url(),
+            "args": GOOD_ARGS if args is None else args,
+            "gpu_memory_utilization": 0.9,
+        },
+        "webui": {
+            "service": "open-webui",
+            "url": webui_url or _closed_url(),
+            "admin_email": "admin@r1deploy.local",
+            "model": {"capabilities": {"builtin_tools": builtin_tools}},
+        },
+        "gateway": {
+            "enabled": gateway_url is not None,
+            "service": "tools-gateway",
+            "url": gateway_url or "http://127.0.0.1:9",
+        },
         "front_door": front_door or {"enabled": False},
         "chat_template": "chat_template.jinja",
     }
     (root / "settings.json").write_text(json.dumps(settings))
-    (root / ".env").write_text("WEBUI_ADMIN_EMAIL='admin@r1deploy.local'\n"
-                               "WEBUI_ADMIN_PASSWORD='right-password-123'\n")
+    (root / ".env").write_text(
+        "WEBUI_ADMIN_EMAIL='admin@r1deploy.local'\nWEBUI_ADMIN_PASSWORD='right-password-123'\n"
+    )
     if template:
         (root / "chat_template.jinja").write_text("{{ messages }}")
     for service, text in (logs or {}).items():
@@ -88,11 +129,17 @@ def ctx_for(root: Path, **gatherers) -> DoctorContext:
 
 
 def healthy_stack(tmp_path, servers, **extra) -> Path:
-    return make_stack(tmp_path / "stack", vllm_url=servers().url, webui_url=servers().url,
-                      gateway_url=servers().url, **extra)
+    return make_stack(
+        tmp_path / "stack",
+        vllm_url=servers().url,
+        webui_url=servers().url,
+        gateway_url=servers().url,
+        **extra,
+    )
 
 
 # ---------------------------------------------------------------- services.reachable
+
 
 def test_services_reachable_passes_when_each_service_answers(tmp_path, servers):
     verdict = services_reachable(ctx_for(healthy_stack(tmp_path, servers)))
@@ -101,24 +148,44 @@ def test_services_reachable_passes_when_each_service_answers(tmp_path, servers):
 
 
 RECORDED_LOGS = [
-    ("port-in-use", "ERROR: [Errno 98] error while attempting to bind on address "
-     "('127.0.0.1', 8000): Address already in use", "r1_stack_vllm_port"),
-    ("cuda-oom", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
-     "r1_stack_max_num_seqs"),
-    ("kv-cache", "ValueError: No available memory for the cache blocks. Try increasing "
-     "`gpu_memory_utilization`", "r1_stack_max_model_len"),
+    (
+        "port-in-use",
+        "ERROR: [Errno 98] error while attempting to bind on address "
+        "('127.0.0.1', 8000): Address already in use",
+        "r1_stack_vllm_port",
+    ),
+    (
+        "cuda-oom",
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        "r1_stack_max_num_seqs",
+    ),
+    (
+        "kv-cache",
+        "ValueError: No available memory for the cache blocks. Try increasing "
+        "`gpu_memory_utilization`",
+        "r1_stack_max_model_len",
+    ),
     ("no-space", "OSError: [Errno 28] No space left on device", "docker system prune"),
-    ("hub-auth", "requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: "
-     "https://huggingface.co/api/models/x", "r1_stack_hf_token"),
-    ("model-missing", "OSError: /models/r1 does not appear to have a file named config.json",
-     "r1_stack_model_dir"),
+    (
+        "hub-auth",
+        "requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: "
+        "https://huggingface.co/api/models/x",
+        "r1_stack_hf_token",
+    ),
+    (
+        "model-missing",
+        "OSError: /models/r1 does not appear to have a file named config.json",
+        "r1_stack_model_dir",
+    ),
 ]
 
 
-@pytest.mark.parametrize("cause_id, line, fix_names", RECORDED_LOGS,
-                         ids=[c[0] for c in RECORDED_LOGS])
-def test_a_service_down_is_named_with_the_cause_its_log_shows(tmp_path, servers, cause_id,
-                                                              line, fix_names):
+@pytest.mark.parametrize(
+    "cause_id, line, fix_names", RECORDED_LOGS, ids=[c[0] for c in RECORDED_LOGS]
+)
+def test_a_service_down_is_named_with_the_cause_its_log_shows(
+    tmp_path, servers, cause_id, line, fix_names
+):
     log = f"INFO starting vLLM\n{line}\nINFO shutting down\n"
     root = make_stack(tmp_path / "stack", webui_url=servers().url, logs={"vllm": log})
     verdict = services_reachable(ctx_for(root))
@@ -149,8 +216,12 @@ def test_a_service_down_on_docker_says_how_to_start_it(tmp_path, servers):
 def test_an_unhealthy_answer_counts_as_down_and_the_front_door_is_checked(tmp_path, servers):
     sick = servers({"GET /health": Answer(503, {"detail": "engine dead"})})
     door = servers({"GET /": Answer(200, "<html>")})
-    root = make_stack(tmp_path / "stack", vllm_url=sick.url, webui_url=servers().url,
-                      front_door={"enabled": True, "local_url": door.url})
+    root = make_stack(
+        tmp_path / "stack",
+        vllm_url=sick.url,
+        webui_url=servers().url,
+        front_door={"enabled": True, "local_url": door.url},
+    )
     verdict = services_reachable(ctx_for(root))
     assert verdict.status == FAIL
     assert "vllm DOWN" in verdict.seen and "HTTP 503" in verdict.seen
@@ -159,9 +230,11 @@ def test_an_unhealthy_answer_counts_as_down_and_the_front_door_is_checked(tmp_pa
 
 # ---------------------------------------------------------------- vllm.oom
 
-KV_LOG = ("INFO Loading weights took 3.2 seconds\nERROR ValueError: No available memory for "
-          "the cache blocks. Try increasing `gpu_memory_utilization` when initializing the "
-          "engine.\n")
+KV_LOG = (
+    "INFO Loading weights took 3.2 seconds\nERROR ValueError: No available memory for "
+    "the cache blocks. Try increasing `gpu_memory_utilization` when initializing the "
+    "engine.\n"
+)
 
 
 def test_vllm_oom_fires_with_the_variables_and_the_cpu_profile(tmp_path):
@@ -170,13 +243,15 @@ def test_vllm_oom_fires_with_the_variables_and_the_cpu_profile(tmp_path):
     assert verdict.status == FAIL
     assert "No available memory for the cache blocks" in verdict.seen
     assert "KV cache does not fit" in verdict.cause
-    for name in ("r1_stack_max_model_len (now 32768)",
-                 "r1_stack_gpu_memory_utilization (now 0.9)", "r1_stack_profile: cpu"):
+    for name in (
+        "r1_stack_max_model_len (now 32768)",
+        "r1_stack_gpu_memory_utilization (now 0.9)",
+        "r1_stack_profile: cpu",
+    ):
         assert name in verdict.fix
 
 
-def test_vllm_oom_names_max_num_seqs_for_a_cuda_oom_and_warns_while_it_answers(tmp_path,
-                                                                               servers):
+def test_vllm_oom_names_max_num_seqs_for_a_cuda_oom_and_warns_while_it_answers(tmp_path, servers):
     log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.50 GiB\n"
     root = make_stack(tmp_path / "stack", vllm_url=servers().url, logs={"vllm": log})
     verdict = vllm_oom(ctx_for(root))
@@ -194,13 +269,22 @@ def test_vllm_oom_passes_on_a_clean_log_and_skips_on_docker(tmp_path):
 
 # ---------------------------------------------------------------- vllm.tool_flags
 
-@pytest.mark.parametrize("args, missing", [
-    ([a for a in GOOD_ARGS if a != "--enable-auto-tool-choice"],
-     "--enable-auto-tool-choice is not given"),
-    (GOOD_ARGS[:-4] + ["--tool-call-parser"], "--tool-call-parser has no value"),
-    ([a for a in GOOD_ARGS if a not in ("--chat-template", "/stack/chat_template.jinja")],
-     "--chat-template is not given"),
-], ids=["auto-tool-choice", "parser", "template"])
+
+@pytest.mark.parametrize(
+    "args, missing",
+    [
+        (
+            [a for a in GOOD_ARGS if a != "--enable-auto-tool-choice"],
+            "--enable-auto-tool-choice is not given",
+        ),
+        (GOOD_ARGS[:-4] + ["--tool-call-parser"], "--tool-call-parser has no value"),
+        (
+            [a for a in GOOD_ARGS if a not in ("--chat-template", "/stack/chat_template.jinja")],
+            "--chat-template is not given",
+        ),
+    ],
+    ids=["auto-tool-choice", "parser", "template"],
+)
 def test_tool_flags_fail_naming_what_is_missing(tmp_path, args, missing):
     verdict = vllm_tool_flags(ctx_for(make_stack(tmp_path / "stack", args=args)))
     assert verdict.status == FAIL and missing in verdict.seen
@@ -219,24 +303,35 @@ def test_tool_flags_pass_with_both_argument_forms(tmp_path):
     root = make_stack(tmp_path / "stack")
     verdict = vllm_tool_flags(ctx_for(root))
     assert verdict.status == PASS and "--tool-call-parser hermes" in verdict.seen
-    joined = ["--enable-auto-tool-choice", "--tool-call-parser=hermes",
-              "--chat-template=/stack/chat_template.jinja"]
+    joined = [
+        "--enable-auto-tool-choice",
+        "--tool-call-parser=hermes",
+        "--chat-template=/stack/chat_template.jinja",
+    ]
     assert vllm_tool_flags(ctx_for(make_stack(tmp_path / "s2", args=joined))).status == PASS
 
 
 # ---------------------------------------------------------------- webui.builtin_tools
 
+
 def stand_in_webui(servers, *, capabilities: dict | None, signin_status: int = 200):
-    entry = None if capabilities is None else {
-        "id": MODEL, "meta": {"capabilities": capabilities}, "params": {}}
-    return servers({
-        "GET /health": Answer(200, {"status": True}),
-        "POST /api/v1/auths/signin": Answer(signin_status, {"token": "t", "role": "admin"}
-                                            if signin_status == 200 else
-                                            {"detail": "The email or password provided is "
-                                             "incorrect."}),
-        "GET /api/v1/models/model": Answer(200, entry) if entry else Answer(404, {}),
-    })
+    entry = (
+        None
+        if capabilities is None
+        else {"id": MODEL, "meta": {"capabilities": capabilities}, "params": {}}
+    )
+    return servers(
+        {
+            "GET /health": Answer(200, {"status": True}),
+            "POST /api/v1/auths/signin": Answer(
+                signin_status,
+                {"token": "t", "role": "admin"}
+                if signin_status == 200
+                else {"detail": "The email or password provided is incorrect."},
+            ),
+            "GET /api/v1/models/model": Answer(200, entry) if entry else Answer(404, {}),
+        }
+    )
 
 
 def test_builtin_tools_on_with_a_small_context_fails_with_reconcile(tmp_path, servers):
@@ -249,8 +344,10 @@ def test_builtin_tools_on_with_a_small_context_fails_with_reconcile(tmp_path, se
     assert "r1deploy webui reconcile --stack-dir" in verdict.fix
     assert "r1_stack_webui_builtin_tools" in verdict.fix
     signin = [body for method, path, body in webui.seen if path.endswith("/signin")]
-    assert json.loads(signin[0]) == {"email": "admin@r1deploy.local",
-                                     "password": "right-password-123"}
+    assert json.loads(signin[0]) == {
+        "email": "admin@r1deploy.local",
+        "password": "right-password-123",
+    }
 
 
 def test_builtin_tools_asked_for_by_settings_names_the_variable(tmp_path, servers):
@@ -261,8 +358,7 @@ def test_builtin_tools_asked_for_by_settings_names_the_variable(tmp_path, server
     assert "set r1_stack_webui_builtin_tools: false, then make deploy" in verdict.fix
 
 
-def test_an_admin_password_that_no_longer_signs_in_fails_with_rotate_secrets(tmp_path,
-                                                                             servers):
+def test_an_admin_password_that_no_longer_signs_in_fails_with_rotate_secrets(tmp_path, servers):
     webui = stand_in_webui(servers, capabilities={"builtin_tools": False}, signin_status=400)
     verdict = webui_builtin_tools(ctx_for(make_stack(tmp_path / "stack", webui_url=webui.url)))
     assert verdict.status == FAIL and "HTTP 400" in verdict.seen
@@ -287,10 +383,12 @@ def test_a_missing_model_entry_warns_with_reconcile(tmp_path, servers):
 
 # ---------------------------------------------------------------- disk.free
 
+
 def fake_disk(free_by_path: dict[str, float]):
     def usage(path: str):
         free = int(free_by_path[path] * GIB)
         return (100 * GIB, 100 * GIB - free, free)
+
     return usage
 
 
@@ -316,6 +414,7 @@ def test_disk_free_measures_a_local_model_dir_and_takes_the_threshold(tmp_path):
 
 # ---------------------------------------------------------------- frontdoor.certificate
 
+
 def certificate(days_left: float) -> tuple[bytes, bytes]:
     """A self-signed certificate ending ``days_left`` days after NOW: (DER, PEM)."""
     from cryptography import x509
@@ -325,13 +424,20 @@ def certificate(days_left: float) -> tuple[bytes, bytes]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "r1deploy.test")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - datetime.timedelta(days=300))
-            .not_valid_after(NOW + datetime.timedelta(days=days_left))
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.DER),
-            cert.public_bytes(serialization.Encoding.PEM))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=300))
+        .not_valid_after(NOW + datetime.timedelta(days=days_left))
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.DER),
+        cert.public_bytes(serialization.Encoding.PEM),
+    )
 
 
 DOOR = {"enabled": True, "local_url": "https://127.0.0.1:8443", "tls_mode": "internal_ca"}
@@ -341,8 +447,9 @@ DOOR = {"enabled": True, "local_url": "https://127.0.0.1:8443", "tls_mode": "int
 def test_the_served_certificate_days_left(tmp_path, days, status):
     served, _ = certificate(days)
     root = make_stack(tmp_path / "stack", front_door=DOOR)
-    verdict = frontdoor_certificate(ctx_for(root, served_certificate=lambda url, t: served,
-                                            now=lambda: NOW))
+    verdict = frontdoor_certificate(
+        ctx_for(root, served_certificate=lambda url, t: served, now=lambda: NOW)
+    )
     assert verdict.status == status and f"({days} days left)" in verdict.seen
     assert "https://127.0.0.1:8443 serves" in verdict.seen
     if status != PASS:
@@ -368,8 +475,9 @@ def test_a_renewed_file_that_is_not_served_yet_says_restart(tmp_path):
     root = make_stack(tmp_path / "stack", front_door={**DOOR, "tls_mode": "provided"})
     (root / "front-door" / "tls").mkdir(parents=True)
     (root / "front-door" / "tls" / "server.crt").write_bytes(renewed)
-    verdict = frontdoor_certificate(ctx_for(root, served_certificate=lambda url, t: served,
-                                            now=lambda: NOW))
+    verdict = frontdoor_certificate(
+        ctx_for(root, served_certificate=lambda url, t: served, now=lambda: NOW)
+    )
     assert verdict.status == FAIL and "restart it" in verdict.fix
 
 
@@ -378,6 +486,7 @@ def test_no_front_door_skips_the_certificate(tmp_path):
 
 
 # ---------------------------------------------------------------- clock.skew
+
 
 def test_clock_skew_warns_over_a_minute_with_the_fix(tmp_path, servers):
     ahead = format_datetime(NOW + datetime.timedelta(seconds=300), usegmt=True)
@@ -397,6 +506,7 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 
 # ---------------------------------------------------------------- the CLI
+
 
 def test_every_check_has_a_unique_dotted_id():
     ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
@@ -418,21 +528,37 @@ def test_only_that_matches_nothing_cannot_run(capsys, tmp_path):
 
 def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, servers):
     webui = stand_in_webui(servers, capabilities={"builtin_tools": False})
-    root = make_stack(tmp_path / "stack", vllm_url=servers().url, webui_url=webui.url,
-                      logs={"vllm": "INFO ready\n"})
+    root = make_stack(
+        tmp_path / "stack",
+        vllm_url=servers().url,
+        webui_url=webui.url,
+        logs={"vllm": "INFO ready\n"},
+    )
     code = main(["doctor", "--stack", str(root), "--format", "json", "--min-free-gib", "0"])
     out = capsys.readouterr()
     report = json.loads(out.out)
     assert code == 0 and report["exit_code"] == 0
     assert set(report) == {"stack_dir", "exit_code", "wall_s", "counts", "checks"}
     assert [c["id"] for c in report["checks"]] == [c.id for c in DOCTOR_CHECKS]
-    assert set(report["checks"][0]) == {"id", "status", "seen", "cause", "fix",
-                                        "duration_s", "data"}
+    assert set(report["checks"][0]) == {
+        "id",
+        "status",
+        "seen",
+        "cause",
+        "fix",
+        "duration_s",
+        "data",
+    }
     statuses = {c["id"]: c["status"] for c in report["checks"]}
-    assert statuses == {"services.reachable": "pass", "vllm.oom": "pass",
-                        "vllm.tool_flags": "pass", "webui.builtin_tools": "pass",
-                        "disk.free": "pass", "frontdoor.certificate": "skip",
-                        "clock.skew": "pass"}
+    assert statuses == {
+        "services.reachable": "pass",
+        "vllm.oom": "pass",
+        "vllm.tool_flags": "pass",
+        "webui.builtin_tools": "pass",
+        "disk.free": "pass",
+        "frontdoor.certificate": "skip",
+        "clock.skew": "pass",
+    }
     assert report["counts"] == {"pass": 6, "warn": 0, "fail": 0, "skip": 1}
     assert "6 passed, 0 warned, 0 failed, 1 skipped" in out.err  # the table goes to stderr
 
@@ -458,7 +584,18 @@ def test_a_warning_alone_exits_0(capsys, tmp_path, monkeypatch):
 
 def test_only_filters_by_prefix_and_repeats(capsys, tmp_path):
     root = make_stack(tmp_path / "stack", logs={"vllm": "ok\n"})
-    main(["doctor", "--stack-dir", str(root), "--only", "vllm", "--only", "clock",
-          "--format", "json"])
+    main(
+        [
+            "doctor",
+            "--stack-dir",
+            str(root),
+            "--only",
+            "vllm",
+            "--only",
+            "clock",
+            "--format",
+            "json",
+        ]
+    )
     ids = [c["id"] for c in json.loads(capsys.readouterr().out)["checks"]]
     assert ids == ["vllm.oom", "vllm.tool_flags", "clock.skew"]

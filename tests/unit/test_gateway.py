@@ -451,8 +451,10 @@ def test_metadata_address_is_refused():
         ("93.184.215.14", None),
         ("2606:4700::1111", None),
         # IPv6 forms that carry an IPv4 address are judged by that address.
-        ("64:ff9b::a9fe:a9fe", "NAT64 address carrying link-local / cloud metadata address "
-         "169.254.169.254"),
+        (
+            "64:ff9b::a9fe:a9fe",
+            "NAT64 address carrying link-local / cloud metadata address 169.254.169.254",
+        ),
         ("64:ff9b::7f00:1", "NAT64 address carrying loopback address 127.0.0.1"),
         ("64:ff9b::808:808", None),
         ("64:ff9b:1::a00:1", "local-use NAT64 address"),
@@ -460,14 +462,20 @@ def test_metadata_address_is_refused():
         ("::ffff:0:7f00:1", "IPv4-translated address carrying loopback address 127.0.0.1"),
         ("::ffff:0:808:808", None),
         ("2002:7f00:1::1", "6to4 address carrying loopback address 127.0.0.1"),
-        ("2002:a9fe:a9fe::1", "6to4 address carrying link-local / cloud metadata address "
-         "169.254.169.254"),
+        (
+            "2002:a9fe:a9fe::1",
+            "6to4 address carrying link-local / cloud metadata address 169.254.169.254",
+        ),
         ("2002:808:808::1", None),
         # Teredo: server 65.54.227.120, client 127.0.0.1 / 10.0.0.1 (stored inverted).
-        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo address carrying loopback address "
-         "127.0.0.1"),
-        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo address carrying private address "
-         "10.0.0.1"),
+        (
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "Teredo address carrying loopback address 127.0.0.1",
+        ),
+        (
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "Teredo address carrying private address 10.0.0.1",
+        ),
     ],
 )
 def test_address_policy(address, why):

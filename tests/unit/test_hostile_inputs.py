@@ -124,60 +124,128 @@ FILE_CASES = [
     FileCase("dev-zero", "compose", dev_zero, "input-not-a-file", ""),
     FileCase("over-size-cap", "tools", over_the_size_cap, "input-too-large", ""),
     FileCase("over-size-cap", "compose", over_the_size_cap, "input-too-large", ""),
-    FileCase("latin-1", "tools", written('[\n {"id": "caf\xe9"}]'.encode("latin-1")),
-             "input-encoding", ":2:13"),
-    FileCase("latin-1", "compose", written("services:\n  caf\xe9: {}\n".encode("latin-1")),
-             "input-encoding", ":2:6"),
+    FileCase(
+        "latin-1",
+        "tools",
+        written('[\n {"id": "caf\xe9"}]'.encode("latin-1")),
+        "input-encoding",
+        ":2:13",
+    ),
+    FileCase(
+        "latin-1",
+        "compose",
+        written("services:\n  caf\xe9: {}\n".encode("latin-1")),
+        "input-encoding",
+        ":2:6",
+    ),
     FileCase("nested-100k", "tools", written(DEEP), "json-limit", ":1:65"),
     FileCase("nested-100k", "compose", written("x: " + DEEP + "\n"), "yaml-limit", ":1:67"),
-    FileCase("half-a-million-values", "tools", written("[" + "1," * 500_000 + "1]"),
-             "json-limit", ":1:200001"),
-    FileCase("half-a-million-values", "compose", written("x:\n" + "- 1\n" * 250_000),
-             "yaml-limit", ":10001:3"),
+    FileCase(
+        "half-a-million-values",
+        "tools",
+        written("[" + "1," * 500_000 + "1]"),
+        "json-limit",
+        ":1:200001",
+    ),
+    FileCase(
+        "half-a-million-values",
+        "compose",
+        written("x:\n" + "- 1\n" * 250_000),
+        "yaml-limit",
+        ":10001:3",
+    ),
     # 9**7 values in 367 bytes; 9**6 (319 bytes) was called valid after 2 s and 136 MiB.
     FileCase("billion-laughs-7", "compose", written(billion_laughs(7)), "yaml-limit", ":5:12"),
     FileCase("billion-laughs-6", "compose", written(billion_laughs(6)), "yaml-limit", ":5:12"),
-    FileCase("recursive-alias", "compose", written("x: &a [*a]\nservices: {}\n"),
-             "yaml-limit", ":1:8"),
-    FileCase("5000-digit-int", "tools", written("[{\"timeout_s\": " + "1" * 5000 + "}]"),
-             "json-syntax", ":1:16"),
-    FileCase("5000-digit-int", "compose", written("services: {}\nx-a: " + "1" * 5000 + "\n"),
-             "yaml-syntax", ":2:6"),
-    FileCase("impossible-date", "compose", written("services: {}\nx-a: 2001-02-30\n"),
-             "yaml-syntax", ":2:6"),
-    FileCase("nul-character", "compose", written("services: {}\nx-a: \"\0\"\n"),
-             "yaml-syntax", ":2:7"),
-    FileCase("lone-surrogate-key", "tools", written('[{"\\ud800": 1}]'), "unknown-key",
-             ":1:2"),
-    FileCase("lone-surrogate-key", "compose", written('services:\n  "\\ud800": {}\n'),
-             "image-pinned", ":2:13"),
-    FileCase("timeout-nan", "tools",
-             written("[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
-                     ' "timeout_s": NaN}]'),
-             "number-not-finite", ":2:15"),
-    FileCase("max-response-1e999", "tools",
-             written("[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
-                     ' "max_response_bytes": 1e999}]'),
-             "number-not-finite", ":2:24"),
-    FileCase("duplicate-key", "tools",
-             written("[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
-                     ' "allow_private_network": false, "allow_private_network": true}]'),
-             "duplicate-key", ":2:34"),
-    FileCase("octal-host", "tools",
-             written("[" + PLUGIN + '\n "url": "http://0177.0.0.1/x", "method": "GET"}]'),
-             "url-host-not-canonical", ":2:9"),
-    FileCase("unclosed-ipv6-host", "tools",
-             written("[" + PLUGIN + '\n "url": "http://[::1/x", "method": "GET"}]'),
-             "url-invalid", ":2:9"),
-    FileCase("port-out-of-range", "tools",
-             written("[" + PLUGIN + '\n "url": "https://a.example:99999/x", "method": "GET"}]'),
-             "url-invalid", ":2:9"),
+    FileCase(
+        "recursive-alias", "compose", written("x: &a [*a]\nservices: {}\n"), "yaml-limit", ":1:8"
+    ),
+    FileCase(
+        "5000-digit-int",
+        "tools",
+        written('[{"timeout_s": ' + "1" * 5000 + "}]"),
+        "json-syntax",
+        ":1:16",
+    ),
+    FileCase(
+        "5000-digit-int",
+        "compose",
+        written("services: {}\nx-a: " + "1" * 5000 + "\n"),
+        "yaml-syntax",
+        ":2:6",
+    ),
+    FileCase(
+        "impossible-date",
+        "compose",
+        written("services: {}\nx-a: 2001-02-30\n"),
+        "yaml-syntax",
+        ":2:6",
+    ),
+    FileCase(
+        "nul-character", "compose", written('services: {}\nx-a: "\0"\n'), "yaml-syntax", ":2:7"
+    ),
+    FileCase("lone-surrogate-key", "tools", written('[{"\\ud800": 1}]'), "unknown-key", ":1:2"),
+    FileCase(
+        "lone-surrogate-key",
+        "compose",
+        written('services:\n  "\\ud800": {}\n'),
+        "image-pinned",
+        ":2:13",
+    ),
+    FileCase(
+        "timeout-nan",
+        "tools",
+        written(
+            "[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n "timeout_s": NaN}]'
+        ),
+        "number-not-finite",
+        ":2:15",
+    ),
+    FileCase(
+        "max-response-1e999",
+        "tools",
+        written(
+            "[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
+            ' "max_response_bytes": 1e999}]'
+        ),
+        "number-not-finite",
+        ":2:24",
+    ),
+    FileCase(
+        "duplicate-key",
+        "tools",
+        written(
+            "[" + PLUGIN + '"url": "https://a.example/x", "method": "GET",\n'
+            ' "allow_private_network": false, "allow_private_network": true}]'
+        ),
+        "duplicate-key",
+        ":2:34",
+    ),
+    FileCase(
+        "octal-host",
+        "tools",
+        written("[" + PLUGIN + '\n "url": "http://0177.0.0.1/x", "method": "GET"}]'),
+        "url-host-not-canonical",
+        ":2:9",
+    ),
+    FileCase(
+        "unclosed-ipv6-host",
+        "tools",
+        written("[" + PLUGIN + '\n "url": "http://[::1/x", "method": "GET"}]'),
+        "url-invalid",
+        ":2:9",
+    ),
+    FileCase(
+        "port-out-of-range",
+        "tools",
+        written("[" + PLUGIN + '\n "url": "https://a.example:99999/x", "method": "GET"}]'),
+        "url-invalid",
+        ":2:9",
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    "case", FILE_CASES, ids=[f"{c.validator}-{c.name}" for c in FILE_CASES]
-)
+@pytest.mark.parametrize("case", FILE_CASES, ids=[f"{c.validator}-{c.name}" for c in FILE_CASES])
 def test_hostile_file_gets_a_located_finding_fast(tmp_path, case):
     suffix = ".json" if case.validator == "tools" else ".yaml"
     path = case.make(tmp_path, suffix)
@@ -314,19 +382,43 @@ class CallCase:
 
 CALL_CASES = [
     CallCase("gzip-bomb", "bomb", b'{"item": "x"}', 502, "response-too-large", None),
-    CallCase("nested-arrays-100k", "store", b"[" * 100_000 + b"]" * 100_000, 400,
-             "invalid-arguments", "/0" * 64),
-    CallCase("nested-objects-50k", "store", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400,
-             "invalid-arguments", "/a" * 64),
-    CallCase("half-a-million-values", "store", b'{"a": [' + b"1," * 500_000 + b"1]}", 400,
-             "invalid-arguments", "/a/9998"),
+    CallCase(
+        "nested-arrays-100k",
+        "store",
+        b"[" * 100_000 + b"]" * 100_000,
+        400,
+        "invalid-arguments",
+        "/0" * 64,
+    ),
+    CallCase(
+        "nested-objects-50k",
+        "store",
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        400,
+        "invalid-arguments",
+        "/a" * 64,
+    ),
+    CallCase(
+        "half-a-million-values",
+        "store",
+        b'{"a": [' + b"1," * 500_000 + b"1]}",
+        400,
+        "invalid-arguments",
+        "/a/9998",
+    ),
     CallCase("nan-argument", "store", b'{"limit": NaN}', 400, "invalid-arguments", "/limit"),
-    CallCase("infinity-argument", "store", b'{"x": [1, -Infinity]}', 400, "invalid-arguments",
-             "/x/1"),
-    CallCase("url-over-64-kib", "lookup", b'{"item": "' + b"/" * 30_000 + b'"}', 400,
-             "invalid-arguments", "/item"),
-    CallCase("empty-path-segment", "lookup", b'{"item": ""}', 400, "invalid-arguments",
-             "/item"),
+    CallCase(
+        "infinity-argument", "store", b'{"x": [1, -Infinity]}', 400, "invalid-arguments", "/x/1"
+    ),
+    CallCase(
+        "url-over-64-kib",
+        "lookup",
+        b'{"item": "' + b"/" * 30_000 + b'"}',
+        400,
+        "invalid-arguments",
+        "/item",
+    ),
+    CallCase("empty-path-segment", "lookup", b'{"item": ""}', 400, "invalid-arguments", "/item"),
     CallCase("not-utf-8", "lookup", b'{"item": "caf\xe9"}', 400, "invalid-json", ""),
 ]
 

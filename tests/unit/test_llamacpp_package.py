@@ -78,9 +78,14 @@ if args[0] == "--build":
 def _fake_archive(tmp_path: Path) -> tuple[Path, str]:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name in ("CMakeLists.txt", "convert_hf_to_gguf.py", "LICENSE",
-                     "conversion/__init__.py", "gguf-py/gguf/__init__.py",
-                     "models/templates/x.jinja"):
+        for name in (
+            "CMakeLists.txt",
+            "convert_hf_to_gguf.py",
+            "LICENSE",
+            "conversion/__init__.py",
+            "gguf-py/gguf/__init__.py",
+            "models/templates/x.jinja",
+        ):
             data = f"# {name}\n".encode()
             info = tarfile.TarInfo(f"pkg-1/vendor/llama.cpp/{name}")
             info.size = len(data)
@@ -133,8 +138,7 @@ def test_an_archive_that_is_not_the_pinned_one_is_refused(fake_toolchain, tmp_pa
     archive, pin, _ = fake_toolchain
     wrong = replace(pin, sha256="0" * 64)
     with pytest.raises(source.SourceError, match="not the pinned"):
-        buildmod.build(sdist=str(archive), pins=wrong,
-                       variant=cpu.variant_for("aarch64", set()))
+        buildmod.build(sdist=str(archive), pins=wrong, variant=cpu.variant_for("aarch64", set()))
 
 
 def test_a_failed_compile_leaves_no_prefix_and_names_its_log(fake_toolchain, monkeypatch):
@@ -164,10 +168,20 @@ for type    q6_K) -> falling back to    q8_0
 
 def test_quantize_fallbacks_are_read_from_its_output():
     assert convert.fallbacks(QUANTIZE_OUTPUT) == [
-        {"tensor": "token_embd.weight", "ncols": 128, "block": 256, "wanted": "q4_K",
-         "got": "q5_0"},
-        {"tensor": "blk.0.attn_v.weight", "ncols": 128, "block": 256, "wanted": "q6_K",
-         "got": "q8_0"},
+        {
+            "tensor": "token_embd.weight",
+            "ncols": 128,
+            "block": 256,
+            "wanted": "q4_K",
+            "got": "q5_0",
+        },
+        {
+            "tensor": "blk.0.attn_v.weight",
+            "ncols": 128,
+            "block": 256,
+            "wanted": "q6_K",
+            "got": "q8_0",
+        },
     ]
 
 
@@ -180,16 +194,41 @@ def test_the_converter_knows_the_test_models_tokenizer_by_its_split_pattern():
 
 # --- the server's command from a rendered stack -----------------------------------------
 
-SETTINGS = {"llamacpp": {"args": [
-    "--hf-repo", "u/R-GGUF", "--hf-file", "R-Q4_K_M.gguf", "--alias", "r1", "--ctx-size", "16384",
-    "--parallel", "2", "--host", "0.0.0.0", "--port", "8000", "--jinja",
-    "--chat-template-file", "/stack/chat_template.jinja", "--metrics"]}}
+SETTINGS = {
+    "llamacpp": {
+        "args": [
+            "--hf-repo",
+            "u/R-GGUF",
+            "--hf-file",
+            "R-Q4_K_M.gguf",
+            "--alias",
+            "r1",
+            "--ctx-size",
+            "16384",
+            "--parallel",
+            "2",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--jinja",
+            "--chat-template-file",
+            "/stack/chat_template.jinja",
+            "--metrics",
+        ]
+    }
+}
 
 
 def test_the_server_command_is_the_rendered_one_on_the_hosts_paths_and_port():
-    argv = native.server_argv(SETTINGS, llama_server="/p/bin/llama-server",
-                              model_path="/srv/r1.gguf", stack_dir="/opt/r1deploy/",
-                              host="127.0.0.1", port=18005)
+    argv = native.server_argv(
+        SETTINGS,
+        llama_server="/p/bin/llama-server",
+        model_path="/srv/r1.gguf",
+        stack_dir="/opt/r1deploy/",
+        host="127.0.0.1",
+        port=18005,
+    )
     assert argv[:3] == ["/p/bin/llama-server", "--model", "/srv/r1.gguf"]
     assert "--hf-repo" not in argv and "--hf-file" not in argv
     assert argv[argv.index("--chat-template-file") + 1] == "/opt/r1deploy/chat_template.jinja"
@@ -198,8 +237,9 @@ def test_the_server_command_is_the_rendered_one_on_the_hosts_paths_and_port():
     assert argv[argv.index("--ctx-size") + 1] == "16384"
     assert native.server_env({"VLLM_API_KEY": "k"}) == {"LLAMA_API_KEY": "k"}
     with pytest.raises(ValueError, match="engine"):
-        native.server_argv({"vllm": {}}, llama_server="x", model_path="m", stack_dir="/s",
-                           host="h", port=1)
+        native.server_argv(
+            {"vllm": {}}, llama_server="x", model_path="m", stack_dir="/s", host="h", port=1
+        )
 
 
 # --- what a model server says ----------------------------------------------------------------
@@ -209,18 +249,25 @@ TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n i
 
 def test_a_named_tool_choice_is_worded_for_each_server():
     assert modelserver.named_tool_choice("vllm", TOOLS, "b") == {
-        "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "b"}}}
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "b"}},
+    }
     assert modelserver.named_tool_choice("llamacpp", TOOLS, "b") == {
-        "tools": [TOOLS[1]], "tool_choice": "required"}
+        "tools": [TOOLS[1]],
+        "tool_choice": "required",
+    }
 
 
 def test_max_model_len_and_the_tokenizer_in_each_servers_words():
     assert modelserver.max_model_len_of({"max_model_len": 4096}) == 4096
     assert modelserver.max_model_len_of({"owned_by": "llamacpp", "meta": {"n_ctx": 8192}}) == 8192
     assert modelserver.kind_of({"owned_by": "llamacpp"}) == "llamacpp"
-    assert modelserver.tokenize_request("llamacpp", "m", "hi") == {"content": "hi",
-                                                                   "add_special": False}
+    assert modelserver.tokenize_request("llamacpp", "m", "hi") == {
+        "content": "hi",
+        "add_special": False,
+    }
     assert modelserver.tokenize_request("vllm", "m", "hi")["prompt"] == "hi"
     assert modelserver.detokenized_text("llamacpp", {"content": "x"}) == "x"
     assert modelserver.metric_families(
-        "# HELP llamacpp:x y\n# TYPE llamacpp:x counter\nllamacpp:x 1\n") == {"llamacpp:x"}
+        "# HELP llamacpp:x y\n# TYPE llamacpp:x counter\nllamacpp:x 1\n"
+    ) == {"llamacpp:x"}

@@ -26,8 +26,11 @@ native = _load("r1_native_filters", ROOT / "roles/r1_native/filter_plugins/r1_na
 stack = _load("r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py")
 
 STACK_DIR = "/srv/r1"
-USERS = {"vllm": "r1deploy-vllm", "tools-gateway": "r1deploy-gateway",
-         "open-webui": "r1deploy-webui"}
+USERS = {
+    "vllm": "r1deploy-vllm",
+    "tools-gateway": "r1deploy-gateway",
+    "open-webui": "r1deploy-webui",
+}
 DOTENV_TEXT = """# rendered
 VLLM_API_KEY='vkey'
 WEBUI_SECRET_KEY='wsecret'
@@ -40,30 +43,63 @@ TOOLS_GATEWAY_KEY='gkey'
 
 def _config(profile: str, **over) -> dict:
     config = {
-        "project_name": "r1deploy", "profile": profile, "runtime": "native",
+        "project_name": "r1deploy",
+        "profile": profile,
+        "runtime": "native",
         "restart_policy": "unless-stopped",
-        "images": {"vllm": "vllm/vllm-openai:v0.32.0",
-                   "webui": "ghcr.io/open-webui/open-webui:v0.12.4",
-                   "llamacpp": "ghcr.io/ggml-org/llama.cpp:server-b11176",
-                   "gateway": "r1deploy/tools-gateway:0.1.0"},
-        "model": {"id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "served_name": "r1-test",
-                  "source": "hub", "dir": "", "max_model_len": 4096, "gguf_source": "auto",
-                  "gguf_repo": "x/y", "gguf_hub_file": "y-Q4_K_M.gguf", "gguf_sha256": "",
-                  "gguf_quant": "Q4_K_M", "gguf_file": ""},
+        "images": {
+            "vllm": "vllm/vllm-openai:v0.32.0",
+            "webui": "ghcr.io/open-webui/open-webui:v0.12.4",
+            "llamacpp": "ghcr.io/ggml-org/llama.cpp:server-b11176",
+            "gateway": "r1deploy/tools-gateway:0.1.0",
+        },
+        "model": {
+            "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+            "served_name": "r1-test",
+            "source": "hub",
+            "dir": "",
+            "max_model_len": 4096,
+            "gguf_source": "auto",
+            "gguf_repo": "x/y",
+            "gguf_hub_file": "y-Q4_K_M.gguf",
+            "gguf_sha256": "",
+            "gguf_quant": "Q4_K_M",
+            "gguf_file": "",
+        },
         "engine": {"engine": "vllm", "reason": "set by the test", "errors": []},
         "air_gapped": False,
         "hf": {"token_given": False, "endpoint": "", "cache_dir": ""},
-        "vllm": {"gpu_memory_utilization": 0.9, "tensor_parallel_size": 1, "max_num_seqs": 0,
-                 "extra_args": [], "port": 8000, "bind_address": "127.0.0.1",
-                 "start_period_s": 900},
+        "vllm": {
+            "gpu_memory_utilization": 0.9,
+            "tensor_parallel_size": 1,
+            "max_num_seqs": 0,
+            "extra_args": [],
+            "port": 8000,
+            "bind_address": "127.0.0.1",
+            "start_period_s": 900,
+        },
         "gpu": {"driver": "nvidia", "device_ids": []},
-        "llamacpp": {"threads": 0, "extra_args": [], "build_info": "b11312-0c1e570",
-                     "parallel": {"parallel": 1, "reason": "set by the test"}},
-        "webui": {"port": 3000, "bind_address": "0.0.0.0", "admin_email": "admin@r1deploy.local",
-                  "extra_env": {},
-                  "model": {"name": "r1-test", "description": "", "image_url": "",
-                            "capabilities": {"builtin_tools": False}, "sampling": {},
-                            "max_tokens": 3000, "tools_on_by_default": False}},
+        "llamacpp": {
+            "threads": 0,
+            "extra_args": [],
+            "build_info": "b11312-0c1e570",
+            "parallel": {"parallel": 1, "reason": "set by the test"},
+        },
+        "webui": {
+            "port": 3000,
+            "bind_address": "0.0.0.0",
+            "admin_email": "admin@r1deploy.local",
+            "extra_env": {},
+            "model": {
+                "name": "r1-test",
+                "description": "",
+                "image_url": "",
+                "capabilities": {"builtin_tools": False},
+                "sampling": {},
+                "max_tokens": 3000,
+                "tools_on_by_default": False,
+            },
+        },
         "gateway": {"enabled": True, "port": 8090, "bind_address": "127.0.0.1", "secret_names": []},
     }
     for key, value in over.items():
@@ -75,10 +111,15 @@ def _services(profile: str = "cpu", options: dict | None = None, **over) -> dict
     config = _config(profile, **over)
     compose = json.loads(json.dumps(stack.r1_stack_compose(config)))
     settings = stack.r1_stack_settings(config)
-    opts = {"stack_dir": STACK_DIR, "stack_mount": "/stack",
-            "venvs": {"vllm": "/v/vllm", "open-webui": "/v/webui", "r1deploy": "/v/r1"},
-            "model_path": "", "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1"}, "webui_env": {},
-            "users": USERS}
+    opts = {
+        "stack_dir": STACK_DIR,
+        "stack_mount": "/stack",
+        "venvs": {"vllm": "/v/vllm", "open-webui": "/v/webui", "r1deploy": "/v/r1"},
+        "model_path": "",
+        "vllm_env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
+        "webui_env": {},
+        "users": USERS,
+    }
     opts |= options or {}
     dotenv = native.r1_native_parse_dotenv(DOTENV_TEXT)
     return native.r1_native_services(compose, settings, dotenv, opts)
@@ -88,8 +129,13 @@ def _services(profile: str = "cpu", options: dict | None = None, **over) -> dict
 def test_vllm_runs_with_the_rendered_args_on_the_published_port(profile):
     vllm = _services(profile)["vllm"]
     argv = vllm["argv"]
-    assert argv[:5] == ["/v/vllm/bin/python", "-m", "vllm.entrypoints.openai.api_server",
-                        "--model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"]
+    assert argv[:5] == [
+        "/v/vllm/bin/python",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+    ]
     # The chat template the compose file mounts at /stack is read from the stack directory.
     assert argv[argv.index("--chat-template") + 1] == f"{STACK_DIR}/chat_template.jinja"
     assert argv[argv.index("--served-model-name") + 1] == "r1-test"
@@ -132,7 +178,8 @@ def test_custom_ports_reach_every_service_and_the_webui_wiring():
     assert services["vllm"]["port"] == 18400
     assert services["open-webui"]["env"]["OPENAI_API_BASE_URL"] == "http://127.0.0.1:18400/v1"
     assert json.loads(services["open-webui"]["env"]["TOOL_SERVER_CONNECTIONS"])[0]["url"] == (
-        "http://127.0.0.1:18402")
+        "http://127.0.0.1:18402"
+    )
 
 
 def test_no_gateway_means_no_gateway_service():
@@ -142,8 +189,9 @@ def test_no_gateway_means_no_gateway_service():
 
 
 def test_model_path_override_and_extra_env():
-    services = _services(options={"model_path": "/srv/r1/models/test",
-                                  "webui_env": {"OFFLINE_MODE": "true"}})
+    services = _services(
+        options={"model_path": "/srv/r1/models/test", "webui_env": {"OFFLINE_MODE": "true"}}
+    )
     argv = services["vllm"]["argv"]
     assert argv[argv.index("--model") + 1] == "/srv/r1/models/test"
     assert services["open-webui"]["env"]["OFFLINE_MODE"] == "true"
@@ -158,8 +206,11 @@ def test_a_secret_missing_from_dotenv_is_named():
     compose = json.loads(json.dumps(stack.r1_stack_compose(config)))
     dotenv = native.r1_native_parse_dotenv(DOTENV_TEXT)
     del dotenv["TOOLS_GATEWAY_KEY"]
-    opts = {"stack_dir": STACK_DIR, "stack_mount": "/stack",
-            "venvs": {"vllm": "/a", "open-webui": "/b", "r1deploy": "/c"}}
+    opts = {
+        "stack_dir": STACK_DIR,
+        "stack_mount": "/stack",
+        "venvs": {"vllm": "/a", "open-webui": "/b", "r1deploy": "/c"},
+    }
     with pytest.raises(Exception, match="TOOLS_GATEWAY_KEY.*missing from .env"):
         native.r1_native_services(compose, stack.r1_stack_settings(config), dotenv, opts)
 
@@ -195,20 +246,29 @@ def render(template: str, **variables) -> str:
 
     import jinja2
 
-    env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters |= {"quote": shlex.quote, "comment": lambda text: f"#\n# {text}\n#",
-                    "r1_native_shell_quote": native.r1_native_shell_quote}
+    env = jinja2.Environment(
+        trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+    )
+    env.filters |= {
+        "quote": shlex.quote,
+        "comment": lambda text: f"#\n# {text}\n#",
+        "r1_native_shell_quote": native.r1_native_shell_quote,
+    }
     source = (ROOT / "roles/r1_native/templates" / template).read_text()
     return env.from_string(source).render(ansible_managed="Ansible managed", **variables)
 
 
 def unit(service: str, profile: str = "cpu") -> dict:
     services = _services(profile)
-    text = render("unit.service.j2", item={"key": service, "value": services[service]},
-                  __r1_native_services=services, __r1_native_dir=f"{STACK_DIR}/native",
-                  __r1_native_settings={"profile": profile}, r1_native_stack_dir=STACK_DIR,
-                  r1_native_unit_prefix="r1deploy")
+    text = render(
+        "unit.service.j2",
+        item={"key": service, "value": services[service]},
+        __r1_native_services=services,
+        __r1_native_dir=f"{STACK_DIR}/native",
+        __r1_native_settings={"profile": profile},
+        r1_native_stack_dir=STACK_DIR,
+        r1_native_unit_prefix="r1deploy",
+    )
     directives: dict = {}
     for line in text.splitlines():
         if "=" in line and not line.startswith("#"):
@@ -220,10 +280,14 @@ def unit(service: str, profile: str = "cpu") -> dict:
 def test_each_service_runs_as_its_own_user_and_writes_only_its_data():
     services = _services()
     assert {name: s["user"] for name, s in services.items()} == USERS
-    assert services["vllm"]["writable"] == [f"{STACK_DIR}/data/hf-cache",
-                                            f"{STACK_DIR}/data/vllm-cache"]
-    assert services["vllm"]["writable"] == [services["vllm"]["env"]["HF_HOME"],
-                                            services["vllm"]["env"]["VLLM_CACHE_ROOT"]]
+    assert services["vllm"]["writable"] == [
+        f"{STACK_DIR}/data/hf-cache",
+        f"{STACK_DIR}/data/vllm-cache",
+    ]
+    assert services["vllm"]["writable"] == [
+        services["vllm"]["env"]["HF_HOME"],
+        services["vllm"]["env"]["VLLM_CACHE_ROOT"],
+    ]
     assert services["open-webui"]["writable"] == [f"{STACK_DIR}/data/open-webui"]
     # Open WebUI copies its static files at start: not into its (read-only) package.
     assert services["open-webui"]["env"]["STATIC_DIR"] == f"{STACK_DIR}/data/open-webui/static"
@@ -239,13 +303,25 @@ def test_each_unit_runs_as_its_user_in_a_sandbox_that_writes_only_its_data(servi
     directives = unit(service)
     assert directives["User"] == directives["Group"] == USERS[service]
     assert directives["ExecStart"] == f"{STACK_DIR}/native/r1ctl run {service}"
-    expected = {"NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
-                "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-                "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
-                "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
-                "RestrictSUIDSGID": "yes", "LockPersonality": "yes", "RestrictRealtime": "yes",
-                "SystemCallArchitectures": "native", "ProtectClock": "yes",
-                "ProtectHostname": "yes", "RestrictNamespaces": "yes"}
+    expected = {
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+        "AmbientCapabilities": "",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes",
+        "RestrictRealtime": "yes",
+        "SystemCallArchitectures": "native",
+        "ProtectClock": "yes",
+        "ProtectHostname": "yes",
+        "RestrictNamespaces": "yes",
+    }
     assert {k: directives.get(k) for k in expected} == expected
     writable = " ".join(_services()[service]["writable"])
     assert directives.get("ReadWritePaths", "") == writable

@@ -45,28 +45,41 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 
 
 def conf(services: dict, stack: str = STACK_DIR, supervisor: str = "start-stop-daemon") -> str:
-    return render("r1ctl.conf.j2", __r1_native_services=services, r1_native_stack_dir=stack,
-                  __r1_native_dir=f"{stack}/native", __r1_native_supervisor=supervisor,
-                  r1_native_unit_prefix="r1deploy")
+    return render(
+        "r1ctl.conf.j2",
+        __r1_native_services=services,
+        r1_native_stack_dir=stack,
+        __r1_native_dir=f"{stack}/native",
+        __r1_native_supervisor=supervisor,
+        r1_native_unit_prefix="r1deploy",
+    )
 
 
 def test_the_rendered_conf_gives_r1ctl_each_service_its_command_user_and_data():
     services = _services()
     text = conf(services)
-    show = ('declare -p SERVICES HEALTH_URL RUN_AS HOME_DIR WORKDIR ARGV_vllm DATA_vllm '
-            'DATA_tools_gateway ARGV_open_webui')
-    out = subprocess.run(["bash", "-c", f'. /dev/stdin; {show}'], input=text,
-                         capture_output=True, text=True, check=True).stdout
+    show = (
+        "declare -p SERVICES HEALTH_URL RUN_AS HOME_DIR WORKDIR ARGV_vllm DATA_vllm "
+        "DATA_tools_gateway ARGV_open_webui"
+    )
+    out = subprocess.run(
+        ["bash", "-c", f". /dev/stdin; {show}"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert 'SERVICES=([0]="vllm" [1]="tools-gateway" [2]="open-webui")' in out
     assert '[tools-gateway]="r1deploy-gateway:r1deploy-gateway"' in out
     assert f'[open-webui]="{STACK_DIR}/data/open-webui"' in out
-    assert 'DATA_tools_gateway=()' in out
+    assert "DATA_tools_gateway=()" in out
     assert f'DATA_vllm=([0]="{STACK_DIR}/data/hf-cache" [1]="{STACK_DIR}/data/vllm-cache")' in out
     assert '[2]="vllm.entrypoints.openai.api_server"' in out
     assert "\nSUPERVISOR=start-stop-daemon\n" in text
     if shutil.which("shellcheck"):
-        subprocess.run(["shellcheck", "-s", "bash", "-e", "SC2034", "-"], input=text, text=True,
-                       check=True)
+        subprocess.run(
+            ["shellcheck", "-s", "bash", "-e", "SC2034", "-"], input=text, text=True, check=True
+        )
 
 
 @pytest.fixture
@@ -80,12 +93,17 @@ def stack():
     (root / "native/env").mkdir(parents=True, mode=0o711)
     (root / "standin.py").write_text(STANDIN)
     port = free_port()
-    service = {"argv": ["/usr/bin/python3", f"{root}/standin.py", str(port)],
-               "health_url": f"http://127.0.0.1:{port}/health", "user": "nobody",
-               "home": f"{root}/data/standin", "workdir": f"{root}/data/standin",
-               "writable": [f"{root}/data/standin"]}
+    service = {
+        "argv": ["/usr/bin/python3", f"{root}/standin.py", str(port)],
+        "health_url": f"http://127.0.0.1:{port}/health",
+        "user": "nobody",
+        "home": f"{root}/data/standin",
+        "workdir": f"{root}/data/standin",
+        "writable": [f"{root}/data/standin"],
+    }
     text = conf({"standin": service}, stack=str(root)).replace(
-        "[standin]=nobody:nobody", "[standin]=nobody:nogroup")  # Debian's nobody
+        "[standin]=nobody:nobody", "[standin]=nobody:nogroup"
+    )  # Debian's nobody
     (root / "native/r1ctl.conf").write_text(text)
     shutil.copy(R1CTL, root / "native/r1ctl")
     env = root / "native/env/standin.env"
@@ -98,8 +116,13 @@ def stack():
 
 
 def r1ctl(stack: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([stack / "native/r1ctl", *args], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, R1CTL_TEST_LEAK="caller's"))
+    return subprocess.run(
+        [stack / "native/r1ctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, R1CTL_TEST_LEAK="caller's"),
+    )
 
 
 def whoami(stack: Path) -> dict:
@@ -114,7 +137,8 @@ def test_root_controls_a_service_that_runs_as_its_own_user(stack):
 
     made = r1ctl(stack, "data-dirs")
     assert made.returncode == 0 and made.stdout == (
-        f"standin: {data}: created, owned by nobody\n"), made
+        f"standin: {data}: created, owned by nobody\n"
+    ), made
     assert (data.stat().st_uid, data.stat().st_mode & 0o777) == (nobody.pw_uid, 0o700)
     assert r1ctl(stack, "data-dirs", "--check").stdout == ""
 
@@ -157,8 +181,9 @@ def test_data_dirs_gives_back_what_root_left_and_changes_nothing_after(stack):
     os.link(linked, data / "link")  # two links: left alone, or root would give it away
 
     changed = r1ctl(stack, "data-dirs")
-    assert changed.stdout == (f"standin: {data}: given to nobody\n"
-                              f"standin: {data}: mode 0700\n"), changed
+    assert changed.stdout == (f"standin: {data}: given to nobody\nstandin: {data}: mode 0700\n"), (
+        changed
+    )
     assert (data / "webui.db").stat().st_uid == pwd.getpwnam("nobody").pw_uid
     assert linked.stat().st_uid == 0
     assert r1ctl(stack, "data-dirs").stdout == ""
@@ -167,9 +192,22 @@ def test_data_dirs_gives_back_what_root_left_and_changes_nothing_after(stack):
 def test_up_restarts_as_its_user_a_service_started_as_root_before_the_users(stack):
     assert r1ctl(stack, "data-dirs").returncode == 0
     (stack / "native/run/standin").mkdir(parents=True)
-    subprocess.run(["start-stop-daemon", "--start", "--background", "--make-pidfile",
-                    "--pidfile", stack / "native/run/standin.pid", "--startas",
-                    stack / "native/r1ctl", "--", "supervise", "standin"], check=True)
+    subprocess.run(
+        [
+            "start-stop-daemon",
+            "--start",
+            "--background",
+            "--make-pidfile",
+            "--pidfile",
+            stack / "native/run/standin.pid",
+            "--startas",
+            stack / "native/r1ctl",
+            "--",
+            "supervise",
+            "standin",
+        ],
+        check=True,
+    )
     assert r1ctl(stack, "wait", "standin", "20").returncode == 0
     assert whoami(stack)["uid"] == 0
 

@@ -33,6 +33,7 @@ Case = Callable[[Path], list[Diagnostic]]
 
 # --- a case per rule: the input that makes it fire ---------------------------------------
 
+
 def input_cases(validate: Callable[[Path], list[Diagnostic]]) -> dict[str, Case]:
     def not_a_file(tmp: Path):
         os.mkfifo(tmp / "fifo")
@@ -46,8 +47,11 @@ def input_cases(validate: Callable[[Path], list[Diagnostic]]) -> dict[str, Case]
         (tmp / "latin1").write_bytes("caf\xe9: 1\n".encode("latin-1"))
         return validate(tmp / "latin1")
 
-    return {"input-not-a-file": not_a_file, "input-too-large": too_large,
-            "input-encoding": not_utf8}
+    return {
+        "input-not-a-file": not_a_file,
+        "input-too-large": too_large,
+        "input-encoding": not_utf8,
+    }
 
 
 def compose(mutate=None, text=None, env=None) -> Case:
@@ -57,6 +61,7 @@ def compose(mutate=None, text=None, env=None) -> Case:
             mutate(document)
         body = text if text is not None else yaml.safe_dump(document, sort_keys=False)
         return validate_text(body, "compose.yaml", env).diagnostics
+
     return case
 
 
@@ -77,25 +82,32 @@ def tp_five(d: dict) -> None:
 COMPOSE_CASES: dict[str, Case] = {
     **input_cases(lambda path: validate_file(path).diagnostics),
     "yaml-syntax": compose(text="services:\n  vllm:\n    image: [a\n"),
-    "yaml-limit": compose(text="x: " + "[" * (MAX_NESTING_DEPTH + 1)
-                          + "]" * (MAX_NESTING_DEPTH + 1) + "\n"),
+    "yaml-limit": compose(
+        text="x: " + "[" * (MAX_NESTING_DEPTH + 1) + "]" * (MAX_NESTING_DEPTH + 1) + "\n"
+    ),
     "duplicate-key": compose(text="services:\n  a:\n    image: x:1\n    image: x:2\n"),
     "compose-schema": compose(lambda d: vllm(d).update(imagee="x")),
     "image-pinned": compose(lambda d: vllm(d).update(image="vllm/vllm-openai")),
     "gpu-reservation": compose(
-        lambda d: vllm(d)["deploy"]["resources"]["reservations"]["devices"][0].pop(
-            "capabilities")),
+        lambda d: vllm(d)["deploy"]["resources"]["reservations"]["devices"][0].pop("capabilities")
+    ),
     "vllm-flags": compose(tp_five),
-    "webui-env": compose(lambda d: webui(d)["environment"].update(
-        OPENAI_BASE_URL="http://vllm:8000/v1")),
-    "webui-backend": compose(lambda d: webui(d)["environment"].update(
-        OPENAI_API_BASE_URL="http://vllm:8000")),
+    "webui-env": compose(
+        lambda d: webui(d)["environment"].update(OPENAI_BASE_URL="http://vllm:8000/v1")
+    ),
+    "webui-backend": compose(
+        lambda d: webui(d)["environment"].update(OPENAI_API_BASE_URL="http://vllm:8000")
+    ),
     "webui-depends": compose(lambda d: webui(d).pop("depends_on")),
-    "secret-literal": compose(lambda d: webui(d)["environment"].update(
-        WEBUI_SECRET_KEY="a-literal-secret")),
+    "secret-literal": compose(
+        lambda d: webui(d)["environment"].update(WEBUI_SECRET_KEY="a-literal-secret")
+    ),
     "public-port": compose(lambda d: vllm(d).update(ports=["0.0.0.0:8000:8000"])),
-    "front-door-only": compose(lambda d: d["services"].update(
-        {"front-door": {"image": "nginx:1.22.1", "ports": ["0.0.0.0:443:8443"]}})),
+    "front-door-only": compose(
+        lambda d: d["services"].update(
+            {"front-door": {"image": "nginx:1.22.1", "ports": ["0.0.0.0:443:8443"]}}
+        )
+    ),
 }
 
 
@@ -104,6 +116,7 @@ def tools(*plugins, text: str | None = None) -> Case:
         path = tmp / "tools.json"
         path.write_text(text if text is not None else json.dumps(list(plugins), indent=2))
         return validate_files([str(path)]).diagnostics
+
     return case
 
 
@@ -142,11 +155,15 @@ TOOLS_CASES: dict[str, Case] = {
     "params-not-a-schema": tools(plugin(params=params(required="city"))),
     "params-not-object": tools(plugin(params={"type": "string"}, url="https://wttr.in/x")),
     "required-undeclared": tools(plugin(params=params(required=["city", "country"]))),
-    "remote-ref": tools(plugin(params=params(
-        properties={"city": {"$ref": "https://example.com/city.json"}}))),
-    "query-argument-not-scalar": tools(plugin(
-        url="https://wttr.in/", params=params(
-            properties={"city": {"type": "array", "description": "cities"}}))),
+    "remote-ref": tools(
+        plugin(params=params(properties={"city": {"$ref": "https://example.com/city.json"}}))
+    ),
+    "query-argument-not-scalar": tools(
+        plugin(
+            url="https://wttr.in/",
+            params=params(properties={"city": {"type": "array", "description": "cities"}}),
+        )
+    ),
     "strict": tools(plugin(strict=True, params=params(additionalProperties=True))),
     "argument-undescribed": tools(plugin(params=params(properties={"city": {"type": "string"}}))),
     "url-invalid": tools(plugin(url="https://wttr.in:99999/{city}")),
@@ -163,13 +180,17 @@ TOOLS_CASES: dict[str, Case] = {
 }
 
 REGISTRIES = [("compose", COMPOSE_RULES, COMPOSE_CASES), ("tools", TOOLS_RULES, TOOLS_CASES)]
-EVERY_RULE = [pytest.param(rules, cases, rule, id=f"{name}:{rule.id}")
-              for name, rules, cases in REGISTRIES for rule in rules]
+EVERY_RULE = [
+    pytest.param(rules, cases, rule, id=f"{name}:{rule.id}")
+    for name, rules, cases in REGISTRIES
+    for rule in rules
+]
 
 
 @pytest.mark.parametrize(("registry", "cases", "rule"), EVERY_RULE)
 def test_every_rule_of_the_registry_fires_with_its_default_severity(
-        tmp_path, registry, cases, rule: Rule):
+    tmp_path, registry, cases, rule: Rule
+):
     assert rule.id in cases, f"no case makes {rule.id} fire: add one to this file"
     fired = [d for d in cases[rule.id](tmp_path) if d.rule == rule.id]
     assert fired, f"the case for {rule.id} did not fire it"
@@ -206,10 +227,29 @@ def test_findings_refuse_a_rule_outside_their_registry():
 
 def _assertion_keywords(schema: object) -> set[str]:
     """Keywords of tools.schema.json that fail with their own name (schema-<keyword>)."""
-    own = {"type", "pattern", "enum", "minLength", "maxLength", "minimum", "maximum",
-           "exclusiveMinimum", "exclusiveMaximum", "oneOf", "anyOf", "const", "minItems",
-           "maxItems", "uniqueItems", "multipleOf", "format", "not", "minProperties",
-           "maxProperties", "dependentRequired"}
+    own = {
+        "type",
+        "pattern",
+        "enum",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "oneOf",
+        "anyOf",
+        "const",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "multipleOf",
+        "format",
+        "not",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+    }
     found: set[str] = set()
     if isinstance(schema, dict):
         for key, value in schema.items():
@@ -234,8 +274,13 @@ def test_every_keyword_of_the_tools_format_has_its_schema_rule():
 
 
 VALIDATOR_SOURCES = sorted(
-    [*(ROOT / "r1deploy/compose").rglob("*.py"), *(ROOT / "r1deploy/tools").rglob("*.py"),
-     ROOT / "r1deploy/inputfile.py", ROOT / "r1deploy/diagnostics.py"])
+    [
+        *(ROOT / "r1deploy/compose").rglob("*.py"),
+        *(ROOT / "r1deploy/tools").rglob("*.py"),
+        ROOT / "r1deploy/inputfile.py",
+        ROOT / "r1deploy/diagnostics.py",
+    ]
+)
 
 
 @pytest.mark.parametrize("path", VALIDATOR_SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -246,11 +291,17 @@ def test_no_rule_id_is_a_string_where_a_finding_is_made(path):
         if not isinstance(node, ast.Call):
             continue
         name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
-        position = {"add": 1, "add_pointer": 1, "add_line": 0, "Diagnostic": 2,
-                    "InputRefused": 0}.get(name)
+        position = {
+            "add": 1,
+            "add_pointer": 1,
+            "add_line": 0,
+            "Diagnostic": 2,
+            "InputRefused": 0,
+        }.get(name)
         if position is None or len(node.args) <= position:
             continue
         argument = node.args[position]
         assert not isinstance(argument, literal), (
             f"{path.relative_to(ROOT)}:{node.lineno}: a rule id written as a string; "
-            "name the registry's entry")
+            "name the registry's entry"
+        )

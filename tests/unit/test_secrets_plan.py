@@ -9,12 +9,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
-    "r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py")
+    "r1_stack_filters", ROOT / "roles/r1_stack/filter_plugins/r1_stack.py"
+)
 stack = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stack)
 
-NAMES = {"vllm_api_key": "VLLM_API_KEY", "webui_secret_key": "WEBUI_SECRET_KEY",
-         "webui_admin_password": "WEBUI_ADMIN_PASSWORD", "tools_gateway_key": "TOOLS_GATEWAY_KEY"}
+NAMES = {
+    "vllm_api_key": "VLLM_API_KEY",
+    "webui_secret_key": "WEBUI_SECRET_KEY",
+    "webui_admin_password": "WEBUI_ADMIN_PASSWORD",
+    "tools_gateway_key": "TOOLS_GATEWAY_KEY",
+}
 HOST_ENV = """# Rendered by roles/r1_stack for h. Secrets: keep mode 0600, never commit.
 VLLM_API_KEY='v-host'
 WEBUI_SECRET_KEY='w-host'
@@ -45,22 +50,34 @@ def test_secrets_the_controller_holds_are_never_generated_again():
 
 def test_a_controller_without_secrets_adopts_the_hosts():
     plan = stack.r1_stack_secrets_plan(NAMES, {}, HOST)
-    assert plan["adopt"] == {"vllm_api_key": "v-host", "webui_secret_key": "w-host",
-                             "webui_admin_password": "p-host", "tools_gateway_key": "g-host"}
+    assert plan["adopt"] == {
+        "vllm_api_key": "v-host",
+        "webui_secret_key": "w-host",
+        "webui_admin_password": "p-host",
+        "tools_gateway_key": "g-host",
+    }
     assert plan["generate"] == [] and plan["mismatch"] == []
 
 
 def test_a_controller_whose_secret_differs_from_the_hosts_is_a_mismatch():
-    controller = {"vllm_api_key": "v-other", "webui_secret_key": "w-host",
-                  "webui_admin_password": "p-host", "tools_gateway_key": "g-host"}
+    controller = {
+        "vllm_api_key": "v-other",
+        "webui_secret_key": "w-host",
+        "webui_admin_password": "p-host",
+        "tools_gateway_key": "g-host",
+    }
     plan = stack.r1_stack_secrets_plan(NAMES, controller, HOST)
     assert plan["mismatch"] == ["vllm_api_key"]
     assert plan["adopt"] == {} and plan["generate"] == []
 
 
 def test_a_rotation_lets_that_one_secret_differ_and_only_it():
-    controller = {"vllm_api_key": "v-new", "webui_secret_key": "w-other",
-                  "webui_admin_password": "p-host", "tools_gateway_key": "g-host"}
+    controller = {
+        "vllm_api_key": "v-new",
+        "webui_secret_key": "w-other",
+        "webui_admin_password": "p-host",
+        "tools_gateway_key": "g-host",
+    }
     plan = stack.r1_stack_secrets_plan(NAMES, controller, HOST, ["vllm_api_key"])
     assert plan["rotate"] == ["vllm_api_key"] and plan["mismatch"] == ["webui_secret_key"]
 

@@ -58,13 +58,16 @@ def test_env_file_is_read_as_compose_reads_it(tmp_path):
     assert read_env_file(tmp_path / "missing.env") == {}
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("so \\boxed{max = 2, min = -2}", (2, -2)),
-    ("The maximum is 2 and the minimum is -2.", (2, -2)),
-    ("\\boxed{\\text{Maximum: } 2, \\text{ Minimum: } -2}", (2, -2)),
-    ("\\boxed{2} and \\boxed{-2}", (2, -2)),
-    ("max 18, min -2", (18, -2)),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("so \\boxed{max = 2, min = -2}", (2, -2)),
+        ("The maximum is 2 and the minimum is -2.", (2, -2)),
+        ("\\boxed{\\text{Maximum: } 2, \\text{ Minimum: } -2}", (2, -2)),
+        ("\\boxed{2} and \\boxed{-2}", (2, -2)),
+        ("max 18, min -2", (18, -2)),
+    ],
+)
 def test_quality_answer_parsing(answer, expected):
     assert parse_extrema(answer) == expected
 
@@ -125,14 +128,16 @@ def stand_in_vllm(request):
 
 
 def _auth_check(capsys, url: str, *extra: str) -> tuple[int, dict]:
-    code = main(["smoke", "--vllm", url, "--only", "vllm.health", "--only", "vllm.auth",
-                 "--json", *extra])
+    code = main(
+        ["smoke", "--vllm", url, "--only", "vllm.health", "--only", "vllm.auth", "--json", *extra]
+    )
     report = json.loads(capsys.readouterr().out)
     return code, {c["name"]: c for c in report["checks"]}["vllm.auth"]
 
 
 def test_a_vllm_that_answers_without_a_key_fails_the_smoke_against_stand_in(
-        capsys, tmp_path, stand_in_vllm):
+    capsys, tmp_path, stand_in_vllm
+):
     server = stand_in_vllm(enforces=False)
     key_file = tmp_path / "key"
     key_file.write_text("k" * 40)
@@ -150,7 +155,8 @@ def test_a_vllm_that_enforces_its_key_passes_against_stand_in(capsys, tmp_path, 
 
 
 def test_no_key_to_check_with_warns_loudly_and_fails_unless_allowed_against_stand_in(
-        capsys, stand_in_vllm):
+    capsys, stand_in_vllm
+):
     server = stand_in_vllm(enforces=False)
     code, auth = _auth_check(capsys, server.url)
     assert code == 1 and auth["status"] == "warn"

@@ -24,11 +24,12 @@ SHIPPED_TOOLS = to_openai(load_plugins(str(REPO / "tools.json")))
         ([{"role": "user", "content": "Say hello in one short sentence."}], script.DEFAULT),
         ([{"role": "user", "content": script.MATHS_PROMPT}], script.MATHS),
         # Open WebUI's chat input turns a typed x^3 into x³: the trigger is in the words.
-        ([{"role": "user", "content": "Find the maximum and minimum of x³ - 3x² + 2."}],
-         script.MATHS),
+        (
+            [{"role": "user", "content": "Find the maximum and minimum of x³ - 3x² + 2."}],
+            script.MATHS,
+        ),
         ([{"role": "user", "content": script.WEATHER_PROMPT}], script.WEATHER),
-        ([{"role": "user", "content": "What is the weather in Paris right now?"}],
-         script.WEATHER),
+        ([{"role": "user", "content": "What is the weather in Paris right now?"}], script.WEATHER),
         # The second round of a tool call answers instead of calling the tool again.
         (ROUND_TRIP, script.TOOL_RESULT),
     ],
@@ -69,7 +70,15 @@ def test_the_builder_cli_imports_with_the_standard_library_alone():
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c",
-         f"import sys; sys.path.insert(0, {str(REPO)!r}); import r1deploy.testmodel.cli"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(REPO)!r}); import r1deploy.testmodel.cli",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr

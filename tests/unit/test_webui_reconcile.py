@@ -24,11 +24,14 @@ MODEL = ModelEntry(
     default_tool_ids=[],
 )
 CONNECTION = {
-    "url": "http://tools-gateway:8090", "path": "openapi.json", "type": "openapi",
-    "auth_type": "bearer", "key": "gk",
+    "url": "http://tools-gateway:8090",
+    "path": "openapi.json",
+    "type": "openapi",
+    "auth_type": "bearer",
+    "key": "gk",
     "config": {"enable": True, "access_grants": [EVERYONE_READS]},
-    "info": {"id": "r1deploy-tools", "name": "r1deploy tools"}, **{
-        k: v for k, v in TOOL_SERVER_DEFAULTS.items() if k != "type"},
+    "info": {"id": "r1deploy-tools", "name": "r1deploy tools"},
+    **{k: v for k, v in TOOL_SERVER_DEFAULTS.items() if k != "type"},
 }
 
 
@@ -48,8 +51,12 @@ class FakeWebUI:
     """The client surface reconcile uses, backed by dicts; counts every write."""
 
     def __init__(self):
-        self.openai = {"ENABLE_OPENAI_API": True, "OPENAI_API_BASE_URLS": ["https://api.openai.com/v1"],
-                       "OPENAI_API_KEYS": [""], "OPENAI_API_CONFIGS": {}}
+        self.openai = {
+            "ENABLE_OPENAI_API": True,
+            "OPENAI_API_BASE_URLS": ["https://api.openai.com/v1"],
+            "OPENAI_API_KEYS": [""],
+            "OPENAI_API_CONFIGS": {},
+        }
         self.servers: list[dict] = []
         self.admin = {"ENABLE_SIGNUP": True, "DEFAULT_USER_ROLE": "pending"}
         self.models_cfg = {"DEFAULT_MODELS": None, "MODEL_ORDER_LIST": []}
@@ -112,7 +119,8 @@ def test_first_run_writes_each_item_once_and_a_second_run_writes_nothing():
     first = reconcile(webui, desired())
     assert first.changed and first.ok
     assert sorted(webui.writes) == sorted(
-        ["openai", "tool_servers", "admin_config", "models_config", "create_model"])
+        ["openai", "tool_servers", "admin_config", "models_config", "create_model"]
+    )
     webui.writes.clear()
     second = reconcile(webui, desired())
     assert webui.writes == []
@@ -181,4 +189,9 @@ def test_check_mode_reports_what_differs_and_writes_nothing():
     outcome = reconcile(webui, desired(), apply=False)
     assert webui.writes == []
     assert {i.item for i in outcome.items if i.changed} == {
-        "openai_connections", "tool_servers", "signup", "default_model", "model"}
+        "openai_connections",
+        "tool_servers",
+        "signup",
+        "default_model",
+        "model",
+    }

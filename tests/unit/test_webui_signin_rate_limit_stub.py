@@ -65,8 +65,9 @@ def stub(request):
 
 @pytest.mark.parametrize("stub", [2], indirect=True)
 def test_sign_in_waits_while_the_stub_rate_limits_then_signs_in(stub, capsys):
-    response = post_signin(requests.Session(), stub.url, "admin@x", "pw", timeout_s=5,
-                           wait_s=5, retry_every_s=0.05)
+    response = post_signin(
+        requests.Session(), stub.url, "admin@x", "pw", timeout_s=5, wait_s=5, retry_every_s=0.05
+    )
     assert response.status_code == 200 and stub.signins == 3
     err = capsys.readouterr().err
     assert err.count("Open WebUI rate-limits sign-ins (15 sign-ins per account in 3 minutes)") == 1
@@ -85,8 +86,20 @@ def test_smoke_signin_check_fails_naming_the_rate_limit(stub, monkeypatch, tmp_p
     monkeypatch.setattr(webui_client, "SIGNIN_RATE_LIMIT_WAIT_S", 0.0)
     password = tmp_path / "password"
     password.write_text("pw\n")
-    code = main(["smoke", "--webui", stub.url, "--admin-email", "admin@x",
-                 "--admin-password-file", str(password), "--only", "webui.signin", "--json"])
+    code = main(
+        [
+            "smoke",
+            "--webui",
+            stub.url,
+            "--admin-email",
+            "admin@x",
+            "--admin-password-file",
+            str(password),
+            "--only",
+            "webui.signin",
+            "--json",
+        ]
+    )
     report = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert code == 1
     assert report["webui.signin"]["status"] == "fail"

@@ -33,8 +33,13 @@ def _published_beyond_loopback(service: dict, env: dict):
         if host_ip in LOOPBACK:
             continue
         unknown = isinstance(host_ip, str) and "$" in host_ip
-        where = (f"on {host_ip}, an address .env does not set" if unknown
-                 else f"on {host_ip}" if host_ip else "on all interfaces")
+        where = (
+            f"on {host_ip}, an address .env does not set"
+            if unknown
+            else f"on {host_ip}"
+            if host_ip
+            else "on all interfaces"
+        )
         yield index, where, published or target
 
 
@@ -57,8 +62,10 @@ def check(compose: ComposeFile, found: Findings) -> None:
     for name, service in compose.services.items():
         if not is_model_server(service):
             continue
-        fix = (f"publish it on loopback only (127.0.0.1:PORT:{listen_port(service)}); "
-               "clients on other hosts use Open WebUI, or an SSH tunnel to that port")
+        fix = (
+            f"publish it on loopback only (127.0.0.1:PORT:{listen_port(service)}); "
+            "clients on other hosts use Open WebUI, or an SSH tunnel to that port"
+        )
         if service.get("network_mode") == "host":
             found.add(
                 ("services", name, "network_mode"),

@@ -18,10 +18,16 @@ def served_facts(model: str) -> tuple[str, dict, str]:
     match = modelfacts.find(model) if model else None
     if match:
         return match[0], match[1], ""
-    why = (f"r1deploy/model_facts.json has no facts for {model}" if model
-           else "the command names no model")
-    return modelfacts.R1_DISTILL, modelfacts.model(modelfacts.R1_DISTILL), \
-        f" (the R1 distill's: {why})"
+    why = (
+        f"r1deploy/model_facts.json has no facts for {model}"
+        if model
+        else "the command names no model"
+    )
+    return (
+        modelfacts.R1_DISTILL,
+        modelfacts.model(modelfacts.R1_DISTILL),
+        f" (the R1 distill's: {why})",
+    )
 
 
 def _divisors(number: int) -> str:
@@ -71,8 +77,9 @@ def _check_service(name: str, service: dict, found: Findings) -> None:
                 tp_fix,
             )
     if "--max-model-len" in flags:
-        _check_max_model_len(name, flags["--max-model-len"][0] or "", facts, note,
-                             at("--max-model-len"), found)
+        _check_max_model_len(
+            name, flags["--max-model-len"][0] or "", facts, note, at("--max-model-len"), found
+        )
     if "--gpu-memory-utilization" in flags:
         text = flags["--gpu-memory-utilization"][0] or ""
         try:
@@ -98,8 +105,9 @@ def _check_service(name: str, service: dict, found: Findings) -> None:
         )
 
 
-def _check_max_model_len(name: str, text: str, facts: dict, note: str, where: tuple,
-                         found: Findings) -> None:
+def _check_max_model_len(
+    name: str, text: str, facts: dict, note: str, where: tuple, found: Findings
+) -> None:
     limit = int(facts["max_position_embeddings"])
     length = parse_len(text)
     if length is None or length < 1:
