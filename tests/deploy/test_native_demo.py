@@ -81,6 +81,16 @@ def stop_the_stack_at_the_end():
     make("down")
 
 
+def test_destroy_removes_a_half_deployed_stack():
+    """A deploy cut off after the render (settings.json, no r1ctl yet) is removed cleanly."""
+    assert_ok(make("destroy", "PURGE=1"))
+    STACK.mkdir(parents=True)
+    (STACK / "settings.json").write_text(json.dumps({"runtime": "native"}))
+    result = make("destroy", "PURGE=1")
+    assert_ok(result)
+    assert not STACK.exists()
+
+
 def test_demo_from_clean_passes_its_smoke():
     assert_ok(make("destroy", "PURGE=1"))
     assert not STACK.exists() and not SECRETS.exists()
