@@ -364,8 +364,11 @@ def vllm_tool_call(ctx: Context):
 
 
 def vllm_metrics(ctx: Context):
-    url = ctx.config.vllm_url
-    response = ctx.session.get(f"{url}/metrics", headers=ctx.vllm_headers(), timeout=ctx.timeout)
+    # Behind a front door /metrics is hidden on purpose (frontdoor.hidden_routes): read it
+    # on the inside, with the model server's own key (llama.cpp asks for it on every route).
+    url = ctx.config.inside_vllm_url or ctx.config.vllm_url
+    key = ctx.config.inside_vllm_key if ctx.config.inside_vllm_url else "configured"
+    response = ctx.session.get(f"{url}/metrics", headers=ctx.vllm_headers(key), timeout=ctx.timeout)
     kind = _server_kind(ctx)
     fix = (
         "start llama-server with --metrics (the role renders it)"

@@ -43,6 +43,10 @@ class SmokeConfig:
     # and how to trust its certificate (a CA file; True: the system's).
     front_door: dict | None = None
     verify: str | bool = True
+    # The model server itself behind a front door, for what the front door does not pass
+    # on (/metrics, which Prometheus scrapes on the inside): its URL and its own key.
+    inside_vllm_url: str | None = None
+    inside_vllm_key: str | None = None
 
 
 def _through_front_door(config: SmokeConfig, stack: Path, settings: dict, env: dict) -> None:
@@ -60,6 +64,7 @@ def _through_front_door(config: SmokeConfig, stack: Path, settings: dict, env: d
     # certificate is checked at the name people use.
     url = door["local_url"] if door.get("ca_file") else door["url"]
     config.health_url = f"{config.vllm_url}/health"
+    config.inside_vllm_url, config.inside_vllm_key = config.vllm_url, config.vllm_key
     config.webui_health_url = f"{config.webui_url}/health" if config.webui_url else None
     config.vllm_url, config.vllm_key = url, env[key_env]
     config.webui_url = url
