@@ -26,7 +26,7 @@ def services(settings: dict) -> list[Service]:
     if vllm.get("url"):
         # The native runtime runs the model server as its service `vllm` in either profile.
         log = "vllm" if settings.get("runtime") == "native" else vllm.get("service", "vllm")
-        found.append(Service(vllm.get("service", "vllm"), f"{vllm['url'].rstrip('/')}/health", log))
+        found.append(Service(log, f"{vllm['url'].rstrip('/')}/health", log))
     webui = settings.get("webui") or {}
     if webui.get("url"):
         name = webui.get("service", "open-webui")
