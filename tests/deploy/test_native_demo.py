@@ -170,6 +170,17 @@ def test_second_demo_changes_nothing_and_restarts_nothing():
     assert pids() == before
 
 
+def test_a_front_door_on_the_native_runtime_is_refused_before_any_change():
+    before = pids()
+    files = {p: p.read_bytes() for p in STACK.iterdir() if p.is_file()}
+    result = make("demo", "ARGS=-e r1_stack_front_door_enabled=true")
+    assert result.returncode != 0
+    assert "runtime does not run the front door yet" in result.stdout, result.stdout[-3000:]
+    assert "Nothing was changed" in result.stdout
+    assert pids() == before
+    assert {p: p.read_bytes() for p in files} == files
+
+
 def test_status_shows_every_service_running_and_healthy():
     result = make("status")
     assert_ok(result)
