@@ -345,7 +345,9 @@ def test_refused_answers_reach_nothing(corpus):
     )
     # The over-cap answers really were over the cap (the endless ones are cut off by the
     # gateway closing the connection; what is in socket buffers counts as written).
-    for path in ("/endless-chunked", "/no-length", "/huge-length"):
+    # /huge-length is left out: the gateway refuses it from its Content-Length header, so
+    # how much the upstream got written before that is a race (CI saw exactly the cap).
+    for path in ("/endless-chunked", "/no-length"):
         assert sent[path] > CAP, (path, sent[path])
 
 
