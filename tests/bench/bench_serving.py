@@ -11,33 +11,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from r1deploy.bench import runner
 from r1deploy.bench.target import Target
 from tests.bench.vllm_tiny import REPO, CoreSplit, VllmServer, tiny_model, vllm_env_missing
-from tests.stubs.instant_openai import free_port
+from tests.stubs import instant_openai
 
 TINY_MODEL_REQ_PER_S = 21.0
 
 
 def client_ceiling() -> None:
-    port = free_port()
-    stub = subprocess.Popen(
-        [sys.executable, "-m", "tests.stubs.instant_openai", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with instant_openai.running(REPO) as url:
         print(
             "client ceiling against the instant stub server (128 in / 64 out tokens, "
             "600 requests a level, stub in its own process):"
@@ -67,9 +52,6 @@ def client_ceiling() -> None:
             "CPU here; client CPU: share of one core the client used; req/CPU-s: what one "
             "free core sustains)"
         )
-    finally:
-        stub.terminate()
-        stub.wait(10)
 
 
 def vllm_sweep() -> None:

@@ -9,16 +9,13 @@ measures; a GPU serving the 1.5B model answers hundreds of short requests a seco
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-import urllib.request
 
 import aiohttp
 import httpx
 
 from tests.bench.vllm_tiny import REPO
-from tests.stubs.instant_openai import free_port
+from tests.stubs import instant_openai
 
 BODY = {
     "model": "stub-model",
@@ -61,26 +58,11 @@ async def _httpx(url: str) -> float:
 
 
 def main() -> None:
-    port = free_port()
-    stub = subprocess.Popen(
-        [sys.executable, "-m", "tests.stubs.instant_openai", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with instant_openai.running(REPO) as url:
         rates = {name: [] for name in ("aiohttp", "httpx")}
         for _ in range(2):  # alternating, so a slow spell of this VM hits both
             for name, run in (("aiohttp", _aiohttp), ("httpx", _httpx)):
                 rates[name].append(asyncio.run(run(url + "/v1/chat/completions")))
-    finally:
-        stub.terminate()
     best = {name: max(values) for name, values in rates.items()}
     print(
         f"streamed chat completions, concurrency {CONCURRENCY}, against the instant stub: "

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -259,6 +266,30 @@ class StubThread:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+@contextlib.contextmanager
+def running(repo: Path) -> Iterator[str]:
+    """This stub in its own process on a free port, once it answers; yields its base URL.
+    The benches measure a client against it, so it must not share their process."""
+    port = free_port()
+    stub = subprocess.Popen(
+        [sys.executable, "-m", "tests.stubs.instant_openai", "--port", str(port)],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        stub.terminate()
+        stub.wait(10)
 
 
 def main() -> None:
