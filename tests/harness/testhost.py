@@ -300,31 +300,12 @@ class Host:
             self.out / "host_ed25519.pub",
         ):
             path.unlink(missing_ok=True)
-        run(
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            f"r1deploy-{self.name}",
-            "-f",
-            str(self.key),
-        )
         # The host key is made here too: known_hosts is exact, nothing is trusted on first use.
-        run(
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            self.machine,
-            "-f",
-            str(self.out / "host_ed25519"),
-        )
+        for key, comment in (
+            (self.key, f"r1deploy-{self.name}"),
+            (self.out / "host_ed25519", self.machine),
+        ):
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key))
         host_pub = (self.out / "host_ed25519.pub").read_text().split()
         self.known_hosts.write_text(f"{self.ip} {host_pub[0]} {host_pub[1]}\n")
 
