@@ -202,8 +202,8 @@ def reconcile(stack: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def front_door(stack_dir, webui):
-    server = _start(native_server("front-door", stacklib.front_door_service(stack_dir)), 60)
+def front_door(stack_services, webui):
+    server = _start(native_server("front-door", stack_services["front-door"]), 60)
     yield server
     server.stop()
 

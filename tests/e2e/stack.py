@@ -137,39 +137,21 @@ def native_services(
             # Offline: no embedding model download, no hub (make demo sets the same).
             "webui_env": {"OFFLINE_MODE": "true", "RAG_EMBEDDING_MODEL": "", "HF_HUB_OFFLINE": "1"},
             # The tests start the servers themselves, as whoever runs them.
-            "users": dict.fromkeys(["vllm", "tools-gateway", "open-webui"], getpass.getuser()),
+            "users": dict.fromkeys(
+                ["vllm", "tools-gateway", "open-webui", "front-door"], getpass.getuser()
+            ),
         },
     )
     env_dir = stack / "native" / "env"
     env_dir.mkdir(parents=True, exist_ok=True)
     for name, service in services.items():
         service["env"].update((extra_env or {}).get(name, {}))
-        Path(service["workdir"]).mkdir(parents=True, exist_ok=True)
+        for directory in [service["workdir"], *service["writable"]]:
+            Path(directory).mkdir(parents=True, exist_ok=True)
         env_file = env_dir / f"{name}.env"
         env_file.write_text(native.r1_native_env_file(service["env"]))
         env_file.chmod(0o600)
     return services
-
-
-def front_door_service(stack: Path) -> dict:
-    """The front door as the native runtime runs it: Debian's nginx with the rendered
-    configuration, in the foreground."""
-    stack = stack.resolve()
-    door = read_settings(stack)["front_door"]
-    (stack / "front-door" / "run").mkdir(exist_ok=True)
-    return {
-        "argv": [
-            "/usr/sbin/nginx",
-            "-c",
-            str(stack / "front-door" / "nginx.conf"),
-            "-g",
-            "daemon off;",
-        ],
-        "env": {},
-        "health_url": door["local_url"] + "/",
-        "workdir": str(stack),
-        "verify": str(stack / door["ca_file"]),
-    }
 
 
 def webui_env(stack: Path, data_dir: Path, **overrides: str | None) -> dict[str, str]:

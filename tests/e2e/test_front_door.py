@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e import stack as stacklib
-from tests.e2e.conftest import BUILD, FRONT_DOOR_PORTS, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
+from tests.e2e.conftest import FRONT_DOOR_PORTS, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,8 @@ def door(stack, front_door) -> dict:
         "ops": env["API_KEY_OPS"],
         "model": settings["model"]["served_name"],
         "server": front_door,
+        # Where the native runtime's front door writes its access log.
+        "access_log": stack / "native" / "logs" / "front-door-access.log",
     }
 
 
@@ -66,7 +68,7 @@ def test_a_named_key_reaches_the_model_and_the_log_names_the_application_not_the
         )
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"]
-    log = (BUILD / "logs" / "front-door.log").read_text()
+    log = door["access_log"].read_text()
     assert "client=ops" in log
     assert door["ops"] not in log
 

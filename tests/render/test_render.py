@@ -497,7 +497,9 @@ def _nginx_accepts(conf: Path, hosts: dict[str, str] | None = None) -> subproces
 def test_nginx_accepts_the_rendered_front_door_for_both_runtimes(first, tmp_path):
     out, _, _ = first
     native = out / "native-front-door" / "front-door"
+    # What roles/r1_native makes before it starts nginx: its run directory and the logs'.
     (native / "run").mkdir(exist_ok=True)
+    (native.parent / "native" / "logs").mkdir(parents=True, exist_ok=True)
     done = _nginx_accepts(native / "nginx.conf")
     assert done.returncode == 0, done.stderr
     # The compose one, with its container paths mapped onto the rendered files.

@@ -30,6 +30,7 @@ USERS = {
     "vllm": "r1deploy-vllm",
     "tools-gateway": "r1deploy-gateway",
     "open-webui": "r1deploy-webui",
+    "front-door": "root",
 }
 DOTENV_TEXT = """# rendered
 VLLM_API_KEY='vkey'
@@ -107,8 +108,31 @@ def _config(profile: str, **over) -> dict:
     return config
 
 
-def _services(profile: str = "cpu", options: dict | None = None, **over) -> dict:
+FRONT_DOOR = {
+    "enabled": True,
+    "name": "chat.example.org",
+    "bind_address": "0.0.0.0",
+    "https_port": 443,
+    "http_port": 80,
+    "tls_mode": "internal_ca",
+    "api_keys": ["ops"],
+    "rate_per_s": 10,
+    "burst": 20,
+    "max_connections": 16,
+    "api_max_body": "2m",
+    "webui_max_body": "64m",
+    "read_timeout_s": 900,
+}
+
+
+def _services(
+    profile: str = "cpu", options: dict | None = None, front_door: bool = False, **over
+) -> dict:
     config = _config(profile, **over)
+    if front_door:
+        config["front_door"] = FRONT_DOOR
+        config["images"]["front_door"] = "nginx:1.22.1"
+        config["stack_dir"] = STACK_DIR
     compose = json.loads(json.dumps(stack.r1_stack_compose(config)))
     settings = stack.r1_stack_settings(config)
     opts = {
@@ -259,7 +283,7 @@ def render(template: str, **variables) -> str:
 
 
 def unit(service: str, profile: str = "cpu") -> dict:
-    services = _services(profile)
+    services = _services(profile, front_door=True)
     text = render(
         "unit.service.j2",
         item={"key": service, "value": services[service]},
@@ -278,7 +302,7 @@ def unit(service: str, profile: str = "cpu") -> dict:
 
 
 def test_each_service_runs_as_its_own_user_and_writes_only_its_data():
-    services = _services()
+    services = _services(front_door=True)
     assert {name: s["user"] for name, s in services.items()} == USERS
     assert services["vllm"]["writable"] == [
         f"{STACK_DIR}/data/hf-cache",
@@ -333,3 +357,47 @@ def test_only_vllm_on_the_gpu_profile_sees_the_devices():
     assert unit("vllm", "gpu")["PrivateDevices"] == "no"
     assert unit("open-webui", "gpu")["PrivateDevices"] == "yes"
     assert unit("vllm", "cpu")["PrivateDevices"] == "yes"
+
+
+# -- the front door: Debian's nginx with the configuration r1_stack rendered --------------------
+def test_the_front_door_runs_nginx_last_with_the_rendered_configuration():
+    services = _services(front_door=True, options={"front_door_files_sha256": "abc"})
+    assert list(services) == ["vllm", "tools-gateway", "open-webui", "front-door"]
+    door = services["front-door"]
+    assert door["argv"] == [
+        "/usr/sbin/nginx",
+        "-e",
+        "stderr",
+        "-c",
+        f"{STACK_DIR}/front-door/nginx.conf",
+        "-g",
+        "daemon off;",
+    ]
+    # A new certificate, key or configuration changes its environment file: it restarts.
+    assert door["env"] == {"R1DEPLOY_FRONT_DOOR_FILES": "abc"}
+    assert door["health_url"] == "http://127.0.0.1:80/front-door-health"
+    # Its master is root's (ports, keys); it writes its run directory and access log only,
+    # and r1ctl data-dirs gives nothing to root (its workers own their temporary files).
+    assert door["user"] == "root"
+    assert door["writable"] == [f"{STACK_DIR}/front-door/run", f"{STACK_DIR}/native/logs"]
+    assert door["data_dirs"] == []
+    # Behind it, Open WebUI knows its public URL (links, the origin it accepts).
+    assert services["open-webui"]["env"]["WEBUI_URL"] == "https://chat.example.org"
+
+
+def test_without_a_front_door_there_is_no_front_door_service():
+    assert "front-door" not in _services(front_door=False)
+
+
+def test_the_front_door_unit_keeps_only_the_capabilities_nginx_needs():
+    directives = unit("front-door")
+    assert directives["User"] == "root"
+    assert set(directives["CapabilityBoundingSet"].split()) == {
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETUID",
+        "CAP_SETGID",
+        "CAP_CHOWN",
+    }
+    assert directives["ReadWritePaths"] == f"{STACK_DIR}/front-door/run {STACK_DIR}/native/logs"
+    assert directives["ProtectSystem"] == "strict" and directives["NoNewPrivileges"] == "yes"
+    assert directives["MemoryDenyWriteExecute"] == "yes"

@@ -100,6 +100,7 @@ def stack():
         "home": f"{root}/data/standin",
         "workdir": f"{root}/data/standin",
         "writable": [f"{root}/data/standin"],
+        "data_dirs": [f"{root}/data/standin"],
     }
     text = conf({"standin": service}, stack=str(root)).replace(
         "[standin]=nobody:nobody", "[standin]=nobody:nogroup"

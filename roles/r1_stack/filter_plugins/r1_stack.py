@@ -454,6 +454,9 @@ def _front_door_settings(c: dict) -> dict:
                     + ("" if int(fd["http_port"]) == 80 else f":{fd['http_port']}"),
         # Reached from the host itself (the smoke runs there): the name may not resolve.
         "local_url": f"https://{_url_host(fd['bind_address'])}:{fd['https_port']}",
+        # The front door's own answer on plain HTTP, from the host (the supervisor's check).
+        "health_url": f"http://{_url_host(fd['bind_address'])}:{fd['http_port']}"
+                      f"{FRONT_DOOR_HEALTH_PATH}",
         "tls_mode": fd["tls_mode"],
         # The certificate people trust, where the stack has it (internal_ca).
         "ca_file": "front-door/tls/ca.crt" if fd["tls_mode"] == "internal_ca" else None,
@@ -599,6 +602,9 @@ def r1_stack_cpu_engine(b: dict) -> dict:
 SERVICE_FRONT_DOOR = "front-door"
 FRONT_DOOR_MOUNT = "/etc/r1deploy/front-door"  # the stack's front-door/ in the container
 FRONT_DOOR_HTTPS, FRONT_DOOR_HTTP = 8443, 8080  # inside the container
+# Answered by the front door itself on plain HTTP (the supervisor's health check; every other
+# HTTP request is redirected to HTTPS).
+FRONT_DOOR_HEALTH_PATH = "/front-door-health"
 
 
 def r1_stack_front_door(c: dict) -> dict:
@@ -613,8 +619,12 @@ def r1_stack_front_door(c: dict) -> dict:
                   "http": _listen(fd["bind_address"], int(fd["http_port"]))}
         upstream_model = f"{_url_host(c['vllm']['bind_address'])}:{c['vllm']['port']}"
         upstream_webui = f"{_url_host(c['webui']['bind_address'])}:{c['webui']['port']}"
+        # The master runs as root (ports, certificates, keys), its workers as www-data; the
+        # access log is a file next to the services' logs (a systemd unit's stdout is a
+        # socket nginx cannot open as /dev/stdout).
         paths = {"pid_file": f"{conf_dir}/run/nginx.pid", "temp_dir": f"{conf_dir}/run",
-                 "mime_types": "/etc/nginx/mime.types", "user": "www-data"}
+                 "mime_types": "/etc/nginx/mime.types", "user": "www-data",
+                 "access_log": f"{stack}/native/logs/front-door-access.log"}
     else:
         conf_dir = FRONT_DOOR_MOUNT
         listen = {"https": str(FRONT_DOOR_HTTPS), "http": str(FRONT_DOOR_HTTP)}
@@ -622,7 +632,8 @@ def r1_stack_front_door(c: dict) -> dict:
         upstream_model = f"{backend}:{MODEL_API_PORT}"
         upstream_webui = f"{SERVICE_WEBUI}:{WEBUI_PORT}"
         paths = {"pid_file": "/tmp/nginx.pid", "temp_dir": "/tmp",
-                 "mime_types": "/etc/nginx/mime.types", "user": "nginx"}
+                 "mime_types": "/etc/nginx/mime.types", "user": "nginx",
+                 "access_log": "/dev/stdout"}
     return {
         "name": fd["name"],
         "conf_dir": conf_dir,
@@ -638,6 +649,7 @@ def r1_stack_front_door(c: dict) -> dict:
         "api_max_body": fd["api_max_body"],
         "webui_max_body": fd["webui_max_body"],
         "read_timeout_s": int(fd["read_timeout_s"]),
+        "health_path": FRONT_DOOR_HEALTH_PATH,
         **paths,
     }
 
