@@ -50,6 +50,7 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.bench_serving
 	$(BIN)/python -m tests.bench.http_clients
 	$(BIN)/python -m tests.bench.gateway_latency
+	$(BIN)/python -m tests.bench.front_door_latency
 	tests/e2e/envs.sh
 	$(MAKE) --no-print-directory bench-llamacpp
 	$(BIN)/python -m tests.bench.e2e_stack

@@ -76,3 +76,39 @@ class StackDir:
 
     def file(self, settings_key: str, default_name: str) -> Path:
         return self.path / str(self.settings.get(settings_key, default_name))
+
+    def front_door(self) -> FrontDoor | None:
+        """How r1deploy's own clients (smoke, bench) reach the stack through its front door,
+        from this host: None when the stack has none (settings.json /front_door/enabled).
+
+        Raises StackDirError when it has one but no ``ops`` API key to use it with."""
+        door = self.settings.get("front_door") or {}
+        if not door.get("enabled"):
+            return None
+        key_env = door.get("ops_key_env")
+        if not key_env or not self.env.get(key_env):
+            raise StackDirError(
+                f"{self.path / 'settings.json'}: the front door has no ops API key (its key "
+                "for r1deploy's own smoke and bench)\n    fix: keep ops in r1_stack_api_keys "
+                "(and render again), or give --inside to reach the services behind the "
+                "front door"
+            )
+        # With the stack's own CA the certificate names this host too (loopback); another
+        # certificate is checked at the name people use.
+        ca_file = door.get("ca_file")
+        return FrontDoor(
+            url=(door["local_url"] if ca_file else door["url"]).rstrip("/"),
+            api_key=self.env[key_env],
+            verify=str(self.path / ca_file) if ca_file else True,
+            settings=door,
+        )
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """The stack's front door as r1deploy reaches it (StackDir.front_door)."""
+
+    url: str  # https root: Open WebUI at /, the OpenAI API at /v1/...
+    api_key: str  # the ops application's key (API_KEY_OPS)
+    verify: str | bool  # the stack's CA file to trust its certificate; True: the system's
+    settings: dict  # settings.json /front_door as rendered

@@ -70,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument(
         "--api-key-file",
         metavar="FILE",
-        help="file holding the bearer key (default: the stack's VLLM_API_KEY, "
-        "else $OPENAI_API_KEY)",
+        help="file holding the bearer key (default: the stack's: its API_KEY_OPS through "
+        "its front door, VLLM_API_KEY without one or with --inside; else $OPENAI_API_KEY)",
     )
     # A key on the command line shows in the process list: refused, with the way out.
     where.add_argument("--api-key", dest="api_key_flag", help=argparse.SUPPRESS)
@@ -81,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="vllm",
         help="load vLLM directly (default) or through Open WebUI's "
         "/api/chat/completions (with --stack-dir: signs in as the admin)",
+    )
+    where.add_argument(
+        "--inside",
+        action="store_true",
+        help="with --stack-dir: load the service behind the stack's front door directly "
+        "(diagnosis); default with a front door: through it, as applications reach the stack",
     )
     work = run.add_argument_group("workload")
     work.add_argument(
@@ -249,7 +255,9 @@ def handle_run(args: argparse.Namespace) -> int:
                 "environment, or --stack-dir (its .env)"
             )
         api_key = secret_from(args.api_key_file, None, "API key")
-        target = resolve_target(args.stack_dir, args.base_url, args.model, api_key, args.via)
+        target = resolve_target(
+            args.stack_dir, args.base_url, args.model, api_key, args.via, args.inside
+        )
         sweep = _sweep_from_args(args)
     except (TargetError, WorkloadError, SecretError, ValueError) as exc:
         print(f"r1deploy bench: {exc}", file=sys.stderr)

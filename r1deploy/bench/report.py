@@ -105,8 +105,10 @@ def final_report(result: dict) -> str:
     # The server as it names itself (owned_by: vllm, llamacpp), or the route (webui).
     via = server.get("via", "vllm")
     name = (server.get("owned_by") or via) if via == "vllm" else via
+    through = result["target"].get("through")
+    door = f"through the {through} " if through else ""
     lines.append(
-        f"r1deploy bench: {server.get('model', '?')} at {result['target']['base_url']} "
+        f"r1deploy bench: {server.get('model', '?')} at {result['target']['base_url']} {door}"
         f"({name} {server.get('version') or '?'}, "
         f"max_model_len {server.get('max_model_len', '?')}); "
         f"input {workload['input_len'] or 'dataset'} tok, output {workload['output_len']} tok"

@@ -119,6 +119,7 @@ def new_result(target: Target, sweep: SweepSettings) -> dict:
             "model": target.model,
             "source": target.source,
             "via": target.via,
+            "through": target.through,
         },
         "server": None,
         "client": client_info(),
@@ -139,7 +140,7 @@ async def run_sweep(
 ) -> dict:
     """Fill ``result`` in place (so an interrupted run still has what finished) and return it."""
     levels = sweep.levels()
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ssl=target.ssl_context())
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         try:
             result["server"] = await probe_server(session, target)

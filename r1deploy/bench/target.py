@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,14 @@ class Target:
     credentials: dict | None = field(default=None, repr=False)
     server_args: list[str] | None = None  # the engine's flags as the stack dir rendered them
     extra: dict = field(default_factory=dict)
+    # How to trust an https endpoint's certificate: a CA file (the stack's, for its front
+    # door), or True: the system's.
+    verify: str | bool = True
+    # Through a front door: "front door" (else None). It hides the model server's own routes
+    # (/tokenize, /version): those are asked of the model server behind it, with its own key.
+    through: str | None = None
+    inside_url: str | None = None
+    inside_key: str | None = field(default=None, repr=False)
 
     @property
     def chat_url(self) -> str:
@@ -54,13 +63,31 @@ class Target:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
+    def inside_headers(self) -> dict[str, str]:
+        """Headers for the model server behind the front door (its own key)."""
+        headers = {"Content-Type": "application/json"}
+        if self.inside_key:
+            headers["Authorization"] = f"Bearer {self.inside_key}"
+        return headers
 
-def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS trust for an https endpoint: the CA file alone, or the system's."""
+        if isinstance(self.verify, str):
+            return ssl.create_default_context(cafile=self.verify)
+        return ssl.create_default_context()
+
+
+def target_from_stack_dir(stack_dir: Path, via: str = "vllm", inside: bool = False) -> Target:
     """A rendered stack's endpoint: ``settings.json`` (url, model) and ``.env`` (key, or the
-    Open WebUI admin sign-in with ``via="webui"``)."""
+    Open WebUI admin sign-in with ``via="webui"``).
+
+    With a front door (and not ``inside``) through it, as applications reach the stack: its
+    URL from this host, the ``ops`` API key (or the admin sign-in, for Open WebUI behind it)
+    and the stack's CA; ``inside``: the service behind it directly, for diagnosis."""
     try:
         stack = StackDir.load(stack_dir)
         url, model = stack.setting(via, "url"), stack.setting("model", "served_name")
+        door = None if inside else stack.front_door()
     except StackDirError as exc:
         raise TargetError(f"{exc}; or give --base-url and --model") from None
     settings, env = stack.settings, stack.env
@@ -84,6 +111,11 @@ def target_from_stack_dir(stack_dir: Path, via: str = "vllm") -> Target:
         }
     else:
         target.api_key = env.get("VLLM_API_KEY") or None
+    if door:
+        target.base_url, target.verify, target.through = door.url, door.verify, "front door"
+        if via == "vllm":
+            target.inside_url, target.inside_key = url, target.api_key
+            target.api_key = door.api_key
     return target
 
 
@@ -93,10 +125,12 @@ def resolve_target(
     model: str | None,
     api_key: str | None,
     via: str = "vllm",
+    inside: bool = False,
 ) -> Target:
-    """Flags win over the stack dir; the key may also come from ``OPENAI_API_KEY``."""
+    """Flags win over the stack dir; the key may also come from ``OPENAI_API_KEY``.
+    ``inside``: past the stack's front door, to the service behind it."""
     if stack_dir:
-        target = target_from_stack_dir(Path(stack_dir), via)
+        target = target_from_stack_dir(Path(stack_dir), via, inside)
     elif base_url:
         target = Target(base_url=base_url, model=None)
     else:
@@ -106,6 +140,8 @@ def resolve_target(
         )
     if base_url:
         target.base_url = base_url
+        # Another endpoint: not the stack's front door; its own routes are its own.
+        target.through = target.inside_url = target.inside_key = None
     if model:
         target.model = model
     target.api_key = api_key or target.api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -176,8 +212,13 @@ async def probe_server(session: aiohttp.ClientSession, target: Target) -> dict:
         ) from None
     if status in (401, 403):
         raise TargetError(
-            f"{models_url}: HTTP {status}, the API key was refused. Fix: --api-key, "
-            "OPENAI_API_KEY, or VLLM_API_KEY in the stack's .env."
+            f"{models_url}: HTTP {status}, the API key was refused. Fix: --api-key-file, "
+            "OPENAI_API_KEY, or "
+            + (
+                "API_KEY_OPS in the stack's .env (the front door's ops key; --inside: past it)."
+                if target.through
+                else "VLLM_API_KEY in the stack's .env."
+            )
         )
     if status != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise TargetError(
@@ -209,6 +250,8 @@ async def probe_server(session: aiohttp.ClientSession, target: Target) -> dict:
     # vLLM says its version at /version; llama.cpp its build (b<number>-<commit>) in /props.
     llamacpp = target.via == "vllm" and info["owned_by"] == modelserver.LLAMACPP
     version_path, field = ("/props", "build_info") if llamacpp else (target.version_path, "version")
+    if target.inside_url:  # behind a front door, which does not pass these on
+        base, headers = target.inside_url.rstrip("/"), target.inside_headers()
     try:
         status, version = await _get_json(session, base + version_path, headers)
         if status == 200 and isinstance(version, dict):

@@ -78,16 +78,16 @@ class TokenizerClient:
     def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
         self.session = session
         self.target = target
-        self.base = target.base_url.rstrip("/")
+        # Behind a front door (which hides /tokenize): the model server itself, with its key.
+        self.base = (target.inside_url or target.base_url).rstrip("/")
+        self.headers = target.inside_headers() if target.inside_url else target.headers()
         self.kind = target.extra.get("server_kind", modelserver.VLLM)
         self._limit = asyncio.Semaphore(16)
 
     async def _post(self, path: str, body: dict) -> dict:
         async with (
             self._limit,
-            self.session.post(
-                self.base + path, json=body, headers=self.target.headers()
-            ) as response,
+            self.session.post(self.base + path, json=body, headers=self.headers) as response,
         ):
             if response.status != 200:
                 raise WorkloadError(f"{self.base}{path}: HTTP {response.status}")

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1deploy.stackdir import StackDir, StackDirError
+from r1deploy.stackdir import FrontDoor, StackDir, StackDirError
 
 
 class ConfigError(ValueError):
@@ -49,27 +49,16 @@ class SmokeConfig:
     inside_vllm_key: str | None = None
 
 
-def _through_front_door(config: SmokeConfig, stack: Path, settings: dict, env: dict) -> None:
+def _through_front_door(config: SmokeConfig, door: FrontDoor) -> None:
     """Point the checks at the front door, as people and applications reach the stack: Open
     WebUI at its URL, the OpenAI API with the ops key; the model server's health stays inside."""
-    door = settings["front_door"]
-    key_env = door.get("ops_key_env")
-    if not key_env or not env.get(key_env):
-        raise ConfigError(
-            f"{stack / 'settings.json'}: the front door has no ops API key to check the API "
-            "with\n    fix: keep ops in r1_stack_api_keys (and render again), or give --inside "
-            "to check the services behind the front door"
-        )
-    # With the stack's own CA the certificate names this host too (loopback); another
-    # certificate is checked at the name people use.
-    url = door["local_url"] if door.get("ca_file") else door["url"]
     config.health_url = f"{config.vllm_url}/health"
     config.inside_vllm_url, config.inside_vllm_key = config.vllm_url, config.vllm_key
     config.webui_health_url = f"{config.webui_url}/health" if config.webui_url else None
-    config.vllm_url, config.vllm_key = url, env[key_env]
-    config.webui_url = url
-    config.front_door = door
-    config.verify = str(stack / door["ca_file"]) if door.get("ca_file") else True
+    config.vllm_url, config.vllm_key = door.url, door.api_key
+    config.webui_url = door.url
+    config.front_door = door.settings
+    config.verify = door.verify
 
 
 def _read_secret(path: str, what: str) -> str:
@@ -144,9 +133,13 @@ def load_config(args) -> SmokeConfig:
     if args.stack_dir:
         stackdir = _read_stack(Path(args.stack_dir))
         config = _from_stack_dir(stackdir)
-        door = stackdir.settings.get("front_door") or {}
-        if door.get("enabled") and not getattr(args, "inside", False):
-            _through_front_door(config, stackdir.path, stackdir.settings, stackdir.env)
+        if not getattr(args, "inside", False):
+            try:
+                door = stackdir.front_door()
+            except StackDirError as exc:
+                raise ConfigError(str(exc)) from exc
+            if door:
+                _through_front_door(config, door)
     overrides = {
         "vllm_url": args.vllm,
         "webui_url": args.webui,

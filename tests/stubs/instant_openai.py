@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -237,12 +238,16 @@ class InstantStub:
 
 
 class StubThread:
-    """Serve an InstantStub from a background thread (its own event loop)."""
+    """Serve an InstantStub from a background thread (its own event loop); over HTTPS with
+    ``ssl_context`` (a server context with its certificate loaded)."""
 
-    def __init__(self, stub: InstantStub, port: int | None = None) -> None:
+    def __init__(
+        self, stub: InstantStub, port: int | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.stub = stub
         self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ssl_context = ssl_context
+        self.base_url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -251,7 +256,7 @@ class StubThread:
         asyncio.set_event_loop(self._loop)
         runner = web.AppRunner(self.stub.app(), access_log=None)
         self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        site = web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()

@@ -164,3 +164,30 @@ def test_no_key_to_check_with_warns_loudly_and_fails_unless_allowed_against_stan
     assert "answered HTTP 200 without a key: anyone who reaches it can use it" in auth["message"]
     code, auth = _auth_check(capsys, server.url, "--allow-warnings")
     assert code == 0 and auth["status"] == "warn"
+
+
+def test_through_the_front_door_by_default_and_behind_it_with_inside(tmp_path):
+    """The settings.json the role rendered with a front door (tests/golden), and a .env."""
+    import shutil
+    from pathlib import Path
+
+    from r1deploy.cli import build_parser
+    from r1deploy.smoke.config import load_config
+
+    VLLM_KEY, OPS_KEY = "v" * 40, "o" * 40  # noqa: N806 - constants of this test
+    golden = Path(__file__).resolve().parents[1] / "golden" / "native-front-door"
+    stack = tmp_path
+    shutil.copy(golden / "settings.json", stack / "settings.json")
+    (stack / ".env").write_text(f"VLLM_API_KEY='{VLLM_KEY}'\nAPI_KEY_OPS='{OPS_KEY}'\n")
+    config = load_config(build_parser().parse_args(["smoke", "--stack-dir", str(stack)]))
+    assert (config.vllm_url, config.vllm_key) == ("https://127.0.0.1:8443", OPS_KEY)
+    assert config.verify == str(stack / "front-door" / "tls" / "ca.crt")
+    assert (config.inside_vllm_url, config.inside_vllm_key) == ("http://127.0.0.1:8000", VLLM_KEY)
+    inside = load_config(
+        build_parser().parse_args(["smoke", "--stack-dir", str(stack), "--inside"])
+    )
+    assert (inside.vllm_url, inside.vllm_key, inside.verify) == (
+        "http://127.0.0.1:8000",
+        VLLM_KEY,
+        True,
+    )
