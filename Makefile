@@ -103,12 +103,16 @@ test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first ques
 	tests/e2e/browser.sh
 	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
-# make doctor: the stack directory of this host (r1_stack_dir; build/<host> after make render).
+# make doctor, make top: the stack directory of this host (r1_stack_dir; build/<host> after make render).
 STACK_DIR ?= /opt/r1deploy
 
 .PHONY: doctor
 doctor: $(VENV_STAMP) ## Diagnose the live stack at STACK_DIR (default /opt/r1deploy; root reads its .env): each problem, its cause and the fix (ONLY=prefix, FORMAT=json)
 	$(BIN)/r1deploy doctor --stack-dir $(STACK_DIR) $(if $(ONLY),--only $(ONLY)) $(if $(FORMAT),--format $(FORMAT))
+
+.PHONY: top
+top: $(VENV_STAMP) ## Live figures of the stack at STACK_DIR from each service's /metrics: requests, KV cache, tokens/s, TTFT, tool calls (INTERVAL=1, ONCE=1, FORMAT=json)
+	$(BIN)/r1deploy top --stack-dir $(STACK_DIR) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(ONCE),--once) $(if $(FORMAT),--format $(FORMAT))
 
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
 	$(BIN)/python -m tests.bench.deploy_demo

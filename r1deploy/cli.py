@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "r1deploy.webui.cli",
     "r1deploy.smoke.cli",
     "r1deploy.doctor.cli",
+    "r1deploy.top.cli",
     "r1deploy.testmodel.cli",
     "r1deploy.bench.cli",
     "r1deploy.llamacpp.cli",

@@ -3,7 +3,9 @@ gateway or the front door where a test needs only what they answer, not what the
 
 ``RecordedHTTP({"GET /health": Answer(200, {"status": True})})``; a route is the method and
 the path without its query. A route not recorded answers 404. ``Answer.date`` replaces the
-Date header (a server whose clock is off). Every request is kept in ``seen``.
+Date header (a server whose clock is off). A list of answers is played in turn, its last
+one again once it is spent (a figure that changes between two reads). Every request is kept
+in ``seen``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ class Answer:
 
 
 class RecordedHTTP:
-    def __init__(self, routes: dict[str, Answer]):
+    def __init__(self, routes: dict[str, Answer | list[Answer]]):
         self.routes = dict(routes)
+        self.played: dict[str, int] = {}
         self.seen: list[tuple[str, str, bytes]] = []
         recorded = self
 
@@ -40,6 +43,10 @@ class RecordedHTTP:
                 route = f"{self.command} {urlsplit(self.path).path}"
                 recorded.seen.append((self.command, self.path, body))
                 answer = recorded.routes.get(route, Answer(404, {"detail": "Not Found"}))
+                if isinstance(answer, list):
+                    turn = recorded.played.get(route, 0)
+                    recorded.played[route] = turn + 1
+                    answer = answer[min(turn, len(answer) - 1)]
                 if isinstance(answer.body, bytes):
                     data = answer.body
                 elif isinstance(answer.body, str):

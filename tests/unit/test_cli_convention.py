@@ -31,6 +31,7 @@ TAKES_A_STACK = [
     ("smoke",),
     ("bench", "run"),
     ("doctor",),
+    ("top",),
 ]
 PRINTS_FOR_MACHINES = [
     ("agent",),
@@ -40,6 +41,7 @@ PRINTS_FOR_MACHINES = [
     ("compose", "validate"),
     ("bench", "compare"),
     ("doctor",),
+    ("top",),
 ]
 
 
