@@ -4,7 +4,9 @@ Real Ansible runs of playbooks/site.yml against this host, with the native runti
 vLLM (CPU) serving the tiny test model, real Open WebUI, the real tool gateway. The tests
 run in file order and build on each other (one deployment, operated as ops would):
 from clean, re-run, down and up, inventory change, broken upgrade. They use the product's
-default ports (8000, 3000, 8090) and stack directory (/opt/r1deploy).
+default ports (8000, 3000, 8090; the front door on 8443 and 8080) and stack directory
+(/opt/r1deploy). A person reaches it as the summary says: https://localhost:8443, trusting
+the stack's CA.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import pwd
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import requests
 from playwright.sync_api import expect
@@ -29,9 +33,14 @@ from tests.e2e.browser import Person, chromium
 STACK = Path(os.environ.get("R1DEPLOY_STACK_DIR", "/opt/r1deploy"))
 SECRETS = ROOT / "secrets" / "localhost"
 R1CTL = STACK / "native" / "r1ctl"
+# Open WebUI behind the front door, as the tests' API calls reach it on the host.
 WEBUI = "http://127.0.0.1:3000"
-SERVICES = ["vllm", "tools-gateway", "open-webui"]
-# Who runs each service (roles/r1_native's defaults) and the only directories it may write.
+# What the demo's summary gives a person, and the CA their browser is to trust.
+FRONT_DOOR = "https://localhost:8443"
+CA = STACK / "front-door" / "tls" / "ca.crt"
+SERVICES = ["vllm", "tools-gateway", "open-webui", "front-door"]
+# Who runs each service (roles/r1_native's defaults) and the only directories it may write;
+# the front door's master is root's (its workers are www-data: test below).
 USERS = {
     "vllm": "r1deploy-vllm",
     "tools-gateway": "r1deploy-gateway",
@@ -98,7 +107,9 @@ def test_demo_from_clean_passes_its_smoke():
     assert_ok(result)
     out = result.stdout
     assert "runtime native" in out
-    assert "Open WebUI: http://127.0.0.1:3000" in out
+    assert "Open WebUI: https://localhost:8443" in out
+    assert f"import the stacks CA certificate, {CA}" in out
+    assert "OpenAI-compatible API: https://localhost:8443/v1" in out
     assert "secrets/localhost/webui_admin_password" in out
     assert "Try it: sign in, type" in out
     assert re.search(r"Context: .*8192 tokens", out), out[-3000:]  # and why that many
@@ -117,6 +128,8 @@ def can(user: str, test: str, path: Path) -> bool:
 
 def test_each_service_runs_as_its_own_user_owning_only_its_data():
     for service, pid in pids().items():
+        if service not in USERS:
+            continue
         user = pwd.getpwnam(USERS[service])
         assert uid_of(pid) == user.pw_uid, service
         for name in DATA[service]:
@@ -139,14 +152,51 @@ def test_each_service_runs_as_its_own_user_owning_only_its_data():
 FIRST_CHAT: dict = {}
 
 
+def test_the_front_door_is_nginx_with_root_master_and_www_data_workers():
+    master = int(pids()["front-door"])
+    assert uid_of(str(master)) == 0
+    workers = subprocess.run(
+        ["pgrep", "-P", str(master)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert workers
+    assert {uid_of(w) for w in workers} == {pwd.getpwnam("www-data").pw_uid}
+    # Only its ports are open to the network; the services behind it listen on loopback.
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    public = {
+        line.split()[3]
+        for line in listening.splitlines()
+        if line.split()[3].startswith(("0.0.0.0:", "*:", "[::]:"))
+    }
+    assert {"0.0.0.0:8443", "0.0.0.0:8080"} <= public, public
+    assert not public & {"0.0.0.0:3000", "0.0.0.0:8000", "0.0.0.0:8090"}, public
+
+
+def test_the_front_door_serves_the_ui_and_the_api_over_https_with_keys():
+    ops_key = (SECRETS / "api_key_ops").read_text().strip()
+    trust = ssl.create_default_context(cafile=CA)
+    with httpx.Client(verify=trust, timeout=60) as http:
+        assert http.get(f"{FRONT_DOOR}/health").status_code == 404  # the model server's
+        assert http.get(f"{FRONT_DOOR}/auth").status_code == 200  # Open WebUI's page
+        assert http.get(f"{FRONT_DOOR}/v1/models").status_code == 401
+        models = http.get(f"{FRONT_DOOR}/v1/models", headers={"Authorization": f"Bearer {ops_key}"})
+        assert models.status_code == 200, models.text
+        assert [m["id"] for m in models.json()["data"]] == ["r1deploy-test-model"]
+        redirect = http.get("http://localhost:8080/auth", follow_redirects=False)
+        assert redirect.status_code == 301
+        assert redirect.headers["location"] == f"{FRONT_DOOR}/auth"
+    log = (STACK / "native" / "logs" / "front-door-access.log").read_text()
+    assert "client=ops" in log and ops_key not in log
+
+
 @pytest.fixture(scope="module")
 def browser():
-    with chromium() as browser:
+    # As a person who imported the stack's CA, as the summary says (no error ignored).
+    with chromium(CA) as browser:
         yield browser
 
 
 def admin_person(browser) -> Person:
-    person = Person(browser, WEBUI, SHOTS, "demo-admin")
+    person = Person(browser, FRONT_DOOR, SHOTS, "demo-admin")
     person.sign_in("admin@r1deploy.local", (SECRETS / "webui_admin_password").read_text().strip())
     return person
 
@@ -171,23 +221,12 @@ def test_second_demo_changes_nothing_and_restarts_nothing():
     assert pids() == before
 
 
-def test_a_front_door_on_the_native_runtime_is_refused_before_any_change():
-    before = pids()
-    files = {p: p.read_bytes() for p in STACK.iterdir() if p.is_file()}
-    result = make("demo", "ARGS=-e r1_stack_front_door_enabled=true")
-    assert result.returncode != 0
-    assert "runtime does not run the front door yet" in result.stdout, result.stdout[-3000:]
-    assert "Nothing was changed" in result.stdout
-    assert pids() == before
-    assert {p: p.read_bytes() for p in files} == files
-
-
 def test_status_shows_every_service_running_and_healthy():
     result = make("status")
     assert_ok(result)
     for service in SERVICES:
         assert re.search(rf"{service}: running \(pid \d+", result.stdout), result.stdout
-    assert result.stdout.count("health: 200") == 3, result.stdout
+    assert result.stdout.count("health: 200") == 4, result.stdout
 
 
 def test_a_service_that_crashes_is_started_again_without_systemd():
@@ -211,7 +250,7 @@ def test_down_stops_everything_and_demo_brings_back_the_same_data(browser):
     assert_ok(make("down"))
     assert pids() == dict.fromkeys(SERVICES)
     status = subprocess.run([R1CTL, "status"], capture_output=True, text=True)
-    assert status.returncode == 3 and status.stdout.count(": stopped") == 3, status.stdout
+    assert status.returncode == 3 and status.stdout.count(": stopped") == 4, status.stdout
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{WEBUI}/health", timeout=5)
     # Open WebUI's data as a deployment from before the services' own users left it: the
@@ -225,7 +264,7 @@ def test_down_stops_everything_and_demo_brings_back_the_same_data(browser):
     # The person reloads the chat's page: the question and the answer are there.
     person = admin_person(browser)
     try:
-        person.page.goto(f"{WEBUI}/c/{chat_id}")
+        person.page.goto(f"{FRONT_DOOR}/c/{chat_id}")
         question = person.page.locator("#messages-container .chat-user")
         expect(question.get_by_text("Find the maximum and minimum")).to_be_visible(timeout=60_000)
         expect(person.last_answer().locator(".katex").first).to_be_visible()
