@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STACK = Path(os.environ.get("R1DEPLOY_STACK_DIR", "/opt/r1deploy"))
 R1CTL = STACK / "native" / "r1ctl"
-SERVICES = ["vllm", "tools-gateway", "open-webui"]
+SERVICES = ["vllm", "tools-gateway", "open-webui", "front-door"]
 WARM_RUNS = int(os.environ.get("WARM_RUNS", "3"))
 
 
