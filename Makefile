@@ -101,6 +101,7 @@ destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data to
 
 test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first question in the browser, re-run, crash restart, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
 	tests/e2e/browser.sh
+	tests/deploy/pebble.sh
 	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 # make doctor, make top: the stack directory of this host (r1_stack_dir; build/<host> after make render).

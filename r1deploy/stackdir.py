@@ -94,10 +94,11 @@ class StackDir:
                 "front door"
             )
         # With the stack's own CA the certificate names this host too (loopback); another
-        # certificate is checked at the name people use.
+        # certificate (provided, ACME) is checked at the name people use.
         ca_file = door.get("ca_file")
+        own_ca = door.get("tls_mode", "internal_ca") == "internal_ca"
         return FrontDoor(
-            url=(door["local_url"] if ca_file else door["url"]).rstrip("/"),
+            url=(door["local_url"] if own_ca and ca_file else door["url"]).rstrip("/"),
             api_key=self.env[key_env],
             verify=str(self.path / ca_file) if ca_file else True,
             settings=door,

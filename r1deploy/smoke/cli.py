@@ -86,11 +86,13 @@ def register(subparsers) -> None:
 
 
 def _health_endpoints(config) -> dict[str, str]:
+    """Where --wait-ready waits: each service's /health, on the inside when there is a
+    front door (it hides the model server's /health, and Open WebUI's is its own)."""
     endpoints = {}
     if config.vllm_url:
-        endpoints["vLLM"] = f"{config.vllm_url}/health"
+        endpoints["vLLM"] = config.health_url or f"{config.vllm_url}/health"
     if config.webui_url:
-        endpoints["Open WebUI"] = f"{config.webui_url}/health"
+        endpoints["Open WebUI"] = config.webui_health_url or f"{config.webui_url}/health"
     if config.gateway_enabled and config.gateway_url:
         endpoints["tool gateway"] = f"{config.gateway_url}/health"
     return endpoints

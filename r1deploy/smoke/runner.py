@@ -100,6 +100,14 @@ def describe_request_error(exc: httpx.HTTPError) -> str:
         url = str(exc.request.url)
     except RuntimeError:  # raised before a request was made
         url = "the server"
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        # httpx reports a failed TLS handshake as a connect error: say which it is.
+        return (
+            f"cannot connect to {url}: its certificate is not trusted ({exc})\n    fix: "
+            "trust the CA that issued it (settings.json front_door.ca_file, the stack's CA "
+            "or r1_stack_acme_ca_file), or check the front door serves the certificate for "
+            "its name"
+        )
     if isinstance(exc, httpx.ConnectError):
         return (
             f"cannot connect to {url}: nothing answers there (stopped, still starting, or "

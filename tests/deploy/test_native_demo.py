@@ -17,6 +17,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -24,9 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 import requests
+from cryptography import x509
 from playwright.sync_api import expect
 
 from r1deploy.testmodel import script
+from tests.deploy.acme_ca import pebble
 from tests.deploy.runs import ROOT, assert_ok, make, recap
 from tests.e2e.browser import Person, chromium
 
@@ -227,6 +230,49 @@ def test_status_shows_every_service_running_and_healthy():
     for service in SERVICES:
         assert re.search(rf"{service}: running \(pid \d+", result.stdout), result.stdout
     assert result.stdout.count("health: 200") == 4, result.stdout
+
+
+def served_certificate(port: int = 8443) -> x509.Certificate:
+    """The certificate the front door presents (not checked: read)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def test_acme_gets_the_front_doors_certificate_from_an_acme_ca_and_keeps_it(tmp_path):
+    # pebble (Let's Encrypt's test server) checks the HTTP-01 challenge on the front door's
+    # HTTP port, as Let's Encrypt would on port 80.
+    own_ca_issuer = served_certificate().issuer
+    # A certificate from an earlier run's pebble chains to a root this one does not have.
+    for leftover in (STACK / "acme", STACK / "front-door" / "acme"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    with pebble(tmp_path, http_port=8080) as (directory, ca_bundle):
+        acme = (
+            f"ARGS=-e r1_stack_tls_mode=acme -e r1_stack_acme_directory={directory}"
+            f" -e r1_stack_acme_ca_file={ca_bundle}"
+        )
+        result = make("demo", acme)
+        assert_ok(result)  # its smoke went through the front door, trusting the ACME CA
+        assert re.search(
+            r"TASK \[r1_stack : Get the certificate from the ACME CA[^\n]*\]\s*\*+\s*changed:",
+            result.stdout,
+        )
+        assert "HTTPS with a certificate from the ACME CA" in result.stdout
+        served = served_certificate()
+        assert "Pebble" in served.issuer.rfc4514_string(), served.issuer
+        # The certificate is good until near its end: a second run asks for none.
+        again = make("demo", acme)
+        assert_ok(again)
+        assert recap(again.stdout)["changed"] == 0, again.stdout[-6000:]
+        assert served_certificate() == served
+    # Back to the stack's own CA: the same CA as before (never rotated by a run).
+    assert_ok(make("demo"))
+    assert served_certificate().issuer == own_ca_issuer
 
 
 def test_a_service_that_crashes_is_started_again_without_systemd():

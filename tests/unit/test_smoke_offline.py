@@ -183,6 +183,14 @@ def test_through_the_front_door_by_default_and_behind_it_with_inside(tmp_path):
     assert (config.vllm_url, config.vllm_key) == ("https://127.0.0.1:8443", OPS_KEY)
     assert config.verify == str(stack / "front-door" / "tls" / "ca.crt")
     assert (config.inside_vllm_url, config.inside_vllm_key) == ("http://127.0.0.1:8000", VLLM_KEY)
+    # --wait-ready waits on the inside: the front door hides the model server's /health.
+    from r1deploy.smoke.cli import _health_endpoints
+
+    assert _health_endpoints(config) == {
+        "vLLM": "http://127.0.0.1:8000/health",
+        "Open WebUI": "http://127.0.0.1:3000/health",
+        "tool gateway": "http://127.0.0.1:8090/health",
+    }
     inside = load_config(
         build_parser().parse_args(["smoke", "--stack-dir", str(stack), "--inside"])
     )
@@ -191,3 +199,20 @@ def test_through_the_front_door_by_default_and_behind_it_with_inside(tmp_path):
         VLLM_KEY,
         True,
     )
+
+
+def test_an_untrusted_certificate_is_named_not_taken_for_a_stopped_service():
+    import httpx
+
+    from r1deploy.smoke.runner import describe_request_error
+
+    request = httpx.Request("GET", "https://localhost:8443/v1/models")
+    exc = httpx.ConnectError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local "
+        "issuer certificate (_ssl.c:1006)",
+        request=request,
+    )
+    message = describe_request_error(exc)
+    assert "its certificate is not trusted" in message and "front_door.ca_file" in message
+    refused = httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    assert "nothing answers there" in describe_request_error(refused)

@@ -458,12 +458,21 @@ def _front_door_settings(c: dict) -> dict:
         "health_url": f"http://{_url_host(fd['bind_address'])}:{fd['http_port']}"
                       f"{FRONT_DOOR_HEALTH_PATH}",
         "tls_mode": fd["tls_mode"],
-        # The certificate people trust, where the stack has it (internal_ca).
-        "ca_file": "front-door/tls/ca.crt" if fd["tls_mode"] == "internal_ca" else None,
+        # The certificates to trust the front door with, where the stack has them: its own
+        # CA (internal_ca), or a private ACME CA's (acme with r1_stack_acme_ca_file).
+        "ca_file": _front_door_ca_file(fd),
         "api_keys": sorted(fd["api_keys"]),
         # The key r1deploy's own smoke and bench use through the front door.
         "ops_key_env": "API_KEY_OPS" if "ops" in fd["api_keys"] else None,
     }
+
+
+def _front_door_ca_file(fd: dict) -> str | None:
+    if fd["tls_mode"] == "internal_ca":
+        return "front-door/tls/ca.crt"
+    if fd["tls_mode"] == "acme" and fd.get("acme_ca_file"):
+        return "front-door/tls/acme-ca.crt"
+    return None
 
 
 def r1_stack_settings(c: dict) -> dict:
@@ -650,6 +659,8 @@ def r1_stack_front_door(c: dict) -> dict:
         "webui_max_body": fd["webui_max_body"],
         "read_timeout_s": int(fd["read_timeout_s"]),
         "health_path": FRONT_DOOR_HEALTH_PATH,
+        # acme: the certificate certbot got, installed by tasks/acme.yml.
+        "cert_dir": "acme" if fd["tls_mode"] == "acme" else "tls",
         **paths,
     }
 
