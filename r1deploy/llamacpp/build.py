@@ -57,6 +57,8 @@ class Built:
     build_info: str
     reused: bool
     seconds: float
+    # The cache prefix this one was copied from instead of compiled ("" when not).
+    copied_from: str = ""
 
 
 def default_prefix(pins: Pins, variant: Variant) -> Path:
@@ -157,6 +159,35 @@ def _install(tree: Path, build_dir: Path, staging: Path, targets: tuple[str, ...
             shutil.copy2(src, dest)
 
 
+def is_complete(prefix: Path, pins: Pins | None = None, variant: Variant | None = None) -> bool:
+    """Whether ``prefix`` holds a finished build of the pin for this host's variant."""
+    pins = pins or load()
+    return _complete(Path(prefix), spec_of(pins, variant or host_variant()), pins.targets)
+
+
+def _copy_into(prefix: Path, cached: Path, spec: dict, targets: tuple[str, ...]) -> bool:
+    """Copy the cache's finished build of the same spec to ``prefix`` (the native runtime's
+    own, under the stack directory): seconds instead of a compile. False when the cache has
+    none (or it changed while being copied)."""
+    if not _complete(cached, spec, targets):
+        return False
+    work = source.temporary_tree(prefix.parent)
+    try:
+        staging = work / "prefix"
+        # The cache's builder holds this lock while it swaps a new build in.
+        with open(cached.parent / f".{cached.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            shutil.copytree(cached, staging, symlinks=True)
+        if not _complete(staging, spec, targets):
+            return False
+        if prefix.exists():
+            shutil.rmtree(prefix)
+        os.replace(staging, prefix)
+        return True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def build(
     prefix: Path | None = None,
     *,
@@ -165,19 +196,26 @@ def build(
     pins: Pins | None = None,
     variant: Variant | None = None,
     stream=None,
+    from_cache: bool = True,
 ) -> Built:
     """Build (or reuse) llama-server and llama-quantize under ``prefix`` (default: the cache,
-    by version and variant). Concurrent callers wait for one another on a lock."""
+    by version and variant). Concurrent callers wait for one another on a lock. Another
+    prefix is copied from the cache when the cache holds the same build (``from_cache``)."""
     pins = pins or load()
     variant = variant or host_variant()
-    prefix = Path(prefix or default_prefix(pins, variant)).absolute()
+    cached = default_prefix(pins, variant).absolute()
+    prefix = Path(prefix or cached).absolute()
     spec = spec_of(pins, variant)
     started = time.monotonic()
+    copied_from = ""
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with open(prefix.parent / f".{prefix.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         reused = _complete(prefix, spec, pins.targets)
-        if not reused:
+        copy = not reused and from_cache and prefix != cached
+        if copy and _copy_into(prefix, cached, spec, pins.targets):
+            copied_from = str(cached)
+        if not reused and not copied_from:
             _build_into(prefix, spec, pins, variant, sdist, jobs, stream)
     return Built(
         prefix=str(prefix),
@@ -188,6 +226,7 @@ def build(
         build_info=pins.build_info,
         reused=reused,
         seconds=round(time.monotonic() - started, 1),
+        copied_from=copied_from,
     )
 
 

@@ -1,8 +1,8 @@
 """`r1deploy llamacpp build|convert|info`: llama.cpp for the cpu profile (docs/llamacpp.md).
 
-r1deploy llamacpp build [--prefix DIR] [--sdist FILE|URL] [--jobs N] [--format json]
+r1deploy llamacpp build [--prefix DIR] [--no-copy] [--sdist FILE|URL] [--jobs N] [--format json]
 r1deploy llamacpp convert MODEL_DIR OUT.gguf [--quant Q4_K_M] [--prefix DIR] [--python PY]
-r1deploy llamacpp info [--format json]
+r1deploy llamacpp info [--under DIR] [--format json]
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def register(subparsers) -> None:
         "sha256); default: the pinned PyPI URL",
     )
     build.add_argument("--jobs", type=int, help="parallel compile jobs (default: CPU count)")
+    build.add_argument(
+        "--no-copy",
+        action="store_true",
+        help="compile into --prefix even when the cache holds the same build (default: copy it)",
+    )
     add_format(build)
     build.set_defaults(handler=run_build)
 
@@ -61,6 +66,12 @@ def register(subparsers) -> None:
     convert.set_defaults(handler=run_convert)
 
     info = verbs.add_parser("info", help="the pin, this host's build variant and cache prefix")
+    info.add_argument(
+        "--under",
+        metavar="DIR",
+        help="report on the prefix of that name under DIR (the native runtime's, "
+        "<stack>/venvs): its path and whether it is complete",
+    )
     add_format(info)
     info.set_defaults(handler=run_info)
 
@@ -80,10 +91,20 @@ def run_build(args) -> int:
     from r1deploy.llamacpp.source import SourceError
 
     try:
-        built = build(Path(args.prefix) if args.prefix else None, sdist=args.sdist, jobs=args.jobs)
+        built = build(
+            Path(args.prefix) if args.prefix else None,
+            sdist=args.sdist,
+            jobs=args.jobs,
+            from_cache=not args.no_copy,
+        )
     except (BuildError, SourceError, UnsupportedCPU, OSError) as exc:
         return _fail(exc)
-    how = "reused" if built.reused else f"built in {built.seconds:.0f} s"
+    if built.reused:
+        how = "reused"
+    elif built.copied_from:
+        how = f"copied from {built.copied_from} in {built.seconds:.1f} s"
+    else:
+        how = f"built in {built.seconds:.0f} s"
     _print(
         as_dict(built),
         args.format,
@@ -115,7 +136,7 @@ def run_convert(args) -> int:
 
 
 def run_info(args) -> int:
-    from r1deploy.llamacpp.build import cmake_options, default_prefix
+    from r1deploy.llamacpp.build import cmake_options, default_prefix, is_complete
     from r1deploy.llamacpp.cpu import UnsupportedCPU, host_variant
     from r1deploy.llamacpp.pins import load
 
@@ -124,6 +145,8 @@ def run_info(args) -> int:
         variant = host_variant()
     except UnsupportedCPU as exc:
         return _fail(exc)
+    cached = default_prefix(pins, variant)
+    prefix = Path(args.under) / cached.name if args.under else cached
     data = {
         "source": pins.file,
         "sha256": pins.sha256,
@@ -131,7 +154,10 @@ def run_info(args) -> int:
         "image": pins.image,
         "variant": variant.name,
         "variant_why": variant.why,
-        "prefix": str(default_prefix(pins, variant)),
+        "prefix": str(prefix),
+        "complete": is_complete(prefix, pins, variant),
+        "cache_prefix": str(cached),
+        "cache_complete": is_complete(cached, pins, variant),
         "cmake": cmake_options(pins, variant),
     }
     _print(data, args.format, "\n".join(f"{k}: {v}" for k, v in data.items()))

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -132,6 +133,35 @@ def test_a_build_is_made_once_and_reused_while_its_spec_holds(fake_toolchain, ca
     marker = prefix / buildmod.MARKER
     marker.write_text(json.dumps({"cmake": ["-DGGML_NATIVE=ON"]}))
     assert not buildmod.build(pins=pin, variant=variant).reused
+
+
+def test_another_prefix_is_copied_from_the_cache_not_compiled(fake_toolchain, tmp_path):
+    # The native runtime builds into the stack's venvs: where the cache (CI fills it) holds
+    # the same build, it is copied in seconds; without one, or with --no-copy, compiled.
+    archive, pin, calls = fake_toolchain
+    variant = cpu.variant_for("x86_64", {*cpu.X86_V3_FLAGS})
+    stack_prefix = tmp_path / "stack" / "venvs" / f"llama.cpp-{pin.build_tag}-x86-64-v3"
+    alone = buildmod.build(stack_prefix, sdist=str(archive), pins=pin, variant=variant)
+    assert not alone.reused and not alone.copied_from  # no cache yet: compiled
+    shutil.rmtree(stack_prefix)
+    cached = buildmod.build(sdist=str(archive), pins=pin, variant=variant)
+    builds = calls.read_text().count("--build")
+    copied = buildmod.build(stack_prefix, pins=pin, variant=variant)
+    assert copied.copied_from == cached.prefix and not copied.reused
+    assert calls.read_text().count("--build") == builds
+    assert buildmod.is_complete(stack_prefix, pin, variant)
+    assert os.access(copied.llama_server, os.X_OK)
+    assert buildmod.build(stack_prefix, pins=pin, variant=variant).reused
+    # A cache of another spec is not copied.
+    shutil.rmtree(stack_prefix)
+    (Path(cached.prefix) / buildmod.MARKER).write_text("{}")
+    rebuilt = buildmod.build(stack_prefix, sdist=str(archive), pins=pin, variant=variant)
+    assert not rebuilt.copied_from and calls.read_text().count("--build") == builds + 1
+    shutil.rmtree(stack_prefix)
+    nocopy = buildmod.build(
+        stack_prefix, sdist=str(archive), pins=pin, variant=variant, from_cache=False
+    )
+    assert not nocopy.copied_from
 
 
 def test_an_archive_that_is_not_the_pinned_one_is_refused(fake_toolchain, tmp_path):

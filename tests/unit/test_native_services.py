@@ -401,3 +401,116 @@ def test_the_front_door_unit_keeps_only_the_capabilities_nginx_needs():
     assert directives["ReadWritePaths"] == f"{STACK_DIR}/front-door/run {STACK_DIR}/native/logs"
     assert directives["ProtectSystem"] == "strict" and directives["NoNewPrivileges"] == "yes"
     assert directives["MemoryDenyWriteExecute"] == "yes"
+
+
+# -- llama.cpp as the model service (settings.json engine llama_cpp) ----------------------------
+LLAMA_OPTIONS = {
+    "venvs": {"open-webui": "/v/webui", "r1deploy": "/v/r1"},  # no vLLM environment
+    "llama_server": "/s/venvs/llama.cpp-b11312-x86-64-v3/bin/llama-server",
+    "gguf_path": f"{STACK_DIR}/models/gguf/r1-test-Q4_K_M.gguf",
+    "users": USERS | {"vllm": "r1deploy-llamacpp"},
+}
+LLAMA_ENGINE = {"engine": {"engine": "llama_cpp", "reason": "set by the test", "errors": []}}
+
+
+def _llama_services(**over) -> dict:
+    return _services("cpu", LLAMA_OPTIONS, front_door=True, **(LLAMA_ENGINE | over))
+
+
+@pytest.mark.parametrize(
+    "model_over",
+    [
+        {},  # hub: the compose command names --hf-repo/--hf-file
+        {"source": "local", "dir": "/srv/model"},  # convert: --model /models/...
+    ],
+)
+def test_llamacpp_is_the_model_service_with_the_rendered_args_as_the_package_translates_them(
+    model_over,
+):
+    from r1deploy.llamacpp import native as llamacpp_native
+
+    over = LLAMA_ENGINE | {"model": model_over} if model_over else LLAMA_ENGINE
+    config = _config("cpu", **over)
+    settings = stack.r1_stack_settings(config)
+    server = _services("cpu", LLAMA_OPTIONS, **over)["vllm"]
+    argv = server["argv"]
+    # Exactly what r1deploy.llamacpp.native (the e2e tier's llama.cpp stack) starts.
+    assert argv == llamacpp_native.server_argv(
+        settings,
+        llama_server=LLAMA_OPTIONS["llama_server"],
+        model_path=LLAMA_OPTIONS["gguf_path"],
+        stack_dir=STACK_DIR,
+        host="127.0.0.1",
+        port=8000,
+    )
+    assert argv[:3] == [LLAMA_OPTIONS["llama_server"], "--model", LLAMA_OPTIONS["gguf_path"]]
+    assert argv.count("--model") == 1
+    assert not {"--hf-repo", "--hf-file", "-m", "-hf"} & set(argv)
+    assert argv[argv.index("--alias") + 1] == "r1-test"
+    assert argv[argv.index("--chat-template-file") + 1] == f"{STACK_DIR}/chat_template.jinja"
+    assert argv.count("--host") == argv.count("--port") == 1
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == "8000"
+    assert "--metrics" in argv and "--jinja" in argv
+    # The key through the environment as compose gives it, never on the command line.
+    assert server["env"] == llamacpp_native.server_env({"VLLM_API_KEY": "vkey"})
+    assert server["env"] == {"LLAMA_API_KEY": "vkey"}
+    assert "vkey" not in " ".join(argv)
+    assert server["health_url"] == "http://127.0.0.1:8000/health"
+
+
+def test_llamacpp_runs_as_its_own_user_writing_nothing_and_the_rest_is_unchanged():
+    services = _llama_services()
+    assert list(services) == ["vllm", "tools-gateway", "open-webui", "front-door"]
+    server = services["vllm"]
+    assert server["user"] == "r1deploy-llamacpp"
+    assert server["writable"] == server["data_dirs"] == []
+    assert server["home"] == "/nonexistent"
+    assert server["workdir"] == STACK_DIR
+    assert not server["writes_code"]
+    # Open WebUI still talks to the model API on its published address.
+    assert services["open-webui"]["env"]["OPENAI_API_BASE_URL"] == "http://127.0.0.1:8000/v1"
+    vllm_stack = _services("cpu", front_door=True)
+    for name in ("tools-gateway", "open-webui", "front-door"):
+        assert services[name] | {"user": None} == vllm_stack[name] | {"user": None}, name
+
+
+def test_llamacpp_unit_is_sandboxed_like_vllms_and_denies_write_execute():
+    services = _llama_services()
+    text = render(
+        "unit.service.j2",
+        item={"key": "vllm", "value": services["vllm"]},
+        __r1_native_services=services,
+        __r1_native_dir=f"{STACK_DIR}/native",
+        __r1_native_settings={"profile": "cpu"},
+        r1_native_stack_dir=STACK_DIR,
+        r1_native_unit_prefix="r1deploy",
+    )
+    directives = dict(
+        line.split("=", 1) for line in text.splitlines() if "=" in line and line[0] != "#"
+    )
+    vllm_unit = unit("vllm")
+    assert directives["User"] == directives["Group"] == "r1deploy-llamacpp"
+    assert directives["ExecStart"] == f"{STACK_DIR}/native/r1ctl run vllm"
+    assert "ReadWritePaths" not in directives
+    assert directives["PrivateDevices"] == "yes"
+    # No JIT in llama.cpp (checked under PR_SET_MDWE): the one directive vLLM cannot have.
+    assert directives.pop("MemoryDenyWriteExecute") == "yes"
+    assert "MemoryDenyWriteExecute" not in vllm_unit
+    for key in ("User", "Group", "ReadWritePaths"):
+        directives.pop(key, None), vllm_unit.pop(key, None)
+    assert directives == vllm_unit
+
+
+def test_llamacpp_engine_needs_the_build_and_the_model_file():
+    for missing in ("llama_server", "gguf_path"):
+        options = LLAMA_OPTIONS | {missing: ""}
+        with pytest.raises(native.AnsibleFilterError, match=missing):
+            _services("cpu", options, **LLAMA_ENGINE)
+
+
+def test_the_engine_is_llamacpp_only_where_the_cpu_profile_chose_it():
+    assert native.r1_native_engine({"profile": "cpu", "engine": "llama_cpp"}) == "llama_cpp"
+    assert native.r1_native_engine({"profile": "cpu", "engine": "vllm"}) == "vllm"
+    assert native.r1_native_engine({"profile": "gpu", "engine": "vllm"}) == "vllm"
+    assert native.r1_native_engine({"profile": "cpu"}) == "vllm"  # a stack from before engines

