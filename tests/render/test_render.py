@@ -618,8 +618,14 @@ def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
     # The image of the llama.cpp build the native runtime compiles (r1deploy/llamacpp/pins.json).
     assert server["image"] == pins.load().image == "ghcr.io/ggml-org/llama.cpp:server-b11312"
     command = server["command"]
-    assert command[command.index("--hf-repo") + 1] == "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF"
-    assert command[command.index("--hf-file") + 1] == "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+    # The GGUF the deploy fetched from the hub on the host (sha256 checked when given).
+    assert (
+        command[command.index("--model") + 1] == "/models/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+    )
+    assert (
+        "./models/gguf/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf:"
+        "/models/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf:ro"
+    ) in server["volumes"]
     assert "--jinja" in command and "--metrics" in command
     assert command[command.index("--reasoning-format") + 1] == "deepseek"
     assert command[command.index("--alias") + 1] == "deepseek-r1-distill-qwen-1.5b"

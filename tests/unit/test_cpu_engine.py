@@ -128,6 +128,7 @@ def _config(parallel_slots: int = 2, **model) -> dict:
             "extra_args": [],
             "parallel": {"parallel": parallel_slots, "reason": ""},
         },
+        "hf": {"endpoint": ""},
     }
 
 
@@ -144,13 +145,25 @@ def test_llama_cpp_flags_are_the_vllm_contract_in_its_words():
     assert _flag(args, "--chat-template-file") == "/stack/chat_template.jinja"
     assert {"--jinja", "--metrics", "--no-webui"} <= set(args)
     assert (_flag(args, "--temp"), _flag(args, "--top-p")) == ("0.6", "0.95")
-    assert _flag(args, "--hf-repo") == "u/DeepSeek-R1-Distill-Qwen-1.5B-GGUF"
-    assert _flag(args, "--hf-file") == "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+    # The file the deploy fetched (and checked) on the host: the server downloads nothing.
+    assert _flag(args, "--model") == "/models/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+    assert "--hf-repo" not in args and "--hf-file" not in args
     assert "--api-key" not in args  # LLAMA_API_KEY in the environment, from .env
 
 
 def test_the_gguf_source_follows_what_the_inventory_gives():
-    assert stack.r1_stack_gguf(_config())["source"] == "hub"
+    hub = stack.r1_stack_gguf(_config())
+    assert (hub["source"], hub["path"]) == (
+        "hub",
+        "models/gguf/DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
+    )
+    assert hub["url"] == (
+        "https://huggingface.co/u/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/resolve/main/"
+        "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
+    )
+    # A mirror (HF_ENDPOINT) is where the file comes from.
+    mirrored = stack.r1_stack_gguf(_config() | {"hf": {"endpoint": "https://hf.mirror/"}})
+    assert mirrored["url"].startswith("https://hf.mirror/u/DeepSeek-R1-Distill-Qwen-1.5B-GGUF/")
     converted = stack.r1_stack_gguf(_config(source="local", dir="/srv/m"))
     assert converted["source"] == "convert" and converted["from"] == "/srv/m"
     assert converted["path"] == "models/gguf/r1-Q4_K_M.gguf"

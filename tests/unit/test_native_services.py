@@ -420,7 +420,7 @@ def _llama_services(**over) -> dict:
 @pytest.mark.parametrize(
     "model_over",
     [
-        {},  # hub: the compose command names --hf-repo/--hf-file
+        {},  # hub: the file the deploy fetched into models/gguf/
         {"source": "local", "dir": "/srv/model"},  # convert: --model /models/...
     ],
 )

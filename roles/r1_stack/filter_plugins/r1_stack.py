@@ -21,7 +21,6 @@ GATEWAY_PORT = 8090
 STACK_MOUNT = "/stack"  # files of the stack directory, read-only
 HF_HOME = "/root/.cache/huggingface"
 VLLM_CACHE = "/root/.cache/vllm"  # torch.compile / CUDA graph cache: saves tens of seconds
-LLAMA_CACHE = "/root/.cache/llama.cpp"
 MODELS_MOUNT = "/models"
 
 SERVICE_VLLM = "vllm"
@@ -92,8 +91,9 @@ def r1_stack_vllm_args(c: dict) -> list[str]:
 def r1_stack_gguf(c: dict) -> dict:
     """Where the cpu profile's GGUF comes from and where the server finds it.
 
-    hub: llama.cpp fetches ``gguf_hub_file`` from ``gguf_repo`` (its sha256 is recorded for
-    the runtime that fetches it itself). file: a pre-seeded GGUF on the host. convert: made
+    hub: the deploy fetches ``gguf_hub_file`` from ``gguf_repo`` into the stack directory's
+    models/gguf/ on the host, checking ``gguf_sha256`` when given (llama.cpp's own download,
+    --hf-repo, checks nothing). file: a pre-seeded GGUF on the host. convert: made
     on the host from the model's safetensors (``r1deploy llamacpp convert``, air-gapped
     hosts and the test model) into the stack directory's models/gguf/. auto: file when one
     is given, convert for a local model directory, hub otherwise.
@@ -111,6 +111,11 @@ def r1_stack_gguf(c: dict) -> dict:
         # Relative to the stack directory (compose resolves ./ there too).
         gguf["path"] = f"models/gguf/{model['served_name']}-{model['gguf_quant']}.gguf"
         gguf["from"] = model["dir"]
+    elif source == "hub":
+        gguf["path"] = f"models/gguf/{model['gguf_hub_file']}"
+        # The hub or its mirror (HF_ENDPOINT), as huggingface_hub resolves a file.
+        endpoint = (c["hf"]["endpoint"] or "https://huggingface.co").rstrip("/")
+        gguf["url"] = f"{endpoint}/{model['gguf_repo']}/resolve/main/{model['gguf_hub_file']}"
     if "path" in gguf:
         gguf["container_path"] = f"{MODELS_MOUNT}/{gguf['path'].rsplit('/', 1)[-1]}"
     return gguf
@@ -146,10 +151,7 @@ def r1_stack_llamacpp_args(c: dict) -> list[str]:
     terms (docs/llamacpp.md)."""
     model, llama = c["model"], c["llamacpp"]
     gguf = r1_stack_gguf(c)
-    if "container_path" in gguf:
-        source = ["--model", gguf["container_path"]]
-    else:
-        source = ["--hf-repo", gguf["repo"], "--hf-file", gguf["file"]]
+    source = ["--model", gguf["container_path"]]
     parallel = int(llama["parallel"]["parallel"])
     args = source + [
         "--alias",
@@ -281,16 +283,15 @@ def _vllm_service(c: dict) -> dict:
 
 def _llamacpp_service(c: dict) -> dict:
     vllm = c["vllm"]
-    volumes = [
-        f"llamacpp-cache:{LLAMA_CACHE}",
-        f"./chat_template.jinja:{STACK_MOUNT}/chat_template.jinja:ro",
-    ]
     gguf = r1_stack_gguf(c)
-    if "container_path" in gguf:
-        host_path = gguf["path"] if gguf["path"].startswith("/") else f"./{gguf['path']}"
-        volumes.append(f"{host_path}:{gguf['container_path']}:ro")
-    environment = {"LLAMA_API_KEY": _secret("VLLM_API_KEY"), "LLAMA_CACHE": LLAMA_CACHE}
-    environment |= {k: v for k, v in _hf_environment(c).items() if k != "HF_HOME"}
+    host_path = gguf["path"] if gguf["path"].startswith("/") else f"./{gguf['path']}"
+    volumes = [
+        f"./chat_template.jinja:{STACK_MOUNT}/chat_template.jinja:ro",
+        # The GGUF is on the host before the server starts (fetched, converted or given):
+        # the server downloads nothing.
+        f"{host_path}:{gguf['container_path']}:ro",
+    ]
+    environment = {"LLAMA_API_KEY": _secret("VLLM_API_KEY")}
     service = {
         "image": c["images"]["llamacpp"],
         "command": r1_stack_llamacpp_args(c),
@@ -408,7 +409,6 @@ def r1_stack_compose(c: dict) -> dict:
     else:
         backend = SERVICE_LLAMACPP
         services[SERVICE_LLAMACPP] = _llamacpp_service(c)
-        volumes["llamacpp-cache"] = {}
     services[SERVICE_WEBUI] = _webui_service(c, backend)
     if c["gateway"]["enabled"]:
         services[SERVICE_GATEWAY] = _gateway_service(c)
