@@ -33,8 +33,7 @@ R1CTL = STACK / "native" / "r1ctl"
 SECRETS = ROOT / "secrets" / HOST
 MODEL_API, WEBUI, GATEWAY, HTTPS, HTTP = 28000, 23000, 28090, 28443, 28080
 SERVICES = ["vllm", "tools-gateway", "open-webui", "front-door"]
-# The environments of the demo's stack (test_native_demo.py runs first), shared.
-SHARED_VENVS = Path("/opt/r1deploy/venvs")
+VENVS = STACK / "venvs"
 USERS = {
     "vllm": "r1llama-llamacpp",
     "tools-gateway": "r1llama-gateway",
@@ -42,8 +41,6 @@ USERS = {
 }
 OVERRIDES = f"""\
 r1_stack_dir: {STACK}
-# Open WebUI's environment, the same pins as the main demo's: installed once on this host.
-r1_native_venvs_dir: {SHARED_VENVS}
 r1_stack_cpu_engine: llama_cpp
 r1_stack_vllm_port: {MODEL_API}
 r1_stack_webui_port: {WEBUI}
@@ -111,14 +108,14 @@ def test_the_deploy_serves_the_test_model_with_llama_cpp_and_its_smoke_passes(de
     assert f"{HOST}: native runtime" in out
     # The summary line of the model server: engine, build (from /props), GGUF source.
     assert re.search(
-        rf"model server: llama\.cpp {build} \(x86-64-v3 build in {SHARED_VENVS}/llama\.cpp-", out
+        rf"model server: llama\.cpp {build} \(x86-64-v3 build in {VENVS}/llama\.cpp-", out
     )
     assert "(convert); engine llama_cpp: set by r1_stack_cpu_engine" in out
-    # No vLLM environment: llama.cpp and Open WebUI's torch are all it needs (Open WebUI's,
-    # with the demo's pins, is the demo's).
-    assert "(item=vllm)" not in out
-    conf = (STACK / "native" / "r1ctl.conf").read_text()
-    assert "/vllm-" not in conf and f"{SHARED_VENVS}/open-webui-" in conf
+    # No vLLM environment: llama.cpp and Open WebUI's torch are all it needs.
+    venvs = sorted(p.name for p in VENVS.iterdir() if p.is_dir())
+    assert len(venvs) == 3, venvs
+    assert venvs[0].startswith(f"llama.cpp-{pins.load().build_tag}-"), venvs
+    assert venvs[1].startswith("open-webui-") and venvs[2].startswith("r1deploy-"), venvs
     for line in out.splitlines():
         if "model server: llama.cpp" in line or "copied from" in line or "built in" in line:
             print(line.strip())

@@ -54,8 +54,8 @@ def test_a_second_checkout_adopts_the_hosts_secrets_and_changes_nothing_there(se
     result = make("demo", checkout=second_checkout)
     assert_ok(result)
     assert (
-        "localhost: adopted tools_gateway_key, vllm_api_key, webui_admin_password, "
-        "webui_secret_key from /opt/r1deploy/.env"
+        "localhost: adopted api_key_ops, tools_gateway_key, vllm_api_key, "
+        "webui_admin_password, webui_secret_key from /opt/r1deploy/.env"
     ) in result.stdout, result.stdout[-6000:]
     assert (STACK / ".env").read_bytes() == env_before
     assert pids() == running  # nothing restarted
@@ -63,6 +63,9 @@ def test_a_second_checkout_adopts_the_hosts_secrets_and_changes_nothing_there(se
     for name in NAMES:
         assert (adopted / name).read_text().strip() == (SECRETS / name).read_text().strip()
         assert (adopted / name).stat().st_mode & 0o777 == 0o600
+    # The front door's CA too: the same certificate people were told to trust.
+    for name in ("ca.crt", "ca.key"):
+        assert (adopted / "tls" / name).read_bytes() == (SECRETS / "tls" / name).read_bytes()
     assert "0 failed" in result.stdout  # its smoke passed
 
 
