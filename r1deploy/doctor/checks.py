@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from r1deploy.doctor.core import DoctorCheck
 from r1deploy.doctor.host import disk_free, frontdoor_certificate
+from r1deploy.doctor.nvidia import (
+    gpu_cdi_spec,
+    gpu_container_nvml,
+    gpu_docker_runtime,
+    gpu_driver_mismatch,
+    gpu_module,
+)
 from r1deploy.doctor.services import clock_skew, services_reachable
 from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
 from r1deploy.doctor.webui import webui_builtin_tools
@@ -34,4 +41,25 @@ DOCTOR_CHECKS: list[DoctorCheck] = [
         frontdoor_certificate,
     ),
     DoctorCheck("clock.skew", "the services' clock agrees with this machine's", clock_skew),
+    DoctorCheck(
+        "gpu.module",
+        "the nvidia kernel module is loaded (Secure Boot does not refuse it)",
+        gpu_module,
+    ),
+    DoctorCheck(
+        "gpu.driver_mismatch",
+        "the kernel module and the driver's library are the same version (no reboot pending)",
+        gpu_driver_mismatch,
+    ),
+    DoctorCheck(
+        "gpu.docker_runtime",
+        "Docker has the nvidia runtime the stack's GPU reservation needs",
+        gpu_docker_runtime,
+    ),
+    DoctorCheck("gpu.cdi_spec", "the CDI spec names the driver that runs", gpu_cdi_spec),
+    DoctorCheck(
+        "gpu.container_nvml",
+        "the model server's container still reaches the GPU (NVML)",
+        gpu_container_nvml,
+    ),
 ]

@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         "doctor",
         help="diagnose a live stack and say the fix (docs/doctor.md)",
         description="Check a deployed stack (its services, logs, flags, Open WebUI's model "
-        "entry, disk, certificate, clock); for each problem, the cause and the fix.",
+        "entry, disk, certificate, clock, the NVIDIA driver and container toolkit); for "
+        "each problem, the cause and the fix.",
     )
     add_stack_dir(parser)
     add_format(parser)

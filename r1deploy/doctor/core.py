@@ -3,7 +3,8 @@ runner and the reporters.
 
 A check is a function ``(ctx: DoctorContext) -> Verdict``. Its inputs come only through the
 context's gatherers (``http``, ``disk_usage``, ``read_log``, ``served_certificate``,
-``now``), which tests replace with recorded answers; a check never fails the run: an
+``now``, and ``host``: the commands and files of this machine, r1deploy/doctor/runner.py),
+which tests replace with recorded answers; a check never fails the run: an
 exception in one is reported as that check's FAIL, and the others still run.
 """
 
@@ -22,6 +23,7 @@ from typing import NamedTuple
 
 import httpx
 
+from r1deploy.doctor.runner import Host, LocalHost
 from r1deploy.stackdir import StackDir
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -112,6 +114,10 @@ def _served_certificate(url: str, timeout_s: float) -> bytes:
         return tls.getpeercert(binary_form=True)
 
 
+def default_host() -> Host:
+    return LocalHost()  # looked up at call time: tests replace it
+
+
 @dataclass
 class DoctorContext:
     """The stack and the gatherers every input comes through (tests replace them)."""
@@ -124,9 +130,14 @@ class DoctorContext:
     read_log: Callable[[Path], str | None] = _read_tail
     served_certificate: Callable[[str, float], bytes] = _served_certificate
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    host: Host | None = None
     probes: dict[str, Probe] = field(default_factory=dict)
+    # What a check gathered that others reuse in the same run (the NVIDIA facts).
+    facts: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.host is None:
+            self.host = default_host()
         if self.http is None:
             # Health only: a front door's certificate is frontdoor.certificate's business.
             self.http = httpx.Client(verify=False, follow_redirects=False)

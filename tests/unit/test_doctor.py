@@ -21,6 +21,7 @@ from r1deploy.doctor.services import clock_skew, services_reachable
 from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
 from r1deploy.doctor.webui import webui_builtin_tools
 from r1deploy.stackdir import StackDir
+from tests.support.recorded_host import RecordedHost
 from tests.support.recorded_http import Answer, RecordedHTTP
 
 MODEL = "deepseek-r1-distill-qwen-1.5b"
@@ -510,7 +511,7 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 def test_every_check_has_a_unique_dotted_id():
     ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
-    assert len(ids) == len(set(ids)) == 7 and all("." in i for i in ids)
+    assert len(ids) == len(set(ids)) == 12 and all("." in i for i in ids)
 
 
 def test_no_stack_dir_cannot_run(capsys, tmp_path):
@@ -526,7 +527,9 @@ def test_only_that_matches_nothing_cannot_run(capsys, tmp_path):
     assert "matches no check" in capsys.readouterr().err
 
 
-def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, servers):
+def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, servers, monkeypatch):
+    # This machine as the gpu checks see it: no NVIDIA GPU (whatever the test host has).
+    monkeypatch.setattr("r1deploy.doctor.core.default_host", RecordedHost)
     webui = stand_in_webui(servers, capabilities={"builtin_tools": False})
     root = make_stack(
         tmp_path / "stack",
@@ -558,9 +561,10 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
         "disk.free": "pass",
         "frontdoor.certificate": "skip",
         "clock.skew": "pass",
+        **{c.id: "skip" for c in DOCTOR_CHECKS if c.id.startswith("gpu.")},
     }
-    assert report["counts"] == {"pass": 6, "warn": 0, "fail": 0, "skip": 1}
-    assert "6 passed, 0 warned, 0 failed, 1 skipped" in out.err  # the table goes to stderr
+    assert report["counts"] == {"pass": 6, "warn": 0, "fail": 0, "skip": 6}
+    assert "6 passed, 0 warned, 0 failed, 6 skipped" in out.err  # the table goes to stderr
 
 
 def test_a_failure_exits_1_and_the_text_says_cause_and_fix(capsys, tmp_path):
