@@ -35,7 +35,7 @@ MARGIN_MIN = 256 * 1024**2  # free disk kept beyond the download: this much at l
 MARGIN_SHARE = 0.10  # ...or this share of the download
 HF_DIR = Path(".cache") / "huggingface"  # huggingface_hub's bookkeeping in a local_dir
 LOCK_FILE = Path(".cache") / "r1deploy-model-fetch.lock"
-PROGRESS_EVERY = 10.0  # seconds between two progress lines when stderr is not a terminal
+PROGRESS_EVERY = 10.0  # seconds between two lines of totals
 
 # Where each setting comes from, in the deploy and on this command line.
 TOKEN_WHERE = "r1_stack_hf_token in the deploy; here --token-file FILE or HF_TOKEN"
@@ -382,13 +382,12 @@ def forget(dest: Path, f: HubFile) -> None:
 
 
 class Progress:
-    """Lines on a stream. When it is not a terminal (Ansible, a log), huggingface_hub's bars
-    are off and a watcher prints one line per finished file and the totals every
-    ``every`` seconds; on a terminal huggingface_hub draws its own bars."""
+    """Plain lines on a stream, terminal or not (Ansible shows them, a log keeps them): a
+    watcher prints one line per finished file and the totals every ``every`` seconds.
+    huggingface_hub's own bars are off."""
 
-    def __init__(self, stream: TextIO, tty: bool | None = None, every: float = PROGRESS_EVERY):
+    def __init__(self, stream: TextIO, every: float = PROGRESS_EVERY):
         self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
         self.every = every
 
     def say(self, text: str) -> None:
@@ -396,9 +395,6 @@ class Progress:
 
     @contextlib.contextmanager
     def watch(self, plan: Plan) -> Iterator[None]:
-        if self.tty:
-            yield
-            return
         pending = {f.path: f for f in plan.files if f.path not in plan.present}
         total = sum(f.size for f in pending.values())
         done: dict[str, int] = {}
@@ -725,12 +721,9 @@ def fetch(
 
 def download(plan: Plan, source: Source, progress: Progress) -> None:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars
 
-    if progress.tty:
-        enable_progress_bars()
-    else:
-        disable_progress_bars()
+    disable_progress_bars()
     with progress.watch(plan):
         snapshot_download(
             repo_id=plan.source.repo,

@@ -327,3 +327,40 @@ def test_the_token_comes_from_a_file_or_hf_token_never_a_flag(tmp_path, monkeypa
     )
     assert code == ExitCode.CANNOT_RUN
     assert "cannot read the Hugging Face token file" in capsys.readouterr().err
+
+
+def test_an_endpoint_that_never_answers_stops_after_the_timeout(tmp_path, capsys):
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        code = main(
+            ["model", "fetch", "--repo", REPO, "--dest", str(tmp_path / "m")]
+            + ["--endpoint", endpoint, "--timeout", "1"]
+        )
+        seconds = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == ExitCode.CANNOT_RUN
+    assert 1 <= seconds < 4
+    assert f"no answer from {endpoint} within 1 s (ReadTimeout)" in err
+    assert "raise --timeout" in err
+
+
+def test_progress_lines_count_partial_files_and_name_each_finished_one(tmp_path, capsys):
+    import io
+
+    dest = tmp_path / "m"
+    files = [fetchmod.HubFile("a.bin", 10, sha256="0" * 64)]
+    plan = fetchmod.Plan(fetchmod.Source(REPO), dest, COMMIT, files, set(), 1, tmp_path)
+    stream = io.StringIO()
+    with fetchmod.Progress(stream, every=0.01).watch(plan):
+        partial = dest / ".cache/huggingface/download/a.bin.0000.1234abcd.incomplete"
+        partial.parent.mkdir(parents=True)
+        partial.write_bytes(b"12345")
+        time.sleep(0.8)
+        partial.unlink()
+        (dest / "a.bin").write_bytes(b"1234567890")
+    lines = stream.getvalue().splitlines()
+    assert any(line.startswith("  50% 5 B of 10 B, ") and "0 of 1 files" in line for line in lines)
+    assert lines[-1] == "  got a.bin (10 B)"
