@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "r1deploy.doctor.cli",
     "r1deploy.top.cli",
     "r1deploy.testmodel.cli",
+    "r1deploy.model.cli",
     "r1deploy.bench.cli",
     "r1deploy.llamacpp.cli",
 ]

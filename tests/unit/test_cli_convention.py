@@ -42,6 +42,7 @@ PRINTS_FOR_MACHINES = [
     ("bench", "compare"),
     ("doctor",),
     ("top",),
+    ("model", "fetch"),
 ]
 
 
