@@ -108,28 +108,27 @@ def llamacpp_gguf(llamacpp_stack_dir, scripted_model, llamacpp_build) -> Path:
 def llamacpp_services(
     llamacpp_stack_dir, scripted_model, stack_upstream, llamacpp_build, llamacpp_gguf
 ) -> dict:
-    """The gateway and Open WebUI as roles/r1_native runs them; the model server is
-    llama-server with the rendered flags, on the model API's published port."""
+    """Every service as roles/r1_native runs them: the model service is llama-server with
+    the rendered flags (the role's filter, as r1deploy.llamacpp.native translates them), on
+    the model API's published port."""
     services = stacklib.native_services(
         llamacpp_stack_dir,
         scripted_model,
         {"tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}},
+        {"llama_server": str(llamacpp_build.llama_server), "gguf_path": str(llamacpp_gguf)},
     )
-    model_api = services.pop("vllm")
+    services["llamacpp"] = services.pop("vllm")
     settings = stacklib.read_settings(llamacpp_stack_dir)
-    services["llamacpp"] = {
-        "argv": native.server_argv(
-            settings,
-            llama_server=llamacpp_build.llama_server,
-            model_path=str(llamacpp_gguf),
-            stack_dir=str(llamacpp_stack_dir.resolve()),
-            host=model_api["listen"],
-            port=model_api["port"],
-        ),
-        "env": native.server_env(stacklib.read_env(llamacpp_stack_dir)),
-        "health_url": model_api["health_url"],
-        "workdir": model_api["workdir"],
-    }
+    model_api = services["llamacpp"]
+    # The package's translation (what the e2e tier started before the role did) agrees.
+    assert model_api["argv"] == native.server_argv(
+        settings,
+        llama_server=str(llamacpp_build.llama_server),
+        model_path=str(llamacpp_gguf),
+        stack_dir=str(llamacpp_stack_dir.resolve()),
+        host=model_api["listen"],
+        port=model_api["port"],
+    )
     (BUILD / "llamacpp-argv.json").write_text(json.dumps(services["llamacpp"]["argv"]))
     return services
 

@@ -104,12 +104,16 @@ def _native_filters():
 
 
 def native_services(
-    stack: Path, model_dir: Path, extra_env: dict[str, dict] | None = None
+    stack: Path,
+    model_dir: Path,
+    extra_env: dict[str, dict] | None = None,
+    more_options: dict | None = None,
 ) -> dict[str, dict]:
     """The stack's services as roles/r1_native runs them (its own filter: same argv and
     environment from compose.yaml, settings.json and .env), with this machine's cached
     server environments; each service's environment files written as the role writes them
-    (reconcile reads Open WebUI's). ``extra_env``: more environment per service."""
+    (reconcile reads Open WebUI's). ``extra_env``: more environment per service;
+    ``more_options``: more of the filter's options (llama.cpp's llama_server and gguf_path)."""
     import yaml
 
     native = _native_filters()
@@ -140,7 +144,8 @@ def native_services(
             "users": dict.fromkeys(
                 ["vllm", "tools-gateway", "open-webui", "front-door"], getpass.getuser()
             ),
-        },
+        }
+        | (more_options or {}),
     )
     env_dir = stack / "native" / "env"
     env_dir.mkdir(parents=True, exist_ok=True)
