@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_native_services import DOTENV_TEXT, USERS, _config
+from tests.unit.test_native_services import DOTENV_TEXT, _config
+from tests.unit.test_native_services import USERS as ALL_USERS
 from tests.unit.test_native_services import stack as r1_stack
 
 pytestmark = pytest.mark.infra
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.infra
 STACK = "/srv/r1native"
 STANDIN = Path(__file__).parent / "standin" / "r1deploy-service"
 PORTS = {"vllm": 8000, "tools-gateway": 8090, "open-webui": 3000}
+# The services of this stack, their own users (it is rendered without a front door).
+USERS = {service: ALL_USERS[service] for service in PORTS}
 DATA = {
     "vllm": [f"{STACK}/data/hf-cache", f"{STACK}/data/vllm-cache"],
     "tools-gateway": [],
