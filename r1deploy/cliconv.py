@@ -40,6 +40,19 @@ def add_stack_dir(
     )
 
 
+# What a verb that needs a deployed stack says when it is given none.
+NO_STACK_DIR = (
+    "give --stack-dir DIR: the deployed stack's directory (on the host: r1_stack_dir, "
+    "/opt/r1deploy by default)"
+)
+
+
+def cannot_run(verb: str, message: str) -> int:
+    """``r1deploy VERB: MESSAGE`` on stderr; ExitCode.CANNOT_RUN."""
+    print(f"r1deploy {verb}: {message}", file=sys.stderr)
+    return ExitCode.CANNOT_RUN
+
+
 def add_format(parser: argparse.ArgumentParser, *, default: str = "text") -> None:
     """``--format text|json``, with ``--json`` kept as a hidden alias for ``--format json``."""
     parser.add_argument(

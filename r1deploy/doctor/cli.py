@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from r1deploy.cliconv import ExitCode, add_format, add_stack_dir
+from r1deploy.cliconv import NO_STACK_DIR, ExitCode, add_format, add_stack_dir, cannot_run
 from r1deploy.doctor.checks import DOCTOR_CHECKS
 from r1deploy.doctor.core import FAIL, GIB, DoctorContext, run_checks, summary, text_line, to_json
 from r1deploy.stackdir import StackDir, StackDirError
@@ -50,16 +50,12 @@ def register(subparsers) -> None:
 
 
 def _cannot_run(message: str) -> int:
-    print(f"r1deploy doctor: {message}", file=sys.stderr)
-    return ExitCode.CANNOT_RUN
+    return cannot_run("doctor", message)
 
 
 def run(args) -> int:
     if not args.stack_dir:
-        return _cannot_run(
-            "give --stack-dir DIR: the deployed stack's directory (on the host: "
-            "r1_stack_dir, /opt/r1deploy by default)"
-        )
+        return _cannot_run(NO_STACK_DIR)
     try:
         stack = StackDir.load(args.stack_dir)
     except StackDirError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from r1deploy.cliconv import ExitCode, add_format, add_stack_dir
+from r1deploy.cliconv import NO_STACK_DIR, ExitCode, add_format, add_stack_dir, cannot_run
 
 # rich and prometheus-client are imported when the verb runs: `r1deploy` builds every verb's
 # parser, and `r1deploy testmodel` runs where neither is installed.
@@ -51,8 +51,7 @@ def register(subparsers) -> None:
 
 
 def _cannot_run(message: str) -> int:
-    print(f"r1deploy top: {message}", file=sys.stderr)
-    return ExitCode.CANNOT_RUN
+    return cannot_run("top", message)
 
 
 def run(args) -> int:
@@ -60,10 +59,7 @@ def run(args) -> int:
     from r1deploy.top.source import DirectSource, targets
 
     if not args.stack_dir:
-        return _cannot_run(
-            "give --stack-dir DIR: the deployed stack's directory (on the host: "
-            "r1_stack_dir, /opt/r1deploy by default)"
-        )
+        return _cannot_run(NO_STACK_DIR)
     if args.interval < 0 or (args.interval == 0 and not args.once):
         return _cannot_run(f"--interval {args.interval:g}: give a number of seconds above 0")
     try:
