@@ -51,6 +51,7 @@ r1_native_unit_prefix: r1llama
 r1_native_llamacpp_user: {USERS["vllm"]}
 r1_native_gateway_user: {USERS["tools-gateway"]}
 r1_native_webui_user: {USERS["open-webui"]}
+r1_native_venvs_dir: /opt/r1deploy/venvs
 """
 
 pytestmark = pytest.mark.deploy

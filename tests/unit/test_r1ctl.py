@@ -91,10 +91,14 @@ def stack():
     root = Path(tempfile.mkdtemp(prefix="r1ctl-test-"))
     root.chmod(0o755)
     (root / "native/env").mkdir(parents=True, mode=0o711)
-    (root / "standin.py").write_text(STANDIN)
+    # The server's program lives outside the stack directory, as environments shared
+    # between stacks do (r1_native_venvs_dir): r1ctl must still know its process.
+    program = Path(tempfile.mkdtemp(prefix="r1ctl-test-program-"))
+    program.chmod(0o755)
+    (program / "standin.py").write_text(STANDIN)
     port = free_port()
     service = {
-        "argv": ["/usr/bin/python3", f"{root}/standin.py", str(port)],
+        "argv": ["/usr/bin/python3", f"{program}/standin.py", str(port)],
         "health_url": f"http://127.0.0.1:{port}/health",
         "user": "nobody",
         "home": f"{root}/data/standin",
@@ -114,6 +118,7 @@ def stack():
     yield root
     subprocess.run([root / "native/r1ctl", "stop"], capture_output=True)
     shutil.rmtree(root)
+    shutil.rmtree(program)
 
 
 def r1ctl(stack: Path, *args: str) -> subprocess.CompletedProcess:
