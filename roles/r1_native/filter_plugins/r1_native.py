@@ -37,6 +37,13 @@ SERVICE_VLLM = "vllm"
 SERVICE_WEBUI = "open-webui"
 SERVICE_GATEWAY = "tools-gateway"
 SERVICE_FRONT_DOOR = "front-door"
+SERVICE_PROMETHEUS = "prometheus"
+SERVICE_ALERTMANAGER = "alertmanager"
+SERVICE_NODE_EXPORTER = "node-exporter"
+# Debian's prometheus, prometheus-alertmanager and prometheus-node-exporter packages.
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 # Debian's nginx (the package the role installs).
 NGINX = "/usr/sbin/nginx"
 ENGINE_LLAMACPP = "llama_cpp"
@@ -307,6 +314,7 @@ def _add_other_services(result: dict, services: dict, settings: dict, options: d
         "writable": [env["DATA_DIR"]],
         "home": env["DATA_DIR"],
     }
+    _add_monitoring_services(result, services, settings, options)
     # The front door: Debian's nginx with the rendered configuration, in the foreground. Its
     # master runs as root (ports under 1024, the certificate's key and the API keys, which
     # stay root's) and its workers as www-data; it writes only its pid and temporary files
@@ -330,6 +338,51 @@ def _add_other_services(result: dict, services: dict, settings: dict, options: d
             "data_dirs": [],
             "home": "/nonexistent",
         }
+
+
+def _add_monitoring_services(result: dict, services: dict, settings: dict,
+                             options: dict) -> None:
+    """Node exporter, Alertmanager and Prometheus: Debian's programs with the flags of the
+    compose services (settings.json monitoring), each listening where compose publishes it."""
+    monitoring = settings.get("monitoring") or {}
+    if not monitoring.get("enabled"):
+        return
+    stack_dir = options["stack_dir"].rstrip("/")
+    conf = f"{stack_dir}/monitoring"
+    # Prometheus and Alertmanager read these files: a change restarts them.
+    files = {"R1DEPLOY_MONITORING_FILES": options.get("monitoring_files_sha256", "")}
+    programs = {
+        SERVICE_NODE_EXPORTER: ([NODE_EXPORTER], [], "/", None),
+        SERVICE_ALERTMANAGER: (
+            [ALERTMANAGER, f"--config.file={conf}/alertmanager.yml",
+             f"--storage.path={stack_dir}/data/alertmanager",
+             *monitoring.get("alertmanager_args", [])],
+            [f"{stack_dir}/data/alertmanager"], "/-/ready", files),
+        SERVICE_PROMETHEUS: (
+            [PROMETHEUS, f"--config.file={conf}/prometheus.yml",
+             f"--storage.tsdb.path={stack_dir}/data/prometheus",
+             *monitoring.get("prometheus_args", [])],
+            [f"{stack_dir}/data/prometheus"], "/-/ready", files),
+    }
+    for name, (argv, data, health_path, env) in programs.items():
+        if name not in services:
+            raise AnsibleFilterError(f"compose.yaml has no service {name}, but settings.json "
+                                     "monitoring.enabled is true: render the stack again")
+        address, port, _ = _published(services[name], name)
+        result[name] = {
+            "argv": argv + [f"--web.listen-address={_listen_address(address, port)}"],
+            "env": env or {},
+            "listen": address,
+            "port": port,
+            "health_url": f"http://{_url_host(address)}:{port}{health_path}",
+            "workdir": data[0] if data else "/",
+            "writable": data,
+            "home": data[0] if data else "/nonexistent",
+        }
+
+
+def _listen_address(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def r1_native_env_file(env: dict) -> str:

@@ -415,6 +415,9 @@ def r1_stack_compose(c: dict) -> dict:
     if _front_door_on(c):
         services[SERVICE_FRONT_DOOR] = _front_door_service(c)
     volumes["open-webui-data"] = {}
+    if _monitoring_on(c):
+        services |= _monitoring_services(c)
+        volumes |= {"prometheus-data": {}, "alertmanager-data": {}}
     return {"name": c["project_name"], "services": services, "volumes": volumes}
 
 
@@ -523,6 +526,7 @@ def r1_stack_settings(c: dict) -> dict:
         },
         "images": dict(c["images"]),
         "front_door": _front_door_settings(c),
+        "monitoring": _monitoring_settings(c),
         "tools_file": "tools.json",
         "tools_openai_file": "tools.openai.json",
         "tools_openapi_file": "tools.openapi.json",
@@ -628,6 +632,11 @@ def r1_stack_front_door(c: dict) -> dict:
                   "http": _listen(fd["bind_address"], int(fd["http_port"]))}
         upstream_model = f"{_url_host(c['vllm']['bind_address'])}:{c['vllm']['port']}"
         upstream_webui = f"{_url_host(c['webui']['bind_address'])}:{c['webui']['port']}"
+        m = c.get("monitoring") or {}
+        upstream_monitoring = {
+            SERVICE_PROMETHEUS: f"{_url_host(m.get('bind_address', ''))}:{m.get('prometheus_port')}",
+            SERVICE_ALERTMANAGER:
+                f"{_url_host(m.get('bind_address', ''))}:{m.get('alertmanager_port')}"}
         # The master runs as root (ports, certificates, keys), its workers as www-data; the
         # access log is a file next to the services' logs (a systemd unit's stdout is a
         # socket nginx cannot open as /dev/stdout).
@@ -640,6 +649,8 @@ def r1_stack_front_door(c: dict) -> dict:
         backend = SERVICE_VLLM if c["profile"] == "gpu" else SERVICE_LLAMACPP
         upstream_model = f"{backend}:{MODEL_API_PORT}"
         upstream_webui = f"{SERVICE_WEBUI}:{WEBUI_PORT}"
+        upstream_monitoring = {SERVICE_PROMETHEUS: f"{SERVICE_PROMETHEUS}:{PROMETHEUS_PORT}",
+                               SERVICE_ALERTMANAGER: f"{SERVICE_ALERTMANAGER}:{ALERTMANAGER_PORT}"}
         paths = {"pid_file": "/tmp/nginx.pid", "temp_dir": "/tmp",
                  "mime_types": "/etc/nginx/mime.types", "user": "nginx",
                  "access_log": "/dev/stdout"}
@@ -652,6 +663,10 @@ def r1_stack_front_door(c: dict) -> dict:
         "https_port_suffix": "" if https_port == 443 else f":{https_port}",
         "upstream_model": upstream_model,
         "upstream_webui": upstream_webui,
+        # Prometheus and Alertmanager at /prometheus/ and /alertmanager/, for user ops.
+        "monitoring": [{"path": MONITORING_PATHS[name], "upstream": address}
+                       for name, address in upstream_monitoring.items()]
+                      if _monitoring_on(c) else [],
         "rate_per_s": int(fd["rate_per_s"]),
         "burst": int(fd["burst"]),
         "max_connections": int(fd["max_connections"]),
@@ -719,6 +734,14 @@ def r1_stack_tls_needs_issue(cert_pem: str, names: list) -> bool:
     soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
         days=TLS_RENEW_BEFORE_DAYS)
     return have != wanted or ends < soon
+
+
+def r1_stack_monitoring_auth_map(password: str) -> str:
+    """nginx map lines: the Basic credentials of user ops -> its name."""
+    import base64
+
+    token = base64.b64encode(f"{MONITORING_USER}:{password}".encode()).decode()
+    return f'"Basic {token}" {MONITORING_USER};\n'
 
 
 def r1_stack_api_keys_map(keys: dict) -> str:
@@ -878,6 +901,205 @@ def r1_stack_context_budget(b: dict) -> dict:
             "prompt_tokens": prompt, "reason": reason, "errors": errors, "warnings": warnings}
 
 
+
+# --- Monitoring: Prometheus, Alertmanager, node exporter (docs/observability.md) ----------
+
+SERVICE_PROMETHEUS = "prometheus"
+SERVICE_ALERTMANAGER = "alertmanager"
+SERVICE_NODE_EXPORTER = "node-exporter"
+PROMETHEUS_PORT, ALERTMANAGER_PORT, NODE_EXPORTER_PORT = 9090, 9093, 9100  # in the containers
+MONITORING_MOUNT = "/etc/r1deploy/monitoring"  # the stack's monitoring/ in the containers
+# Behind the front door, at https://NAME/<path>/ (basic auth, user ops).
+MONITORING_USER = "ops"
+MONITORING_PATHS = {SERVICE_PROMETHEUS: "/prometheus/", SERVICE_ALERTMANAGER: "/alertmanager/"}
+# The rules' literal p95 time-to-first-token objective, replaced by r1_stack_ttft_p95_slo_s.
+TTFT_ALERT = "VllmTtftSloBreached"
+TTFT_THRESHOLD = re.compile(r"\)\s*>\s*2\s*$")
+# Rules about the model server read vLLM's metrics (job vllm): left out where none is scraped.
+MODEL_SERVER_RULES = "r1deploy-model-server"
+
+
+def _monitoring_on(c: dict) -> bool:
+    return bool((c.get("monitoring") or {}).get("enabled"))
+
+
+def _scrapes_vllm(c: dict) -> bool:
+    """llama-server's /metrics asks for the model server's key, which Prometheus does not
+    hold: only vLLM is scraped (its /metrics needs none)."""
+    return c["profile"] == "gpu" or c["engine"]["engine"] == "vllm"
+
+
+def _monitoring_targets(c: dict) -> dict:
+    """job -> host:port Prometheus scrapes, for this runtime."""
+    m, native = c["monitoring"], c["runtime"] == "native"
+
+    def target(service: str, address: str, port, container_port: int) -> str:
+        return f"{_url_host(address)}:{int(port)}" if native else f"{service}:{container_port}"
+
+    targets = {}
+    if _scrapes_vllm(c):
+        backend = SERVICE_VLLM if c["profile"] == "gpu" else SERVICE_LLAMACPP
+        targets["vllm"] = target(backend, c["vllm"]["bind_address"], c["vllm"]["port"],
+                                 MODEL_API_PORT)
+    if c["gateway"]["enabled"]:
+        gw = c["gateway"]
+        targets["tools-gateway"] = target(SERVICE_GATEWAY, gw["bind_address"], gw["port"],
+                                          GATEWAY_PORT)
+    targets["node"] = target(SERVICE_NODE_EXPORTER, m["bind_address"], m["node_exporter_port"],
+                             NODE_EXPORTER_PORT)
+    targets["prometheus"] = target(SERVICE_PROMETHEUS, m["bind_address"], m["prometheus_port"],
+                                   PROMETHEUS_PORT)
+    targets["alertmanager"] = target(SERVICE_ALERTMANAGER, m["bind_address"],
+                                     m["alertmanager_port"], ALERTMANAGER_PORT)
+    return targets
+
+
+def r1_stack_prometheus_config(c: dict) -> dict:
+    """monitoring/prometheus.yml: every service of the stack scraped, the rules beside it."""
+    m = c["monitoring"]
+    targets = _monitoring_targets(c)
+    interval = f"{int(m['scrape_interval_s'])}s"
+    return {
+        "global": {
+            "scrape_interval": interval,
+            "evaluation_interval": interval,
+            "external_labels": {"stack": c["project_name"]},
+        },
+        # Relative to this file: monitoring/rules/.
+        "rule_files": ["rules/*.yml"],
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [targets["alertmanager"]]}]}]},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [address]}]}
+            for job, address in targets.items()
+        ],
+    }
+
+
+def r1_stack_alertmanager_config(c: dict) -> dict:
+    """monitoring/alertmanager.yml: one receiver, the inventory's (none: nothing is sent)."""
+    m = c["monitoring"]
+    route = {"receiver": "r1deploy", "group_by": ["alertname", "instance"],
+             "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"}
+    route |= {str(k): v for k, v in (m.get("route") or {}).items()}
+    receiver = {"name": "r1deploy"} | {str(k): v for k, v in (m.get("receiver") or {}).items()}
+    return {"route": route, "receivers": [receiver]}
+
+
+def r1_stack_alert_rules(text: str, c: dict) -> dict:
+    """The rules of monitoring/rules/ with the inventory's `for:` durations and time-to-first-
+    token objective; without a scraped vLLM, without the model server's rules."""
+    import yaml  # Ansible's own dependency
+
+    m = c["monitoring"]
+    rules = yaml.safe_load(text)
+    overrides = {str(k): str(v) for k, v in (m.get("alert_for") or {}).items()}
+    seen = set()
+    groups = []
+    for group in rules["groups"]:
+        if group["name"] == MODEL_SERVER_RULES and not _scrapes_vllm(c):
+            continue
+        for rule in group["rules"]:
+            name = rule.get("alert")
+            if name in overrides:
+                rule["for"] = overrides[name]
+                seen.add(name)
+            if name == TTFT_ALERT:
+                expr, n = TTFT_THRESHOLD.subn(f") > {float(m['ttft_p95_slo_s']):g}",
+                                              rule["expr"].rstrip())
+                if n != 1:
+                    raise ValueError(f"monitoring/rules: {TTFT_ALERT}'s expr no longer ends in "
+                                     "') > 2', the objective r1_stack_ttft_p95_slo_s replaces")
+                rule["expr"] = expr
+        groups.append(group)
+    unknown = sorted(set(overrides) - seen - set(_alert_names(rules)))
+    if unknown:
+        raise ValueError(f"r1_stack_alert_for names no alert of monitoring/rules/: "
+                         f"{', '.join(unknown)}. Fix: use one of {', '.join(_alert_names(rules))}")
+    return {"groups": groups}
+
+
+def _alert_names(rules: dict) -> list:
+    return [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def _monitoring_settings(c: dict) -> dict:
+    if not _monitoring_on(c):
+        return {"enabled": False}
+    m = c["monitoring"]
+    host = _url_host(m["bind_address"])
+    settings = {
+        "enabled": True,
+        "prometheus_url": f"http://{host}:{int(m['prometheus_port'])}",
+        "alertmanager_url": f"http://{host}:{int(m['alertmanager_port'])}",
+        "node_exporter_url": f"http://{host}:{int(m['node_exporter_port'])}",
+        "jobs": sorted(_monitoring_targets(c)),
+        "prometheus_args": _prometheus_args(c),
+        "alertmanager_args": _alertmanager_args(c),
+    }
+    if _front_door_on(c):
+        door = front_door_url(c)
+        settings |= {
+            "external_url": {name: door + path for name, path in MONITORING_PATHS.items()},
+            "user": MONITORING_USER,
+            "password_env": "MONITORING_PASSWORD",
+        }
+    return settings
+
+
+def _external_url(c: dict, service: str) -> list:
+    return ([f"--web.external-url={front_door_url(c)}{MONITORING_PATHS[service]}",
+             "--web.route-prefix=/"] if _front_door_on(c) else [])
+
+
+def _prometheus_args(c: dict) -> list:
+    """Prometheus's flags but its files and address (each runtime gives those)."""
+    m = c["monitoring"]
+    return [f"--storage.tsdb.retention.time={m['retention_time']}",
+            f"--storage.tsdb.retention.size={m['retention_size']}",
+            *_external_url(c, SERVICE_PROMETHEUS)]
+
+
+def _alertmanager_args(c: dict) -> list:
+    # No cluster: it would listen on every address (port 9094) for peers it never has.
+    return ["--cluster.listen-address=", *_external_url(c, SERVICE_ALERTMANAGER)]
+
+
+def _monitoring_services(c: dict) -> dict:
+    """The compose services; the native runtime runs Debian's packages with the same flags."""
+    m = c["monitoring"]
+    conf = MONITORING_MOUNT
+    bind = m["bind_address"]
+    return {
+        SERVICE_NODE_EXPORTER: {
+            "image": c["images"]["node_exporter"],
+            # The host's figures, not the container's.
+            "command": ["--path.rootfs=/host"],
+            "pid": "host",
+            "volumes": ["/:/host:ro,rslave"],
+            "ports": [_publish(bind, m["node_exporter_port"], NODE_EXPORTER_PORT)],
+            "restart": c["restart_policy"],
+        },
+        SERVICE_ALERTMANAGER: {
+            "image": c["images"]["alertmanager"],
+            "command": [f"--config.file={conf}/alertmanager.yml",
+                        "--storage.path=/alertmanager", *_alertmanager_args(c)],
+            "volumes": [f"./monitoring:{conf}:ro", "alertmanager-data:/alertmanager"],
+            "ports": [_publish(bind, m["alertmanager_port"], ALERTMANAGER_PORT)],
+            "restart": c["restart_policy"],
+        },
+        SERVICE_PROMETHEUS: {
+            "image": c["images"]["prometheus"],
+            "command": [f"--config.file={conf}/prometheus.yml",
+                        "--storage.tsdb.path=/prometheus", *_prometheus_args(c)],
+            "volumes": [f"./monitoring:{conf}:ro", "prometheus-data:/prometheus"],
+            "ports": [_publish(bind, m["prometheus_port"], PROMETHEUS_PORT)],
+            "depends_on": {SERVICE_ALERTMANAGER: {"condition": "service_started"}},
+            "restart": c["restart_policy"],
+        },
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -894,4 +1116,8 @@ class FilterModule:
             "r1_stack_api_keys_map": r1_stack_api_keys_map,
             "r1_stack_tls_needs_issue": r1_stack_tls_needs_issue,
             "r1_stack_secrets_plan": r1_stack_secrets_plan,
+            "r1_stack_prometheus_config": r1_stack_prometheus_config,
+            "r1_stack_alertmanager_config": r1_stack_alertmanager_config,
+            "r1_stack_alert_rules": r1_stack_alert_rules,
+            "r1_stack_monitoring_auth_map": r1_stack_monitoring_auth_map,
         }
