@@ -113,7 +113,7 @@ doctor: $(VENV_STAMP) ## Diagnose the live stack at STACK_DIR (default /opt/r1de
 
 .PHONY: top
 top: $(VENV_STAMP) ## Live figures of the stack at STACK_DIR from each service's /metrics: requests, KV cache, tokens/s, TTFT, tool calls (INTERVAL=1, ONCE=1, FORMAT=json)
-	$(BIN)/r1deploy top --stack-dir $(STACK_DIR) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(ONCE),--once) $(if $(FORMAT),--format $(FORMAT))
+	$(BIN)/r1deploy top --stack-dir $(STACK_DIR) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(ONCE),--once) $(if $(FORMAT),--format $(FORMAT)) $(if $(PROMETHEUS),--prometheus $(PROMETHEUS))
 
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)
 	$(BIN)/python -m tests.bench.deploy_demo

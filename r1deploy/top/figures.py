@@ -268,6 +268,7 @@ class Frame:
     """What one refresh shows: every model server and tool gateway of the stack."""
 
     taken_at: str  # wall clock, ISO 8601
-    source: str  # where the figures come from: "direct" (/metrics) for now
+    source: str  # where the figures come from: "direct" (/metrics) or "prometheus"
     model_servers: list[ModelServerView]
     gateways: list[GatewayView]
+    source_url: str | None = None  # the Prometheus asked

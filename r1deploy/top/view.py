@@ -98,7 +98,10 @@ def notes(frame: Frame) -> list[str]:
             lines.append(f"{view.name} is down: {view.error}")
     if any(v.up and v.ttft_over == "since start" for v in frame.model_servers):
         lines.append(
-            "* TTFT over every request since the server started: one scrape so far, or no "
+            "* TTFT over every request since the server started: no first token in the "
+            "window Prometheus' rates are over"
+            if frame.source == "prometheus"
+            else "* TTFT over every request since the server started: one scrape so far, or no "
             "first token between the last two"
         )
     return lines
@@ -106,10 +109,9 @@ def notes(frame: Frame) -> list[str]:
 
 def render(frame: Frame, stack_dir: str, interval_s: float | None) -> Group:
     every = f"every {interval_s:g} s, " if interval_s else ""
-    header = Text(
-        f"r1deploy top  {stack_dir}  {frame.taken_at}  ({every}from each service's /metrics)",
-        style="bold",
-    )
+    where = f"Prometheus {frame.source_url}" if frame.source_url else "each service's /metrics"
+    place = f"{stack_dir}  " if stack_dir else ""
+    header = Text(f"r1deploy top  {place}{frame.taken_at}  ({every}from {where})", style="bold")
     parts: list = [header]
     if frame.model_servers:
         parts.append(model_server_table(frame.model_servers))
@@ -125,4 +127,4 @@ def render(frame: Frame, stack_dir: str, interval_s: float | None) -> Group:
 
 
 def to_json(frame: Frame, stack_dir: str) -> str:
-    return json.dumps({"stack_dir": stack_dir, **dataclasses.asdict(frame)})
+    return json.dumps({"stack_dir": stack_dir or None, **dataclasses.asdict(frame)})

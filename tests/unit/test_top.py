@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+from base64 import b64encode
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -24,7 +26,17 @@ from r1deploy.top.figures import (
     parse,
     quantile,
 )
-from r1deploy.top.source import GATEWAY, MODEL_SERVER, DirectSource, Target, targets
+from r1deploy.top.source import (
+    GATEWAY,
+    MODEL_SERVER,
+    WINDOW_S,
+    DirectSource,
+    PrometheusError,
+    PrometheusSource,
+    Target,
+    frame_query,
+    targets,
+)
 from r1deploy.top.view import render
 from tests.support.ports import free_port
 from tests.support.recorded_http import Answer, RecordedHTTP
@@ -297,3 +309,127 @@ def test_a_zero_interval_is_for_once_only(tmp_path, capsys):
     stack = _stack(tmp_path, "http://127.0.0.1:9", None)
     assert main(["top", "--stack-dir", str(stack), "--interval", "0"]) == ExitCode.CANNOT_RUN
     assert "--interval 0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ from Prometheus
+# prometheus-frame.json: Prometheus 2.42's answer to frame_query(), recorded while it scraped
+# three vLLM targets (127.0.0.1:18001 serving vllm-1.txt then vllm-2.txt, :18002 vllm-1.txt,
+# :18003 nothing) and a gateway (:18090, gateway-1.txt then gateway-2.txt) every second.
+
+
+def _prometheus_answer() -> dict:
+    return json.loads((FIXTURES / "prometheus-frame.json").read_text(encoding="utf-8"))
+
+
+def test_prometheus_frame_one_column_per_replica(servers):
+    prometheus = servers({"GET /api/v1/query": Answer(200, _prometheus_answer())})
+    source = PrometheusSource(prometheus.url + "/", wall_clock=lambda: "now")
+    frame = source.frame()
+    assert frame.source == "prometheus" and frame.source_url == prometheus.url
+    # One query a frame, every figure in it (figures.py's metric names).
+    assert len(prometheus.seen) == 1
+    sent = parse_qs(urlsplit(prometheus.seen[0][1]).query)["query"][0]
+    assert sent == frame_query() and "vllm:num_requests_running" in sent
+    views = {v.name: v for v in frame.model_servers}
+    assert sorted(views) == ["127.0.0.1:18001", "127.0.0.1:18002", "127.0.0.1:18003"]
+    first, second, down = views.values()
+    assert first.up and first.window_s == WINDOW_S
+    assert (first.running, first.waiting, first.kv_cache_pct) == (3, 1, 42.5)
+    assert first.generation_tokens_per_s == pytest.approx(26.83, abs=0.01)
+    assert first.ttft_over == "window"
+    assert (first.ttft_p50_s, first.ttft_p95_s) == pytest.approx((0.2125, 0.4625))
+    assert (first.requests_ok, first.requests_aborted, first.requests_error) == (27, 2, 1)
+    assert first.http_5xx == 1
+    # No first token in the window: over every request since start, as DirectSource does.
+    assert second.generation_tokens_per_s == 0 and second.ttft_over == "since start"
+    assert (second.ttft_p50_s, second.ttft_p95_s) == pytest.approx((0.06, 0.078))
+    assert second.http_5xx is None  # vllm-1.txt has no 5xx series
+    assert not down.up and "up == 0" in down.error
+    (gateway,) = frame.gateways
+    rows = {r.tool: r for r in gateway.tools}
+    assert gateway.up and gateway.name == "127.0.0.1:18090" and sorted(rows) == sorted(TOOLS)
+    weather = rows["get_weather"]
+    assert (weather.calls["ok"], weather.calls["timeout"], weather.in_flight) == (10, 1, 2)
+    assert weather.calls_per_s == pytest.approx(0.1937, abs=1e-4)
+
+
+def test_prometheus_frame_shown_as_text_and_json(servers, tmp_path, capsys):
+    prometheus = servers({"GET /api/v1/query": Answer(200, _prometheus_answer())})
+    code = main(["top", "--prometheus", prometheus.url, "--once"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK and len(prometheus.seen) == 1  # no second read for rates
+    assert f"from Prometheus {prometheus.url}" in out and "rates over 60.0 s" in out
+    assert "127.0.0.1:18001" in out and "127.0.0.1:18002" in out and "42.5 %" in out
+    assert "127.0.0.1:18003 is down" in out
+    code = main(["top", "--prometheus", prometheus.url, "--once", "--format", "json"])
+    frame = json.loads(capsys.readouterr().out)
+    assert frame["source"] == "prometheus" and frame["stack_dir"] is None
+    assert [m["name"] for m in frame["model_servers"]][:2] == ["127.0.0.1:18001", "127.0.0.1:18002"]
+
+
+def test_settings_monitoring_url_is_the_default_and_direct_overrides_it(servers, tmp_path, capsys):
+    prometheus = servers({"GET /api/v1/query": Answer(200, _prometheus_answer())})
+    vllm = servers({"GET /metrics": _metrics("vllm-2.txt")})
+    stack = _stack(tmp_path, vllm.url, None, monitoring={"prometheus_url": prometheus.url})
+    assert main(["top", "--stack-dir", str(stack), "--once", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "prometheus"
+    assert not vllm.seen
+    argv = ["top", "--stack-dir", str(stack), "--once", "--interval", "0", "--direct"]
+    assert main([*argv, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "direct" and vllm.seen
+
+
+def test_prometheus_unreachable_names_the_url_and_the_fix(tmp_path, capsys):
+    down = f"http://127.0.0.1:{free_port()}"
+    stack = _stack(tmp_path, "http://127.0.0.1:9", None, monitoring={"prometheus_url": down})
+    assert main(["top", "--stack-dir", str(stack), "--once"]) == ExitCode.CANNOT_RUN
+    err = capsys.readouterr().err
+    assert err.startswith(f"r1deploy top: Prometheus at {down}: nothing answers there")
+    assert "monitoring.prometheus_url" in err and "--direct" in err
+
+
+def test_prometheus_errors_say_what(servers, capsys):
+    refused = servers({"GET /api/v1/query": Answer(401, "Unauthorized")})
+    assert main(["top", "--prometheus", refused.url, "--once"]) == ExitCode.CANNOT_RUN
+    err = capsys.readouterr().err
+    assert f"Prometheus at {refused.url}: HTTP 401" in err and "--prometheus-password-file" in err
+    bad = {"status": "error", "errorType": "bad_data", "error": "parse error"}
+    broken = servers({"GET /api/v1/query": Answer(400, bad)})
+    with pytest.raises(PrometheusError, match="bad_data: parse error"):
+        PrometheusSource(broken.url).frame()
+    html = servers({"GET /api/v1/query": Answer(200, "<html>front door</html>")})
+    with pytest.raises(PrometheusError, match="not an answer of Prometheus' HTTP API"):
+        PrometheusSource(html.url).frame()
+    assert main(["top", "--prometheus", "http://x", "--direct"]) == ExitCode.CANNOT_RUN
+    assert "give one of them" in capsys.readouterr().err
+
+
+def test_the_prometheus_password_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    import argparse
+
+    import httpx
+
+    from r1deploy.top.cli import PROMETHEUS_PASSWORD_ENV, _prometheus_source
+
+    def sent_authorization(password_file, user="ops"):
+        args = argparse.Namespace(
+            prometheus_user=user, prometheus_password_file=password_file, timeout=1.0
+        )
+        source = _prometheus_source("http://prometheus.test", args)
+        seen = []
+
+        def answer(request):
+            seen.append(request.headers.get("authorization"))
+            return httpx.Response(200, json={"status": "success", "data": {"result": []}})
+
+        source.http = httpx.Client(transport=httpx.MockTransport(answer), auth=source.http.auth)
+        source.frame()
+        return seen[0]
+
+    monkeypatch.delenv(PROMETHEUS_PASSWORD_ENV, raising=False)
+    assert sent_authorization(None) is None
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    assert sent_authorization(str(password)) == "Basic " + b64encode(b"ops:s3cret").decode()
+    monkeypatch.setenv(PROMETHEUS_PASSWORD_ENV, "from-env")
+    assert sent_authorization(None, "admin") == "Basic " + b64encode(b"admin:from-env").decode()
