@@ -18,7 +18,12 @@ from r1deploy.doctor.nvidia import (
 )
 from r1deploy.doctor.services import clock_skew, services_reachable
 from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
-from r1deploy.doctor.webui import webui_builtin_tools
+from r1deploy.doctor.webui import (
+    webui_builtin_tools,
+    webui_env_drift,
+    webui_sampling,
+    webui_signup,
+)
 
 DOCTOR_CHECKS: list[DoctorCheck] = [
     DoctorCheck(
@@ -33,6 +38,21 @@ DOCTOR_CHECKS: list[DoctorCheck] = [
         "webui.builtin_tools",
         "the admin signs in; Open WebUI's built-in tools fit the context",
         webui_builtin_tools,
+    ),
+    DoctorCheck(
+        "webui.signup",
+        "Open WebUI's signup is closed when the stack says so",
+        webui_signup,
+    ),
+    DoctorCheck(
+        "webui.env_drift",
+        "Open WebUI's stored configuration is what the stack's environment says",
+        webui_env_drift,
+    ),
+    DoctorCheck(
+        "webui.sampling",
+        "the model's entry samples within the model's recommended range",
+        webui_sampling,
     ),
     DoctorCheck("disk.free", "free space for the stack and the model", disk_free),
     DoctorCheck(

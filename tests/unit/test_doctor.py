@@ -19,7 +19,12 @@ from r1deploy.doctor.core import FAIL, GIB, PASS, SKIP, WARN, DoctorContext
 from r1deploy.doctor.host import disk_free, frontdoor_certificate
 from r1deploy.doctor.services import clock_skew, services_reachable
 from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
-from r1deploy.doctor.webui import webui_builtin_tools
+from r1deploy.doctor.webui import (
+    webui_builtin_tools,
+    webui_env_drift,
+    webui_sampling,
+    webui_signup,
+)
 from r1deploy.stackdir import StackDir
 from tests.support.recorded_host import RecordedHost
 from tests.support.recorded_http import Answer, RecordedHTTP
@@ -315,11 +320,39 @@ def test_tool_flags_pass_with_both_argument_forms(tmp_path):
 # ---------------------------------------------------------------- webui.builtin_tools
 
 
-def stand_in_webui(servers, *, capabilities: dict | None, signin_status: int = 200):
+WEBUI_ENV = {
+    "OPENAI_API_BASE_URL": "http://127.0.0.1:8000/v1",
+    "OPENAI_API_KEY": "vllm-key",
+    "ENABLE_SIGNUP": "false",
+    "DEFAULT_MODELS": MODEL,
+    "TOOL_SERVER_CONNECTIONS": json.dumps([{"url": "http://127.0.0.1:8090", "key": "gw"}]),
+}
+
+
+def write_webui_env(root: Path, env: dict | None = None) -> None:
+    """native/env/open-webui.env: Open WebUI's environment on the native runtime (what
+    reconcile takes as the desired state)."""
+    (root / "native" / "env").mkdir(parents=True, exist_ok=True)
+    lines = [f"{k}='{v}'" for k, v in (env or WEBUI_ENV).items()]
+    (root / "native" / "env" / "open-webui.env").write_text("\n".join(lines) + "\n")
+
+
+def stand_in_webui(
+    servers,
+    *,
+    capabilities: dict | None,
+    signin_status: int = 200,
+    params: dict | None = None,
+    signup: bool = False,
+    base_urls: list[str] | None = None,
+    default_models: str = MODEL,
+):
+    """Open WebUI's admin API as a healthy stack's answers it (WEBUI_ENV seeded it), with
+    what a test changes."""
     entry = (
         None
         if capabilities is None
-        else {"id": MODEL, "meta": {"capabilities": capabilities}, "params": {}}
+        else {"id": MODEL, "meta": {"capabilities": capabilities}, "params": params or {}}
     )
     return servers(
         {
@@ -331,6 +364,22 @@ def stand_in_webui(servers, *, capabilities: dict | None, signin_status: int = 2
                 else {"detail": "The email or password provided is incorrect."},
             ),
             "GET /api/v1/models/model": Answer(200, entry) if entry else Answer(404, {}),
+            "GET /api/v1/auths/admin/config": Answer(
+                200, {"ENABLE_SIGNUP": signup, "DEFAULT_USER_ROLE": "pending"}
+            ),
+            "GET /openai/config": Answer(
+                200,
+                {
+                    "ENABLE_OPENAI_API": True,
+                    "OPENAI_API_BASE_URLS": base_urls or [WEBUI_ENV["OPENAI_API_BASE_URL"]],
+                    "OPENAI_API_KEYS": [WEBUI_ENV["OPENAI_API_KEY"]],
+                    "OPENAI_API_CONFIGS": {},
+                },
+            ),
+            "GET /api/v1/configs/tool_servers": Answer(
+                200, {"TOOL_SERVER_CONNECTIONS": json.loads(WEBUI_ENV["TOOL_SERVER_CONNECTIONS"])}
+            ),
+            "GET /api/v1/configs/models": Answer(200, {"DEFAULT_MODELS": default_models}),
         }
     )
 
@@ -380,6 +429,124 @@ def test_a_missing_model_entry_warns_with_reconcile(tmp_path, servers):
     webui = stand_in_webui(servers, capabilities=None)
     verdict = webui_builtin_tools(ctx_for(make_stack(tmp_path / "stack", webui_url=webui.url)))
     assert verdict.status == WARN and "r1deploy webui reconcile" in verdict.fix
+
+
+def webui_stack(tmp_path, webui, name: str = "stack", env: dict | None = None) -> Path:
+    root = make_stack(tmp_path / name, webui_url=webui.url)
+    write_webui_env(root, env)
+    return root
+
+
+def signins(webui) -> int:
+    return sum(path.endswith("/signin") for _method, path, _body in webui.seen)
+
+
+# ---------------------------------------------------------------- webui.signup
+
+
+def test_signup_open_while_the_stack_says_closed_fails_with_reconcile(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, signup=True)
+    verdict = webui_signup(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == FAIL
+    assert verdict.seen == "Open WebUI's signup is open; the stack's ENABLE_SIGNUP says closed"
+    assert "anyone who reaches Open WebUI can make an account" in verdict.cause
+    assert "r1deploy webui reconcile --stack-dir" in verdict.fix and "Admin > Users" in verdict.fix
+
+
+def test_signup_passes_closed_or_opened_by_the_stack(tmp_path, servers):
+    closed = stand_in_webui(servers, capabilities={})
+    assert webui_signup(ctx_for(webui_stack(tmp_path, closed))).status == PASS
+    opened = stand_in_webui(servers, capabilities={}, signup=True)
+    root = webui_stack(tmp_path, opened, "open", {**WEBUI_ENV, "ENABLE_SIGNUP": "true"})
+    assert webui_signup(ctx_for(root)).status == PASS
+
+
+def test_signup_skips_without_the_stack_environment(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, signup=True)
+    verdict = webui_signup(ctx_for(make_stack(tmp_path / "stack", webui_url=webui.url)))
+    assert verdict.status == SKIP and "open-webui.env does not exist" in verdict.seen
+    assert signins(webui) == 0  # nothing to compare with: no sign-in spent
+
+
+def test_the_webui_checks_sign_in_once_and_a_refused_password_fails_once(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={"builtin_tools": False})
+    ctx = ctx_for(webui_stack(tmp_path, webui))
+    checks = (webui_builtin_tools, webui_signup, webui_env_drift, webui_sampling)
+    assert [check(ctx).status for check in checks] == [PASS] * 4
+    assert signins(webui) == 1
+    refused = stand_in_webui(servers, capabilities={}, signin_status=401)
+    ctx = ctx_for(webui_stack(tmp_path, refused, "refused"))
+    verdicts = [check(ctx) for check in checks]
+    assert [v.status for v in verdicts] == [FAIL, SKIP, SKIP, SKIP]
+    assert "an earlier webui check says why" in verdicts[1].seen
+    assert signins(refused) == 1
+
+
+def test_a_rate_limited_sign_in_warns_and_is_not_retried(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, signin_status=429)
+    verdict = webui_signup(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == WARN and "HTTP 429" in verdict.seen
+    assert signins(webui) == 1
+
+
+# ---------------------------------------------------------------- webui.env_drift
+
+
+def test_env_drift_warns_naming_each_differing_variable(tmp_path, servers):
+    webui = stand_in_webui(
+        servers,
+        capabilities={},
+        base_urls=["http://old-backend:8000/v1"],
+        default_models="another-model",
+    )
+    verdict = webui_env_drift(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == WARN
+    assert "OPENAI_API_BASE_URL(S)/OPENAI_API_KEY(S) (the stack: http://127.0.0.1:8000/v1)" in (
+        verdict.seen
+    )
+    assert f"DEFAULT_MODELS (the stack: {MODEL})" in verdict.seen
+    assert "ENABLE_SIGNUP" not in verdict.seen and "TOOL_SERVER" not in verdict.seen
+    assert verdict.cause.startswith(
+        "Open WebUI keeps its first-start configuration in its database; an env change "
+        "does not reach it"
+    )
+    assert "r1deploy webui reconcile --stack-dir" in verdict.fix
+    assert "vllm-key" not in json.dumps(verdict.data) + verdict.seen  # never a secret
+    assert not [m for m, _p, _b in webui.seen if m == "POST" and not _p.endswith("/signin")]
+
+
+def test_env_drift_passes_when_the_database_is_what_the_env_says(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={})
+    verdict = webui_env_drift(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == PASS and verdict.data == {"differing": []}
+
+
+# ---------------------------------------------------------------- webui.sampling
+
+
+@pytest.mark.parametrize(
+    "params, off",
+    [
+        ({"temperature": 1.0, "top_p": 0.95}, "temperature 1 is outside 0.5-0.7"),
+        ({"temperature": 0.6, "top_p": 0.5}, "top_p 0.5 is outside 0.9-1"),
+    ],
+    ids=["temperature", "top_p"],
+)
+def test_sampling_outside_the_recommended_range_warns(tmp_path, servers, params, off):
+    webui = stand_in_webui(servers, capabilities={}, params=params)
+    verdict = webui_sampling(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == WARN and off in verdict.seen
+    assert "repeats itself" in verdict.cause and "model_facts.json" in verdict.cause
+    assert "r1deploy webui reconcile --stack-dir" in verdict.fix
+
+
+def test_sampling_passes_recommended_or_unset(tmp_path, servers):
+    good = stand_in_webui(servers, capabilities={}, params={"temperature": 0.6, "top_p": 0.95})
+    verdict = webui_sampling(ctx_for(webui_stack(tmp_path, good)))
+    assert verdict.status == PASS and verdict.seen == f"{MODEL}: temperature 0.6, top_p 0.95"
+    unset = stand_in_webui(servers, capabilities={})
+    verdict = webui_sampling(ctx_for(webui_stack(tmp_path, unset, "unset")))
+    assert verdict.status == PASS and "temperature not set" in verdict.seen
 
 
 # ---------------------------------------------------------------- disk.free
@@ -511,7 +678,7 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 def test_every_check_has_a_unique_dotted_id():
     ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
-    assert len(ids) == len(set(ids)) == 12 and all("." in i for i in ids)
+    assert len(ids) == len(set(ids)) == 15 and all("." in i for i in ids)
 
 
 def test_no_stack_dir_cannot_run(capsys, tmp_path):
@@ -537,6 +704,7 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
         webui_url=webui.url,
         logs={"vllm": "INFO ready\n"},
     )
+    write_webui_env(root)
     code = main(["doctor", "--stack", str(root), "--format", "json", "--min-free-gib", "0"])
     out = capsys.readouterr()
     report = json.loads(out.out)
@@ -558,13 +726,16 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
         "vllm.oom": "pass",
         "vllm.tool_flags": "pass",
         "webui.builtin_tools": "pass",
+        "webui.signup": "pass",
+        "webui.env_drift": "pass",
+        "webui.sampling": "pass",
         "disk.free": "pass",
         "frontdoor.certificate": "skip",
         "clock.skew": "pass",
         **{c.id: "skip" for c in DOCTOR_CHECKS if c.id.startswith("gpu.")},
     }
-    assert report["counts"] == {"pass": 6, "warn": 0, "fail": 0, "skip": 6}
-    assert "6 passed, 0 warned, 0 failed, 6 skipped" in out.err  # the table goes to stderr
+    assert report["counts"] == {"pass": 9, "warn": 0, "fail": 0, "skip": 6}
+    assert "9 passed, 0 warned, 0 failed, 6 skipped" in out.err  # the table goes to stderr
 
 
 def test_a_failure_exits_1_and_the_text_says_cause_and_fix(capsys, tmp_path):
