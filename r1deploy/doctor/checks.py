@@ -8,6 +8,7 @@ describes each one.
 from __future__ import annotations
 
 from r1deploy.doctor.core import DoctorCheck
+from r1deploy.doctor.gateway import gateway_upstreams
 from r1deploy.doctor.host import disk_free, frontdoor_certificate
 from r1deploy.doctor.nvidia import (
     gpu_cdi_spec,
@@ -16,9 +17,15 @@ from r1deploy.doctor.nvidia import (
     gpu_driver_mismatch,
     gpu_module,
 )
+from r1deploy.doctor.secrets import secrets_controller_match
 from r1deploy.doctor.services import clock_skew, services_reachable
-from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
-from r1deploy.doctor.webui import webui_builtin_tools
+from r1deploy.doctor.vllm import vllm_context_pressure, vllm_oom, vllm_tool_flags
+from r1deploy.doctor.webui import (
+    webui_builtin_tools,
+    webui_env_drift,
+    webui_sampling,
+    webui_signup,
+)
 
 DOCTOR_CHECKS: list[DoctorCheck] = [
     DoctorCheck(
@@ -30,9 +37,39 @@ DOCTOR_CHECKS: list[DoctorCheck] = [
     DoctorCheck("vllm.oom", "no out-of-memory error in the model server's log", vllm_oom),
     DoctorCheck("vllm.tool_flags", "vLLM is started so that tool calls trigger", vllm_tool_flags),
     DoctorCheck(
+        "vllm.context_pressure",
+        "requests do not come near max_model_len (answers that stall or repeat)",
+        vllm_context_pressure,
+    ),
+    DoctorCheck(
         "webui.builtin_tools",
         "the admin signs in; Open WebUI's built-in tools fit the context",
         webui_builtin_tools,
+    ),
+    DoctorCheck(
+        "webui.signup",
+        "Open WebUI's signup is closed when the stack says so",
+        webui_signup,
+    ),
+    DoctorCheck(
+        "webui.env_drift",
+        "Open WebUI's stored configuration is what the stack's environment says",
+        webui_env_drift,
+    ),
+    DoctorCheck(
+        "webui.sampling",
+        "the model's entry samples within the model's recommended range",
+        webui_sampling,
+    ),
+    DoctorCheck(
+        "gateway.upstreams",
+        "this machine resolves and reaches each tool's upstream API",
+        gateway_upstreams,
+    ),
+    DoctorCheck(
+        "secrets.controller_match",
+        "the controller's secrets (--secrets-dir) are the host's",
+        secrets_controller_match,
     ),
     DoctorCheck("disk.free", "free space for the stack and the model", disk_free),
     DoctorCheck(

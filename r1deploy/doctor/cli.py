@@ -1,4 +1,4 @@
-"""`r1deploy doctor --stack-dir DIR [--format text|json] [--only PREFIX]`.
+"""`r1deploy doctor --stack-dir DIR [--format text|json] [--only PREFIX] [--secrets-dir DIR]`.
 
 Exit codes (r1deploy/cliconv.py): 0 every check passed (warnings and skips allowed), 1 a check
 failed, 2 could not run (no stack directory, no settings.json, --only matches nothing).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from r1deploy.cliconv import NO_STACK_DIR, ExitCode, add_format, add_stack_dir, cannot_run
 from r1deploy.doctor.checks import DOCTOR_CHECKS
@@ -20,8 +21,9 @@ def register(subparsers) -> None:
         "doctor",
         help="diagnose a live stack and say the fix (docs/doctor.md)",
         description="Check a deployed stack (its services, logs, flags, Open WebUI's model "
-        "entry, disk, certificate, clock, the NVIDIA driver and container toolkit); for "
-        "each problem, the cause and the fix.",
+        "entry and configuration, the tools' upstreams, the controller's secrets, disk, "
+        "certificate, clock, the NVIDIA driver and container toolkit); for each problem, "
+        "the cause and the fix.",
     )
     add_stack_dir(parser)
     add_format(parser)
@@ -46,6 +48,14 @@ def register(subparsers) -> None:
         metavar="SECONDS",
         help="per-request timeout (default 5)",
     )
+    parser.add_argument(
+        "--secrets-dir",
+        type=Path,
+        metavar="DIR",
+        help="the controller's secrets/<host>/ of this stack: secrets.controller_match "
+        "compares each secret there with the host's (values never shown); run where both "
+        "are readable",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -68,7 +78,12 @@ def run(args) -> int:
             f"--only {' '.join(args.only)} matches no check; the checks: "
             + ", ".join(c.id for c in DOCTOR_CHECKS)
         )
-    ctx = DoctorContext(stack, timeout_s=args.timeout, min_free_bytes=int(args.min_free_gib * GIB))
+    ctx = DoctorContext(
+        stack,
+        timeout_s=args.timeout,
+        min_free_bytes=int(args.min_free_gib * GIB),
+        secrets_dir=args.secrets_dir,
+    )
     table = sys.stderr if args.format == "json" else sys.stdout
     start = time.perf_counter()
     results = run_checks(checks, ctx, on_result=lambda r: text_line(r, table))

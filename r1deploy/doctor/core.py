@@ -3,7 +3,8 @@ runner and the reporters.
 
 A check is a function ``(ctx: DoctorContext) -> Verdict``. Its inputs come only through the
 context's gatherers (``http``, ``disk_usage``, ``read_log``, ``served_certificate``,
-``now``, and ``host``: the commands and files of this machine, r1deploy/doctor/runner.py),
+``now``, ``resolve``, ``connect``, and ``host``: the commands and files of this machine,
+r1deploy/doctor/runner.py),
 which tests replace with recorded answers; a check never fails the run: an
 exception in one is reported as that check's FAIL, and the others still run.
 """
@@ -114,6 +115,21 @@ def _served_certificate(url: str, timeout_s: float) -> bytes:
         return tls.getpeercert(binary_form=True)
 
 
+def _resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (OSError, socket.gaierror: it does not)."""
+    import socket
+
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+
+
+def _connect(address: str, port: int, timeout_s: float) -> None:
+    """Open a TCP connection to ``address`` and close it (OSError: it did not open)."""
+    import socket
+
+    with socket.create_connection((address, port), timeout=timeout_s):
+        pass
+
+
 def default_host() -> Host:
     return LocalHost()  # looked up at call time: tests replace it
 
@@ -130,7 +146,11 @@ class DoctorContext:
     read_log: Callable[[Path], str | None] = _read_tail
     served_certificate: Callable[[str, float], bytes] = _served_certificate
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    resolve: Callable[[str, int], list[str]] = _resolve
+    connect: Callable[[str, int, float], None] = _connect
     host: Host | None = None
+    # The controller's secrets/<host>/ directory (--secrets-dir): None when not given.
+    secrets_dir: Path | None = None
     probes: dict[str, Probe] = field(default_factory=dict)
     # What a check gathered that others reuse in the same run (the NVIDIA facts).
     facts: dict[str, object] = field(default_factory=dict)

@@ -1,11 +1,16 @@
-"""vllm.oom and vllm.tool_flags: the model server's log and its command line."""
+"""vllm.oom, vllm.tool_flags and vllm.context_pressure: the model server's log, its command
+line and its /metrics."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import httpx
 
 from r1deploy.doctor.core import DoctorContext, Verdict, failed, passed, skipped, warned
 from r1deploy.doctor.logs import recognise
+from r1deploy.top.figures import FINISHED, buckets, by_label, parse
 
 # Where the stack directory is mounted in the containers (docs/stack-dir.md).
 STACK_MOUNT = "/stack/"
@@ -110,5 +115,81 @@ def vllm_tool_flags(ctx: DoctorContext) -> Verdict:
     return passed(
         f"--enable-auto-tool-choice, --tool-call-parser {parsers[-1]}, "
         f"--chat-template {template_file} (exists)",
+        **data,
+    )
+
+
+# vLLM's histograms of each finished request's prompt and generated tokens: their buckets are
+# 1, 2, 5, 10, ... up to max_model_len (build_1_2_5_buckets), then +Inf.
+PROMPT_TOKENS, GENERATION_TOKENS = "vllm:request_prompt_tokens", "vllm:request_generation_tokens"
+# A request is near the context when it is in a bucket that reaches this share of it.
+NEAR_SHARE = 0.9
+
+
+def _near(cumulative: list[tuple[float, float]], near: float) -> tuple[int, int, float]:
+    """(requests in the buckets that reach ``near``, all requests, where those buckets
+    start): the +Inf bucket reaches it too, since nothing longer than the context fits."""
+    total = cumulative[-1][1] if cumulative else 0.0
+    start, below = 0.0, 0.0
+    for upper, count in cumulative:
+        if upper < near:
+            start, below = upper, count
+    return int(total - below), int(total), start
+
+
+def vllm_context_pressure(ctx: DoctorContext) -> Verdict:
+    url = (ctx.settings.get("vllm") or {}).get("url")
+    context = int((ctx.settings.get("model") or {}).get("max_model_len") or 0)
+    if not url or not context:
+        return skipped("settings.json has no vllm.url or model.max_model_len")
+    metrics_url = f"{url.rstrip('/')}/metrics"
+    try:
+        response = ctx.http.get(metrics_url, timeout=ctx.timeout_s)
+    except httpx.HTTPError as exc:
+        return skipped(f"{metrics_url} does not answer ({type(exc).__name__})")
+    if response.status_code != 200:
+        return skipped(f"{metrics_url} answers HTTP {response.status_code}")
+    scrape = parse(response.text, time.monotonic())
+    if not scrape.ok:
+        return skipped(f"{metrics_url}: {scrape.error}")
+    prompt = buckets(scrape, (PROMPT_TOKENS,))
+    generation = buckets(scrape, (GENERATION_TOKENS,))
+    if prompt is None or generation is None:
+        return skipped(f"{metrics_url} has no {PROMPT_TOKENS} histogram (not vLLM: llama.cpp)")
+    near = NEAR_SHARE * context
+    long_prompts, requests, prompt_from = _near(prompt, near)
+    long_answers, _, answer_from = _near(generation, near)
+    cut = int(by_label(scrape, FINISHED, "finished_reason").get("length", 0))
+    data = {
+        "max_model_len": context,
+        "requests": requests,
+        "long_prompts": long_prompts,
+        "long_prompts_over": prompt_from,
+        "long_answers": long_answers,
+        "long_answers_over": answer_from,
+        "finished_by_length": cut,
+    }
+    found = []
+    if long_prompts:
+        found.append(f"{long_prompts} with a prompt over {prompt_from:.0f} tokens")
+    if long_answers:
+        found.append(f"{long_answers} that generated over {answer_from:.0f} tokens")
+    if cut:
+        found.append(f"{cut} stopped at their token limit (finished_reason length)")
+    since = f"of {requests} requests since the model server started"
+    if not found:
+        return passed(
+            f"none {since} came near max_model_len {context} (none stopped at its limit)",
+            **data,
+        )
+    return warned(
+        f"{'; '.join(found)} ({since}, max_model_len {context})",
+        f"chats come near the context of {context} tokens (vLLM's buckets reaching "
+        f"{NEAR_SHARE:.0%} of it): a long chat leaves R1 too little room to think and answer, "
+        "so answers stop half-way, repeat themselves or never come",
+        f"raise r1_stack_max_model_len (now {context}; docs/context-budget.md says what the "
+        "GPU holds), then make deploy; or start a new chat, or shorten it (Open WebUI sends "
+        "the whole conversation every turn); webui.sampling checks the sampling that keeps "
+        "R1 from looping",
         **data,
     )

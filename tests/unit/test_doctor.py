@@ -16,10 +16,17 @@ import pytest
 from r1deploy.cli import main
 from r1deploy.doctor.checks import DOCTOR_CHECKS
 from r1deploy.doctor.core import FAIL, GIB, PASS, SKIP, WARN, DoctorContext
+from r1deploy.doctor.gateway import gateway_upstreams
 from r1deploy.doctor.host import disk_free, frontdoor_certificate
+from r1deploy.doctor.secrets import secrets_controller_match
 from r1deploy.doctor.services import clock_skew, services_reachable
-from r1deploy.doctor.vllm import vllm_oom, vllm_tool_flags
-from r1deploy.doctor.webui import webui_builtin_tools
+from r1deploy.doctor.vllm import vllm_context_pressure, vllm_oom, vllm_tool_flags
+from r1deploy.doctor.webui import (
+    webui_builtin_tools,
+    webui_env_drift,
+    webui_sampling,
+    webui_signup,
+)
 from r1deploy.stackdir import StackDir
 from tests.support.recorded_host import RecordedHost
 from tests.support.recorded_http import Answer, RecordedHTTP
@@ -312,14 +319,104 @@ def test_tool_flags_pass_with_both_argument_forms(tmp_path):
     assert vllm_tool_flags(ctx_for(make_stack(tmp_path / "s2", args=joined))).status == PASS
 
 
+# ---------------------------------------------------------------- vllm.context_pressure
+
+BOUNDS_8192 = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]  # vLLM's 1-2-5 buckets
+
+
+def vllm_metrics(prompts: list[int], answers: list[int], length: int = 0) -> str:
+    """vLLM's /metrics as text: the two token histograms of these requests, and the
+    finished requests by reason."""
+    lines = []
+    for name, values in (
+        ("vllm:request_prompt_tokens", prompts),
+        ("vllm:request_generation_tokens", answers),
+    ):
+        labels = f'engine="0",model_name="{MODEL}"'
+        lines.append(f"# HELP {name} Number of tokens.\n# TYPE {name} histogram")
+        for bound in [*BOUNDS_8192, "+Inf"]:
+            count = sum(v <= float(bound) for v in values)
+            lines.append(f'{name}_bucket{{{labels},le="{float(bound)}"}} {count}.0')
+        lines.append(f"{name}_count{{{labels}}} {len(values)}.0")
+        lines.append(f"{name}_sum{{{labels}}} {sum(values)}.0")
+    name = "vllm:request_success_total"
+    lines.append(f"# HELP {name} Finished requests.\n# TYPE {name} counter")
+    for reason, count in (("stop", len(prompts) - length), ("length", length), ("abort", 0)):
+        lines.append(f'{name}{{finished_reason="{reason}",model_name="{MODEL}"}} {count}.0')
+    return "\n".join(lines) + "\n"
+
+
+def metrics_stack(tmp_path, servers, text: str) -> Path:
+    vllm = servers({"GET /health": Answer(200, {}), "GET /metrics": Answer(200, text)})
+    return make_stack(tmp_path / "stack", vllm_url=vllm.url, max_model_len=8192)
+
+
+def test_context_pressure_warns_on_long_chats_and_cut_answers(tmp_path, servers):
+    text = vllm_metrics(prompts=[300, 900, 6100], answers=[800, 1500, 2000], length=1)
+    verdict = vllm_context_pressure(ctx_for(metrics_stack(tmp_path, servers, text)))
+    assert verdict.status == WARN
+    assert verdict.seen == (
+        "1 with a prompt over 5000 tokens; 1 stopped at their token limit (finished_reason "
+        "length) (of 3 requests since the model server started, max_model_len 8192)"
+    )
+    assert "answers stop half-way, repeat themselves" in verdict.cause
+    assert "raise r1_stack_max_model_len (now 8192" in verdict.fix
+    assert "shorten it" in verdict.fix
+
+
+def test_context_pressure_counts_long_generations(tmp_path, servers):
+    text = vllm_metrics(prompts=[300, 400], answers=[7000, 100])
+    verdict = vllm_context_pressure(ctx_for(metrics_stack(tmp_path, servers, text)))
+    assert verdict.status == WARN and verdict.data["long_answers"] == 1
+    assert verdict.seen.startswith("1 that generated over 5000 tokens")
+
+
+def test_context_pressure_passes_on_short_chats_and_skips_without_vllm_metrics(tmp_path, servers):
+    text = vllm_metrics(prompts=[300, 900, 1200], answers=[800, 1500, 3000])
+    verdict = vllm_context_pressure(ctx_for(metrics_stack(tmp_path, servers, text)))
+    assert verdict.status == PASS and "of 3 requests" in verdict.seen
+    llamacpp = "# TYPE llamacpp:tokens_predicted_total counter\nllamacpp:tokens_predicted_total 5\n"
+    verdict = vllm_context_pressure(ctx_for(metrics_stack(tmp_path / "cpu", servers, llamacpp)))
+    assert verdict.status == SKIP and "not vLLM" in verdict.seen
+    assert vllm_context_pressure(ctx_for(make_stack(tmp_path / "down"))).status == SKIP
+
+
 # ---------------------------------------------------------------- webui.builtin_tools
 
 
-def stand_in_webui(servers, *, capabilities: dict | None, signin_status: int = 200):
+WEBUI_ENV = {
+    "OPENAI_API_BASE_URL": "http://127.0.0.1:8000/v1",
+    "OPENAI_API_KEY": "vllm-key",
+    "ENABLE_SIGNUP": "false",
+    "DEFAULT_MODELS": MODEL,
+    "TOOL_SERVER_CONNECTIONS": json.dumps([{"url": "http://127.0.0.1:8090", "key": "gw"}]),
+}
+
+
+def write_webui_env(root: Path, env: dict | None = None) -> None:
+    """native/env/open-webui.env: Open WebUI's environment on the native runtime (what
+    reconcile takes as the desired state)."""
+    (root / "native" / "env").mkdir(parents=True, exist_ok=True)
+    lines = [f"{k}='{v}'" for k, v in (env or WEBUI_ENV).items()]
+    (root / "native" / "env" / "open-webui.env").write_text("\n".join(lines) + "\n")
+
+
+def stand_in_webui(
+    servers,
+    *,
+    capabilities: dict | None,
+    signin_status: int = 200,
+    params: dict | None = None,
+    signup: bool = False,
+    base_urls: list[str] | None = None,
+    default_models: str = MODEL,
+):
+    """Open WebUI's admin API as a healthy stack's answers it (WEBUI_ENV seeded it), with
+    what a test changes."""
     entry = (
         None
         if capabilities is None
-        else {"id": MODEL, "meta": {"capabilities": capabilities}, "params": {}}
+        else {"id": MODEL, "meta": {"capabilities": capabilities}, "params": params or {}}
     )
     return servers(
         {
@@ -331,6 +428,22 @@ def stand_in_webui(servers, *, capabilities: dict | None, signin_status: int = 2
                 else {"detail": "The email or password provided is incorrect."},
             ),
             "GET /api/v1/models/model": Answer(200, entry) if entry else Answer(404, {}),
+            "GET /api/v1/auths/admin/config": Answer(
+                200, {"ENABLE_SIGNUP": signup, "DEFAULT_USER_ROLE": "pending"}
+            ),
+            "GET /openai/config": Answer(
+                200,
+                {
+                    "ENABLE_OPENAI_API": True,
+                    "OPENAI_API_BASE_URLS": base_urls or [WEBUI_ENV["OPENAI_API_BASE_URL"]],
+                    "OPENAI_API_KEYS": [WEBUI_ENV["OPENAI_API_KEY"]],
+                    "OPENAI_API_CONFIGS": {},
+                },
+            ),
+            "GET /api/v1/configs/tool_servers": Answer(
+                200, {"TOOL_SERVER_CONNECTIONS": json.loads(WEBUI_ENV["TOOL_SERVER_CONNECTIONS"])}
+            ),
+            "GET /api/v1/configs/models": Answer(200, {"DEFAULT_MODELS": default_models}),
         }
     )
 
@@ -380,6 +493,274 @@ def test_a_missing_model_entry_warns_with_reconcile(tmp_path, servers):
     webui = stand_in_webui(servers, capabilities=None)
     verdict = webui_builtin_tools(ctx_for(make_stack(tmp_path / "stack", webui_url=webui.url)))
     assert verdict.status == WARN and "r1deploy webui reconcile" in verdict.fix
+
+
+def webui_stack(tmp_path, webui, name: str = "stack", env: dict | None = None) -> Path:
+    root = make_stack(tmp_path / name, webui_url=webui.url)
+    write_webui_env(root, env)
+    return root
+
+
+def signins(webui) -> int:
+    return sum(path.endswith("/signin") for _method, path, _body in webui.seen)
+
+
+# ---------------------------------------------------------------- webui.signup
+
+
+def test_signup_open_while_the_stack_says_closed_fails_with_reconcile(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, signup=True)
+    verdict = webui_signup(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == FAIL
+    assert verdict.seen == "Open WebUI's signup is open; the stack's ENABLE_SIGNUP says closed"
+    assert "anyone who reaches Open WebUI can make an account" in verdict.cause
+    assert "r1deploy webui reconcile --stack-dir" in verdict.fix and "Admin > Users" in verdict.fix
+
+
+def test_signup_passes_closed_or_opened_by_the_stack(tmp_path, servers):
+    closed = stand_in_webui(servers, capabilities={})
+    assert webui_signup(ctx_for(webui_stack(tmp_path, closed))).status == PASS
+    opened = stand_in_webui(servers, capabilities={}, signup=True)
+    root = webui_stack(tmp_path, opened, "open", {**WEBUI_ENV, "ENABLE_SIGNUP": "true"})
+    assert webui_signup(ctx_for(root)).status == PASS
+
+
+def test_signup_skips_without_the_stack_environment(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, signup=True)
+    verdict = webui_signup(ctx_for(make_stack(tmp_path / "stack", webui_url=webui.url)))
+    assert verdict.status == SKIP and "open-webui.env does not exist" in verdict.seen
+    assert signins(webui) == 0  # nothing to compare with: no sign-in spent
+
+
+def test_the_webui_checks_sign_in_once_and_a_refused_password_fails_once(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={"builtin_tools": False})
+    ctx = ctx_for(webui_stack(tmp_path, webui))
+    checks = (webui_builtin_tools, webui_signup, webui_env_drift, webui_sampling)
+    assert [check(ctx).status for check in checks] == [PASS] * 4
+    assert signins(webui) == 1
+    refused = stand_in_webui(servers, capabilities={}, signin_status=401)
+    ctx = ctx_for(webui_stack(tmp_path, refused, "refused"))
+    verdicts = [check(ctx) for check in checks]
+    assert [v.status for v in verdicts] == [FAIL, SKIP, SKIP, SKIP]
+    assert "an earlier webui check says why" in verdicts[1].seen
+    assert signins(refused) == 1
+
+
+def test_a_rate_limited_sign_in_warns_and_is_not_retried(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, signin_status=429)
+    verdict = webui_signup(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == WARN and "HTTP 429" in verdict.seen
+    assert signins(webui) == 1
+
+
+# ---------------------------------------------------------------- webui.env_drift
+
+
+def test_env_drift_warns_naming_each_differing_variable(tmp_path, servers):
+    webui = stand_in_webui(
+        servers,
+        capabilities={},
+        base_urls=["http://old-backend:8000/v1"],
+        default_models="another-model",
+    )
+    verdict = webui_env_drift(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == WARN
+    assert "OPENAI_API_BASE_URL(S)/OPENAI_API_KEY(S) (the stack: http://127.0.0.1:8000/v1)" in (
+        verdict.seen
+    )
+    assert f"DEFAULT_MODELS (the stack: {MODEL})" in verdict.seen
+    assert "ENABLE_SIGNUP" not in verdict.seen and "TOOL_SERVER" not in verdict.seen
+    assert verdict.cause.startswith(
+        "Open WebUI keeps its first-start configuration in its database; an env change "
+        "does not reach it"
+    )
+    assert "r1deploy webui reconcile --stack-dir" in verdict.fix
+    assert "vllm-key" not in json.dumps(verdict.data) + verdict.seen  # never a secret
+    assert not [m for m, _p, _b in webui.seen if m == "POST" and not _p.endswith("/signin")]
+
+
+def test_env_drift_passes_when_the_database_is_what_the_env_says(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={})
+    verdict = webui_env_drift(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == PASS and verdict.data == {"differing": []}
+
+
+# ---------------------------------------------------------------- webui.sampling
+
+
+@pytest.mark.parametrize(
+    "params, off",
+    [
+        ({"temperature": 1.0, "top_p": 0.95}, "temperature 1 is outside 0.5-0.7"),
+        ({"temperature": 0.6, "top_p": 0.5}, "top_p 0.5 is outside 0.9-1"),
+    ],
+    ids=["temperature", "top_p"],
+)
+def test_sampling_outside_the_recommended_range_warns(tmp_path, servers, params, off):
+    webui = stand_in_webui(servers, capabilities={}, params=params)
+    verdict = webui_sampling(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == WARN and off in verdict.seen
+    assert "repeats itself" in verdict.cause and "model_facts.json" in verdict.cause
+    assert "r1deploy webui reconcile --stack-dir" in verdict.fix
+
+
+def test_sampling_passes_recommended_or_unset(tmp_path, servers):
+    good = stand_in_webui(servers, capabilities={}, params={"temperature": 0.6, "top_p": 0.95})
+    verdict = webui_sampling(ctx_for(webui_stack(tmp_path, good)))
+    assert verdict.status == PASS and verdict.seen == f"{MODEL}: temperature 0.6, top_p 0.95"
+    unset = stand_in_webui(servers, capabilities={})
+    verdict = webui_sampling(ctx_for(webui_stack(tmp_path, unset, "unset")))
+    assert verdict.status == PASS and "temperature not set" in verdict.seen
+
+
+# ---------------------------------------------------------------- gateway.upstreams
+
+TOOLS = [
+    {"id": "weather_tool", "name": "get_weather", "url": "https://wttr.in/{city}"},
+    {
+        "id": "wikipedia_tool",
+        "name": "get_wikipedia_summary",
+        "url": "https://en.wikipedia.org/api/rest_v1/page/summary/{title}",
+        "base_url_env": "R1_WIKIPEDIA_BASE_URL",
+    },
+    {"id": "wiki2", "name": "get_wikipedia_page", "url": "https://en.wikipedia.org/w/{t}"},
+]
+
+
+def tools_stack(tmp_path, env_extra: str = "") -> Path:
+    root = make_stack(tmp_path / "stack", gateway_url="http://127.0.0.1:8090")
+    (root / "tools.json").write_text(json.dumps(TOOLS))
+    with (root / ".env").open("a") as env:
+        env.write(env_extra)
+    return root
+
+
+def fake_network(dns: dict[str, list[str]], open_addresses: set[str]):
+    """resolve and connect gatherers: ``dns`` host -> addresses (missing: NXDOMAIN); a
+    connect opens only to ``open_addresses``. ``asked`` keeps each call."""
+    asked = []
+
+    def resolve(host, port):
+        asked.append(("resolve", host, port))
+        if host not in dns:
+            raise socket.gaierror(-2, "Name or service not known")
+        return dns[host]
+
+    def connect(address, port, timeout_s):
+        asked.append(("connect", address, port))
+        if address not in open_addresses:
+            raise TimeoutError("timed out")
+
+    return {"resolve": resolve, "connect": connect}, asked
+
+
+def test_upstreams_warn_per_tool_saying_dns_or_connect(tmp_path):
+    gatherers, asked = fake_network({"en.wikipedia.org": ["198.35.26.96"]}, set())
+    verdict = gateway_upstreams(ctx_for(tools_stack(tmp_path), **gatherers))
+    assert verdict.status == WARN
+    assert "get_weather (wttr.in:443 from its url): DNS does not resolve wttr.in" in verdict.seen
+    assert (
+        "get_wikipedia_summary (en.wikipedia.org:443 from its url): resolves, but no TCP "
+        "connect in 2 s (198.35.26.96: timed out)" in verdict.seen
+    )
+    assert "get_wikipedia_page" in verdict.seen
+    assert "the tool's url" in verdict.fix and "does not read HTTPS_PROXY" in verdict.fix
+    assert asked.count(("resolve", "en.wikipedia.org", 443)) == 1  # each host asked once
+
+
+def test_upstreams_follow_base_url_env_and_pass_when_reachable(tmp_path):
+    root = tools_stack(tmp_path, "R1_WIKIPEDIA_BASE_URL='http://wiki.internal:8080'\n")
+    dns = {"wttr.in": ["5.9.243.187"], "en.wikipedia.org": ["198.35.26.96"]}
+    gatherers, asked = fake_network(dns, {"5.9.243.187", "198.35.26.96"})
+    verdict = gateway_upstreams(ctx_for(root, **gatherers))
+    assert verdict.status == WARN and verdict.seen.startswith(
+        "get_wikipedia_summary (wiki.internal:8080 from R1_WIKIPEDIA_BASE_URL in .env"
+    )
+    dns["wiki.internal"] = ["10.0.0.5"]
+    gatherers, _ = fake_network(dns, {"5.9.243.187", "198.35.26.96", "10.0.0.5"})
+    verdict = gateway_upstreams(ctx_for(root, **gatherers))
+    assert verdict.status == PASS
+    assert "get_wikipedia_summary wiki.internal:8080" in verdict.seen
+
+
+def test_upstreams_skip_without_a_gateway(tmp_path):
+    assert gateway_upstreams(ctx_for(make_stack(tmp_path / "stack"))).status == SKIP
+
+
+# ---------------------------------------------------------------- secrets.controller_match
+
+
+def controller_secrets(tmp_path, files: dict[str, str]) -> Path:
+    """The controller's secrets/<host>/: one file per secret, as the password lookup writes
+    them (a trailing newline)."""
+    directory = tmp_path / "secrets" / "host1"
+    directory.mkdir(parents=True)
+    for name, value in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(value + "\n")
+    return directory
+
+
+def secrets_stack(tmp_path) -> Path:
+    root = make_stack(tmp_path / "stack")
+    with (root / ".env").open("a") as env:
+        env.write("VLLM_API_KEY='host-vllm-key'\nAPI_KEY_MY_APP='host-app-key'\n")
+    return root
+
+
+def test_a_controller_secret_that_differs_fails_naming_it_never_its_value(tmp_path):
+    secrets = controller_secrets(
+        tmp_path,
+        {
+            "vllm_api_key": "controller-vllm-key",
+            "webui_admin_password": "right-password-123",
+            "api_key_my-app": "host-app-key",
+        },
+    )
+    verdict = secrets_controller_match(ctx_for(secrets_stack(tmp_path), secrets_dir=secrets))
+    assert verdict.status == FAIL
+    assert (
+        verdict.seen == "the controller's copy differs from the host's: vllm_api_key (VLLM_API_KEY)"
+    )
+    assert f"cd {secrets} && rm vllm_api_key" in verdict.fix
+    assert "make rotate-secrets SECRET=vllm_api_key" in verdict.fix
+    assert verdict.data["same"] == ["api_key_my-app", "webui_admin_password"]
+    shown = json.dumps(verdict.data) + verdict.seen + verdict.cause + verdict.fix
+    assert "controller-vllm-key" not in shown and "host-vllm-key" not in shown
+
+
+def test_a_different_front_door_ca_fails_with_its_own_fix(tmp_path):
+    secrets = controller_secrets(tmp_path, {"tls/ca.key": "CONTROLLER CA"})
+    root = secrets_stack(tmp_path)
+    (root / "front-door" / "tls").mkdir(parents=True)
+    (root / "front-door" / "tls" / "ca.key").write_text("HOST CA\n")
+    verdict = secrets_controller_match(ctx_for(root, secrets_dir=secrets))
+    assert verdict.status == FAIL and "tls/ca.key" in verdict.seen
+    assert f"rm -r {secrets / 'tls'}" in verdict.fix
+
+
+def test_secrets_pass_when_they_agree_and_skip_without_secrets_dir(tmp_path):
+    vault = "$ANSIBLE_VAULT;1.1;AES256\n6162"
+    secrets = controller_secrets(
+        tmp_path,
+        {"vllm_api_key": "host-vllm-key", "webui_secret_key": vault, "tools_gateway_key": "k"},
+    )
+    root = secrets_stack(tmp_path)
+    verdict = secrets_controller_match(ctx_for(root, secrets_dir=secrets))
+    assert verdict.status == PASS
+    assert verdict.seen.startswith("1 secrets agree with the host's (vllm_api_key)")
+    assert "not compared (vault-encrypted): webui_secret_key" in verdict.seen
+    assert "the next deploy writes them): tools_gateway_key" in verdict.seen
+    assert secrets_controller_match(ctx_for(root)).status == SKIP
+
+
+def test_the_cli_takes_secrets_dir(capsys, tmp_path):
+    secrets = controller_secrets(tmp_path, {"vllm_api_key": "controller-vllm-key"})
+    root = secrets_stack(tmp_path)
+    argv = ["doctor", "--stack-dir", str(root), "--only", "secrets", "--secrets-dir", str(secrets)]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL  secrets.controller_match") and "controller-vllm-key" not in out
 
 
 # ---------------------------------------------------------------- disk.free
@@ -511,7 +892,7 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 def test_every_check_has_a_unique_dotted_id():
     ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
-    assert len(ids) == len(set(ids)) == 12 and all("." in i for i in ids)
+    assert len(ids) == len(set(ids)) == 18 and all("." in i for i in ids)
 
 
 def test_no_stack_dir_cannot_run(capsys, tmp_path):
@@ -531,12 +912,15 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
     # This machine as the gpu checks see it: no NVIDIA GPU (whatever the test host has).
     monkeypatch.setattr("r1deploy.doctor.core.default_host", RecordedHost)
     webui = stand_in_webui(servers, capabilities={"builtin_tools": False})
+    metrics = Answer(200, vllm_metrics(prompts=[400], answers=[900]))
+    vllm = servers({"GET /health": Answer(200, {}), "GET /metrics": metrics})
     root = make_stack(
         tmp_path / "stack",
-        vllm_url=servers().url,
+        vllm_url=vllm.url,
         webui_url=webui.url,
         logs={"vllm": "INFO ready\n"},
     )
+    write_webui_env(root)
     code = main(["doctor", "--stack", str(root), "--format", "json", "--min-free-gib", "0"])
     out = capsys.readouterr()
     report = json.loads(out.out)
@@ -557,14 +941,20 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
         "services.reachable": "pass",
         "vllm.oom": "pass",
         "vllm.tool_flags": "pass",
+        "vllm.context_pressure": "pass",
         "webui.builtin_tools": "pass",
+        "webui.signup": "pass",
+        "webui.env_drift": "pass",
+        "webui.sampling": "pass",
+        "gateway.upstreams": "skip",
+        "secrets.controller_match": "skip",
         "disk.free": "pass",
         "frontdoor.certificate": "skip",
         "clock.skew": "pass",
         **{c.id: "skip" for c in DOCTOR_CHECKS if c.id.startswith("gpu.")},
     }
-    assert report["counts"] == {"pass": 6, "warn": 0, "fail": 0, "skip": 6}
-    assert "6 passed, 0 warned, 0 failed, 6 skipped" in out.err  # the table goes to stderr
+    assert report["counts"] == {"pass": 10, "warn": 0, "fail": 0, "skip": 8}
+    assert "10 passed, 0 warned, 0 failed, 8 skipped" in out.err  # the table goes to stderr
 
 
 def test_a_failure_exits_1_and_the_text_says_cause_and_fix(capsys, tmp_path):
@@ -602,4 +992,4 @@ def test_only_filters_by_prefix_and_repeats(capsys, tmp_path):
         ]
     )
     ids = [c["id"] for c in json.loads(capsys.readouterr().out)["checks"]]
-    assert ids == ["vllm.oom", "vllm.tool_flags", "clock.skew"]
+    assert ids == ["vllm.oom", "vllm.tool_flags", "vllm.context_pressure", "clock.skew"]
