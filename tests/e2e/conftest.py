@@ -23,6 +23,14 @@ PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
 VLLM_PORT, WEBUI_PORT, GATEWAY_PORT = PORT_BASE, PORT_BASE + 1, PORT_BASE + 4
 FRONT_DOOR_PORTS = (PORT_BASE + 7, PORT_BASE + 8)  # https, http
 FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
+# Prometheus, Alertmanager, node exporter (the llama.cpp stack has PORT_BASE+10 .. +12).
+MONITORING_PORTS = {
+    "prometheus": PORT_BASE + 13,
+    "alertmanager": PORT_BASE + 14,
+    "node": PORT_BASE + 15,
+}
+# Alertmanager's webhook receiver: the stand-in upstream records what it is sent.
+ALERT_WEBHOOK_PATH = "/echo/alertmanager"
 CLOSED_PORT = PORT_BASE + 9  # nothing listens here: a wrong backend URL
 VLLM_READY_S, WEBUI_READY_S = 600, 300
 
@@ -103,7 +111,7 @@ def stack_tools_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory, stack_tools_file) -> Path:
+def stack_dir(tmp_path_factory, stack_tools_file, stack_upstream) -> Path:
     return stacklib.render_test_stack(
         tmp_path_factory.mktemp("stack"),
         vllm_port=VLLM_PORT,
@@ -111,6 +119,17 @@ def stack_dir(tmp_path_factory, stack_tools_file) -> Path:
         gateway_port=GATEWAY_PORT,
         tools_file=stack_tools_file,
         front_door_ports=FRONT_DOOR_PORTS,
+        # Monitoring with this tier's ports, scraping every 2 s, and alerts that fire and
+        # reach the webhook within seconds (tests/e2e/test_monitoring.py).
+        r1_stack_prometheus_port=MONITORING_PORTS["prometheus"],
+        r1_stack_alertmanager_port=MONITORING_PORTS["alertmanager"],
+        r1_stack_node_exporter_port=MONITORING_PORTS["node"],
+        r1_stack_monitoring_scrape_interval_s=2,
+        r1_stack_alert_for={"VllmDown": "4s", "NoModelServerReady": "4s"},
+        r1_stack_alert_receiver={
+            "webhook_configs": [{"url": stack_upstream.url + ALERT_WEBHOOK_PATH}]
+        },
+        r1_stack_alert_route={"group_wait": "1s", "group_interval": "1s"},
     )
 
 
@@ -206,6 +225,20 @@ def front_door(stack_services, webui):
     server = _start(native_server("front-door", stack_services["front-door"]), 60)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def monitoring(stack_dir, stack_services, vllm_server, gateway_server):
+    """Node exporter, Alertmanager and Prometheus (Debian's) as the native runtime runs them:
+    their settings.json URLs."""
+    servers = []
+    try:
+        for name in ("node-exporter", "alertmanager", "prometheus"):
+            servers.append(_start(native_server(name, stack_services[name]), 60))
+        yield stacklib.read_settings(stack_dir)["monitoring"]
+    finally:
+        for server in reversed(servers):
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,8 @@ def render_test_stack(
         "r1_stack_tools_file": str(tools_file),
         "r1_stack_secrets_dir": str(out / "secrets"),
         "r1_stack_front_door_enabled": front_door_ports is not None,
+        # On where the caller gives its ports (its own, not the demo's 9090, 9093, 9100).
+        "r1_stack_monitoring_enabled": "r1_stack_prometheus_port" in more_vars,
         **more_vars,
     }
     if front_door_ports:
@@ -142,7 +144,16 @@ def native_services(
             "webui_env": {"OFFLINE_MODE": "true", "RAG_EMBEDDING_MODEL": "", "HF_HUB_OFFLINE": "1"},
             # The tests start the servers themselves, as whoever runs them.
             "users": dict.fromkeys(
-                ["vllm", "tools-gateway", "open-webui", "front-door"], getpass.getuser()
+                [
+                    "vllm",
+                    "tools-gateway",
+                    "open-webui",
+                    "front-door",
+                    "prometheus",
+                    "alertmanager",
+                    "node-exporter",
+                ],
+                getpass.getuser(),
             ),
         }
         | (more_options or {}),

@@ -1,0 +1,174 @@
+"""Monitoring for real (docs/observability.md): Debian's Prometheus, Alertmanager and node
+exporter started as roles/r1_native starts them, with the files the role renders, scraping
+the real vLLM and tool gateway of this tier's stack; the front door serves them to user ops.
+
+The stack is rendered with a 2 s scrape interval, VllmDown's `for:` at 4 s and Alertmanager's
+webhook pointed at the stand-in upstream, which records what it is sent (tests/e2e/conftest.py).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+
+import httpx
+import pytest
+
+from r1deploy.monitoring.dashboard import panel_queries
+from tests.e2e import stack as stacklib
+from tests.e2e.conftest import ALERT_WEBHOOK_PATH, REPO
+
+pytestmark = pytest.mark.e2e
+
+# Dashboard queries with no series on a healthy CPU stack: the GPU row (DCGM exporter, GPU
+# hosts only) and the ones that count failures, which this stack has none of.
+NO_DATA_HERE = {
+    "GPU utilisation",
+    "GPU memory used",
+    "GPU temperature",
+}
+FAILURE_ONLY = ("abort|error", 'status="5xx"')
+
+
+def query(prometheus: str, expr: str) -> list:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    assert answer.status_code == 200, f"{expr}: {answer.text}"
+    return answer.json()["data"]["result"]
+
+
+def wait_for(what: str, probe, timeout_s: float = 60):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(1)
+
+
+def test_prometheus_scrapes_every_service_of_the_stack_and_all_are_up(monitoring):
+    prometheus = monitoring["prometheus_url"]
+
+    def all_up():
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
+        active = {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}
+        return (
+            active
+            if set(active) == set(monitoring["jobs"]) and all(h == "up" for h in active.values())
+            else None
+        )
+
+    active = wait_for("every target up", all_up, 30)
+    assert set(active) == {"vllm", "tools-gateway", "node", "prometheus", "alertmanager"}
+    # The rules the role rendered are loaded, VllmDown with the test's short `for:`.
+    rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = {r["name"]: r for g in rules for r in g["rules"] if r["type"] == "alerting"}
+    assert {"VllmDown", "NoModelServerReady", "ToolCallFailureRate", "DiskFreeLow"} <= set(loaded)
+    assert loaded["VllmDown"]["duration"] == 4
+
+
+def test_a_chat_and_a_tool_call_move_the_ttft_histogram_and_the_gateway_counters(
+    monitoring, stack_dir, stack_upstream
+):
+    prometheus = monitoring["prometheus_url"]
+    settings = stacklib.read_settings(stack_dir)
+    env = stacklib.read_env(stack_dir)
+
+    def total(expr: str) -> float:
+        return sum(float(s["value"][1]) for s in query(prometheus, expr))
+
+    ttft_before = total("vllm:time_to_first_token_seconds_count")
+    calls_before = total("r1deploy_gateway_tool_calls_total")
+    chat = httpx.post(
+        f"{settings['vllm']['url']}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {env['VLLM_API_KEY']}"},
+        json={
+            "model": settings["model"]["served_name"],
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 16,
+        },
+        timeout=120,
+    )
+    assert chat.status_code == 200, chat.text
+    tool = httpx.post(
+        f"{settings['gateway']['url']}/tools/get_weather",
+        headers={"Authorization": f"Bearer {env['TOOLS_GATEWAY_KEY']}"},
+        json={"city": "Paris"},
+        timeout=30,
+    )
+    assert tool.status_code == 200, tool.text
+    wait_for(
+        "a new first token counted",
+        lambda: total("vllm:time_to_first_token_seconds_count") > ttft_before,
+    )
+    wait_for(
+        "the tool call counted",
+        lambda: (
+            total('r1deploy_gateway_tool_calls_total{tool="get_weather",outcome="ok"}')
+            > calls_before
+        ),
+    )
+
+
+def test_every_dashboard_query_runs_and_returns_series_on_the_live_stack(monitoring):
+    prometheus = monitoring["prometheus_url"]
+    empty = []
+    for title, expr in panel_queries(REPO / "monitoring/dashboards/r1deploy.json", resolve=True):
+        series = query(prometheus, expr)  # a query Prometheus cannot parse fails here
+        if not series and title not in NO_DATA_HERE and not any(f in expr for f in FAILURE_ONLY):
+            empty.append(f"{title}: {expr}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_the_front_door_serves_prometheus_and_alertmanager_to_ops_only(
+    monitoring, stack_dir, front_door
+):
+    settings = stacklib.read_settings(stack_dir)
+    env = stacklib.read_env(stack_dir)
+    trust = ssl.create_default_context(cafile=str(stack_dir / settings["front_door"]["ca_file"]))
+    with httpx.Client(verify=trust, timeout=10) as http:
+        for url in monitoring["external_url"].values():
+            refused = http.get(url + "-/ready")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith("Basic")
+            wrong = http.get(url + "-/ready", auth=("ops", "not-the-password"))
+            assert wrong.status_code == 401
+            ready = http.get(url + "-/ready", auth=("ops", env["MONITORING_PASSWORD"]))
+            assert ready.status_code == 200, ready.text
+        # Prometheus's own pages link under /prometheus/ (its external URL).
+        page = http.get(
+            monitoring["external_url"]["prometheus"] + "api/v1/status/flags",
+            auth=("ops", env["MONITORING_PASSWORD"]),
+        )
+        assert page.json()["data"]["web.external-url"] == monitoring["external_url"]["prometheus"]
+
+
+@pytest.mark.stops_servers
+def test_a_stopped_vllm_fires_its_alert_and_alertmanager_sends_it_to_the_webhook(
+    monitoring, vllm_server, stack_upstream
+):
+    prometheus = monitoring["prometheus_url"]
+    vllm_server.stop()
+
+    def firing():
+        alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        return [
+            a for a in alerts if a["labels"]["alertname"] == "VllmDown" and a["state"] == "firing"
+        ]
+
+    alert = wait_for("VllmDown firing in Prometheus", firing, 60)[0]
+    assert alert["labels"]["severity"] == "warning"
+    assert "make logs SERVICE=vllm" in alert["annotations"]["description"]
+
+    def delivered():
+        return [
+            seen.json()
+            for seen in stack_upstream.seen
+            if seen.path == ALERT_WEBHOOK_PATH
+            and any(a["labels"]["alertname"] == "VllmDown" for a in seen.json()["alerts"])
+        ]
+
+    payload = wait_for("VllmDown delivered to the webhook", delivered, 60)[0]
+    assert payload["status"] == "firing"
+    assert payload["receiver"] == "r1deploy"
