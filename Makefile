@@ -31,6 +31,7 @@ test: $(VENV_STAMP) ## Fast test tier: unit and property tests, no servers (unde
 
 test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input, nginx -t
 	tests/render/nginx.sh
+	tests/render/monitoring.sh
 	$(BIN)/pytest -q tests/render
 
 render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)
@@ -130,6 +131,7 @@ test-infra: $(VENV_STAMP) ## Provisioning roles on a real test host (root; ~10 m
 test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM and llama.cpp + Open WebUI + the gateway, browser journeys in Chromium (~15 min)
 	tests/e2e/envs.sh
 	tests/e2e/browser.sh
+	tests/e2e/monitoring.sh
 	@# llama-server from the pinned source, cached by version: built once per machine (6-15
 	@# minutes on 2 cores), a marker check afterwards; here, so its progress line shows.
 	tests/e2e/buildtools.sh

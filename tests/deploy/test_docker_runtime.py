@@ -117,6 +117,9 @@ def inventory(host: Host, tmp_path_factory) -> Path:
             # No stand-in nginx image yet (no registry here): the front door is proven by the
             # render tier (nginx -t) and the e2e tier (the real nginx in front of the real stack).
             "r1_stack_front_door_enabled": False,
+            # Nor Prometheus, Alertmanager and node exporter images: monitoring is proven by
+            # the render tier (promtool, amtool) and the e2e and native deploy tiers (Debian's).
+            "r1_stack_monitoring_enabled": False,
         }
     )
     path = OUT / "deploy-inventory.yml"

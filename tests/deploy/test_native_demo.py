@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -41,15 +42,33 @@ WEBUI = "http://127.0.0.1:3000"
 # What the demo's summary gives a person, and the CA their browser is to trust.
 FRONT_DOOR = "https://localhost:8443"
 CA = STACK / "front-door" / "tls" / "ca.crt"
-SERVICES = ["vllm", "tools-gateway", "open-webui", "front-door"]
+SERVICES = [
+    "vllm",
+    "tools-gateway",
+    "open-webui",
+    "node-exporter",
+    "alertmanager",
+    "prometheus",
+    "front-door",
+]
 # Who runs each service (roles/r1_native's defaults) and the only directories it may write;
 # the front door's master is root's (its workers are www-data: test below).
 USERS = {
     "vllm": "r1deploy-vllm",
     "tools-gateway": "r1deploy-gateway",
     "open-webui": "r1deploy-webui",
+    "node-exporter": "r1deploy-node-exporter",
+    "alertmanager": "r1deploy-alertmanager",
+    "prometheus": "r1deploy-prometheus",
 }
-DATA = {"vllm": ["hf-cache", "vllm-cache"], "tools-gateway": [], "open-webui": ["open-webui"]}
+DATA = {
+    "vllm": ["hf-cache", "vllm-cache"],
+    "tools-gateway": [],
+    "open-webui": ["open-webui"],
+    "node-exporter": [],
+    "alertmanager": ["alertmanager"],
+    "prometheus": ["prometheus"],
+}
 SHOTS = ROOT / "build" / "deploy" / "journeys"
 # A dependency pin that breaks Open WebUI at import time (pydantic 1 under code written
 # for pydantic 2): it installs, then the service never becomes healthy.
@@ -115,6 +134,7 @@ def test_demo_from_clean_passes_its_smoke():
     assert "OpenAI-compatible API: https://localhost:8443/v1" in out
     assert "secrets/localhost/webui_admin_password" in out
     assert "Try it: sign in, type" in out
+    assert "Monitoring: https://localhost:8443/prometheus/ and " in out
     assert re.search(r"Context: .*8192 tokens", out), out[-3000:]  # and why that many
     assert all(pid for pid in pids().values()), pids()
 
@@ -229,7 +249,28 @@ def test_status_shows_every_service_running_and_healthy():
     assert_ok(result)
     for service in SERVICES:
         assert re.search(rf"{service}: running \(pid \d+", result.stdout), result.stdout
-    assert result.stdout.count("health: 200") == 4, result.stdout
+    assert result.stdout.count("health: 200") == len(SERVICES), result.stdout
+
+
+def test_prometheus_behind_the_front_door_sees_every_service_up_for_ops_only():
+    password = (SECRETS / "monitoring_password").read_text().strip()
+    trust = ssl.create_default_context(cafile=CA)
+    url = f"{FRONT_DOOR}/prometheus/api/v1/targets"
+    with httpx.Client(verify=trust, timeout=30) as http:
+        assert http.get(url).status_code == 401
+        deadline = time.monotonic() + 60
+        while True:
+            answer = http.get(url, auth=("ops", password))
+            assert answer.status_code == 200, answer.text
+            health = {
+                t["labels"]["job"]: t["health"] for t in answer.json()["data"]["activeTargets"]
+            }
+            if set(health.values()) == {"up"} or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    assert health == dict.fromkeys(
+        ["vllm", "tools-gateway", "node", "prometheus", "alertmanager"], "up"
+    ), health
 
 
 def served_certificate(port: int = 8443) -> x509.Certificate:

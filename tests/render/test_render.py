@@ -57,7 +57,11 @@ SECRET_FILES = {
     "webui_secret_key": "WEBUI_SECRET_KEY",
     "webui_admin_password": "WEBUI_ADMIN_PASSWORD",
     "tools_gateway_key": "TOOLS_GATEWAY_KEY",
+    "monitoring_password": "MONITORING_PASSWORD",
 }
+# Monitoring is on by default; off here (and without a front door there is no password).
+NO_MONITORING = {"gpu-tp2"}
+NO_MONITORING_PASSWORD = NO_MONITORING | {"front-door-off"}
 SECRET_ENV = set(SECRET_FILES.values()) | {"HF_TOKEN"}
 UPDATE_GOLDEN = os.environ.get("R1DEPLOY_UPDATE_GOLDEN") == "1"
 
@@ -201,6 +205,9 @@ def test_env_holds_the_controller_secrets(first, host):
     for file_name, key in SECRET_FILES.items():
         if key == "TOOLS_GATEWAY_KEY" and host in ("air-gapped", "cpu-air-gapped"):
             # the gateway is disabled there
+            assert key not in env
+            continue
+        if key == "MONITORING_PASSWORD" and host in NO_MONITORING_PASSWORD:
             assert key not in env
             continue
         assert env[key] == (secrets / host / file_name).read_text().strip()
@@ -513,6 +520,34 @@ def test_nginx_accepts_the_rendered_front_door_for_both_runtimes(first, tmp_path
     )
     done = _nginx_accepts(conf, {"vllm": "127.0.0.1", "open-webui": "127.0.0.1"})
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("host", SCENARIOS)
+def test_prometheus_and_alertmanager_accept_the_rendered_monitoring(first, host):
+    """promtool checks prometheus.yml and the rules it loads; amtool Alertmanager's file."""
+    out, _, _ = first
+    monitoring = out / host / "monitoring"
+    if host in NO_MONITORING:
+        assert not monitoring.exists()
+        assert "prometheus" not in yaml.safe_load((out / host / "compose.yaml").read_text())[
+            "services"
+        ]
+        return
+    done = subprocess.run(
+        ["promtool", "check", "config", str(monitoring / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 1 rule files found" in done.stdout
+    done = subprocess.run(
+        ["amtool", "check-config", str(monitoring / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    dashboard = json.loads((monitoring / "dashboards" / "r1deploy.json").read_text())
+    assert dashboard["title"]
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
