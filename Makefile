@@ -109,11 +109,11 @@ test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first ques
 STACK_DIR ?= /opt/r1deploy
 
 .PHONY: doctor
-doctor: $(VENV_STAMP) ## Diagnose the live stack at STACK_DIR (default /opt/r1deploy; root reads its .env): each problem, its cause and the fix (ONLY=prefix, FORMAT=json)
-	$(BIN)/r1deploy doctor --stack-dir $(STACK_DIR) $(if $(ONLY),--only $(ONLY)) $(if $(FORMAT),--format $(FORMAT))
+doctor: $(VENV_STAMP) ## Diagnose the live stack at STACK_DIR (default /opt/r1deploy; root reads its .env): each problem, its cause and the fix (ONLY=prefix, FORMAT=json, SECRETS_DIR=secrets/<host> compares the controller's secrets)
+	$(BIN)/r1deploy doctor --stack-dir $(STACK_DIR) $(if $(ONLY),--only $(ONLY)) $(if $(FORMAT),--format $(FORMAT)) $(if $(SECRETS_DIR),--secrets-dir $(SECRETS_DIR))
 
 .PHONY: top
-top: $(VENV_STAMP) ## Live figures of the stack at STACK_DIR from each service's /metrics: requests, KV cache, tokens/s, TTFT, tool calls (INTERVAL=1, ONCE=1, FORMAT=json)
+top: $(VENV_STAMP) ## Live figures of the stack at STACK_DIR from its Prometheus (or each service's /metrics when monitoring is off; PROMETHEUS=URL another): requests, KV cache, tokens/s, TTFT, tool calls (INTERVAL=1, ONCE=1, FORMAT=json)
 	$(BIN)/r1deploy top --stack-dir $(STACK_DIR) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(ONCE),--once) $(if $(FORMAT),--format $(FORMAT)) $(if $(PROMETHEUS),--prometheus $(PROMETHEUS))
 
 bench-deploy: $(VENV_STAMP) ## Deploy figures: warm no-op make demo, start-to-healthy (COLD=1: cold make demo too)

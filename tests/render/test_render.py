@@ -518,7 +518,8 @@ def test_nginx_accepts_the_rendered_front_door_for_both_runtimes(first, tmp_path
         .replace("/etc/r1deploy/front-door", str(compose_dir))
         .replace("user nginx;", "user www-data;")
     )
-    done = _nginx_accepts(conf, {"vllm": "127.0.0.1", "open-webui": "127.0.0.1"})
+    services = ["vllm", "open-webui", "prometheus", "alertmanager"]
+    done = _nginx_accepts(conf, dict.fromkeys(services, "127.0.0.1"))
     assert done.returncode == 0, done.stderr
 
 
@@ -529,9 +530,10 @@ def test_prometheus_and_alertmanager_accept_the_rendered_monitoring(first, host)
     monitoring = out / host / "monitoring"
     if host in NO_MONITORING:
         assert not monitoring.exists()
-        assert "prometheus" not in yaml.safe_load((out / host / "compose.yaml").read_text())[
-            "services"
-        ]
+        assert (
+            "prometheus"
+            not in yaml.safe_load((out / host / "compose.yaml").read_text())["services"]
+        )
         return
     done = subprocess.run(
         ["promtool", "check", "config", str(monitoring / "prometheus.yml")],
@@ -648,7 +650,15 @@ def test_several_gpus_by_device_id(first):
 def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
     out, _, _ = first
     compose = load_compose(out, "cpu")
-    assert set(compose["services"]) == {"llamacpp", "open-webui", "tools-gateway", "front-door"}
+    assert set(compose["services"]) == {
+        "llamacpp",
+        "open-webui",
+        "tools-gateway",
+        "front-door",
+        "prometheus",
+        "alertmanager",
+        "node-exporter",
+    }
     server = compose["services"]["llamacpp"]
     # The image of the llama.cpp build the native runtime compiles (r1deploy/llamacpp/pins.json).
     assert server["image"] == pins.load().image == "ghcr.io/ggml-org/llama.cpp:server-b11312"
