@@ -32,7 +32,7 @@ test: $(VENV_STAMP) ## Fast test tier: unit and property tests, no servers (unde
 test-render: $(VENV_STAMP) ## Real ansible-playbook renders: scenarios, goldens, idempotence, wrong input, nginx -t
 	tests/render/nginx.sh
 	tests/render/monitoring.sh
-	$(BIN)/pytest -q tests/render
+	$(BIN)/pytest -q --durations=5 tests/render
 
 render: $(VENV_STAMP) ## Render each INVENTORY host's stack into RENDER_DIR/<host>/ and validate it (no root, no host touched)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/render.yml -e r1deploy_render_dir=$(abspath $(RENDER_DIR)) $(ANSIBLE_ARGS) $(ARGS)
@@ -103,7 +103,7 @@ destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data to
 test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first question in the browser, re-run, crash restart, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
 	tests/e2e/browser.sh
 	tests/deploy/pebble.sh
-	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 tests/deploy
 
 # make doctor, make top: the stack directory of this host (r1_stack_dir; build/<host> after make render).
 STACK_DIR ?= /opt/r1deploy
@@ -136,4 +136,4 @@ test-e2e: $(VENV_STAMP) ## Real-server tier: real vLLM and llama.cpp + Open WebU
 	@# minutes on 2 cores), a marker check afterwards; here, so its progress line shows.
 	tests/e2e/buildtools.sh
 	$(BIN)/r1deploy llamacpp build
-	$(BIN)/pytest -q tests/e2e
+	$(BIN)/pytest -q --durations=10 tests/e2e
