@@ -10,6 +10,7 @@ from __future__ import annotations
 from r1deploy.doctor.core import DoctorCheck
 from r1deploy.doctor.gateway import gateway_upstreams
 from r1deploy.doctor.host import disk_free, frontdoor_certificate
+from r1deploy.doctor.monitoring import monitoring_alerts, monitoring_targets
 from r1deploy.doctor.nvidia import (
     gpu_cdi_spec,
     gpu_container_nvml,
@@ -71,6 +72,12 @@ DOCTOR_CHECKS: list[DoctorCheck] = [
         "the controller's secrets (--secrets-dir) are the host's",
         secrets_controller_match,
     ),
+    DoctorCheck(
+        "monitoring.targets",
+        "the stack's Prometheus scrapes every service it should",
+        monitoring_targets,
+    ),
+    DoctorCheck("monitoring.alerts", "no alert rule is firing", monitoring_alerts),
     DoctorCheck("disk.free", "free space for the stack and the model", disk_free),
     DoctorCheck(
         "frontdoor.certificate",

@@ -35,6 +35,16 @@ def services(settings: dict) -> list[Service]:
     if gateway.get("enabled") and gateway.get("url"):
         name = gateway.get("service", "tools-gateway")
         found.append(Service(name, f"{gateway['url'].rstrip('/')}/health", name))
+    monitoring = settings.get("monitoring") or {}
+    if monitoring.get("enabled"):
+        # Prometheus, Alertmanager and node exporter (docs/observability.md).
+        for name, key, path in (
+            ("node-exporter", "node_exporter_url", "/"),
+            ("alertmanager", "alertmanager_url", "/-/ready"),
+            ("prometheus", "prometheus_url", "/-/ready"),
+        ):
+            if monitoring.get(key):
+                found.append(Service(name, f"{monitoring[key].rstrip('/')}{path}", name))
     door = settings.get("front_door") or {}
     if door.get("enabled") and (door.get("local_url") or door.get("url")):
         # The front door passes no /health on: its root answers (Open WebUI's page).

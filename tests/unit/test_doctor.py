@@ -892,7 +892,7 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 def test_every_check_has_a_unique_dotted_id():
     ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
-    assert len(ids) == len(set(ids)) == 18 and all("." in i for i in ids)
+    assert len(ids) == len(set(ids)) == 20 and all("." in i for i in ids)
 
 
 def test_no_stack_dir_cannot_run(capsys, tmp_path):
@@ -948,13 +948,15 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
         "webui.sampling": "pass",
         "gateway.upstreams": "skip",
         "secrets.controller_match": "skip",
+        "monitoring.targets": "skip",  # monitoring off in this stack
+        "monitoring.alerts": "skip",
         "disk.free": "pass",
         "frontdoor.certificate": "skip",
         "clock.skew": "pass",
         **{c.id: "skip" for c in DOCTOR_CHECKS if c.id.startswith("gpu.")},
     }
-    assert report["counts"] == {"pass": 10, "warn": 0, "fail": 0, "skip": 8}
-    assert "10 passed, 0 warned, 0 failed, 8 skipped" in out.err  # the table goes to stderr
+    assert report["counts"] == {"pass": 10, "warn": 0, "fail": 0, "skip": 10}
+    assert "10 passed, 0 warned, 0 failed, 10 skipped" in out.err  # the table goes to stderr
 
 
 def test_a_failure_exits_1_and_the_text_says_cause_and_fix(capsys, tmp_path):
