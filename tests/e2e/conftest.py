@@ -110,14 +110,14 @@ def stack_tools_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory, stack_tools_file, stack_upstream) -> Path:
-    return stacklib.render_test_stack(
-        tmp_path_factory.mktemp("stack"),
+def stack_render_args(tools_file: Path, upstream_url: str) -> dict:
+    """render_test_stack's arguments for this tier's stack (a test that renders it again,
+    with one thing changed, starts from these)."""
+    return dict(
         vllm_port=VLLM_PORT,
         webui_port=WEBUI_PORT,
         gateway_port=GATEWAY_PORT,
-        tools_file=stack_tools_file,
+        tools_file=tools_file,
         front_door_ports=FRONT_DOOR_PORTS,
         # Monitoring with this tier's ports, scraping every 2 s, and alerts that fire and
         # reach the webhook within seconds (tests/e2e/test_monitoring.py).
@@ -126,10 +126,15 @@ def stack_dir(tmp_path_factory, stack_tools_file, stack_upstream) -> Path:
         r1_stack_node_exporter_port=MONITORING_PORTS["node"],
         r1_stack_monitoring_scrape_interval_s=2,
         r1_stack_alert_for={"VllmDown": "4s", "NoModelServerReady": "4s"},
-        r1_stack_alert_receiver={
-            "webhook_configs": [{"url": stack_upstream.url + ALERT_WEBHOOK_PATH}]
-        },
+        r1_stack_alert_receiver={"webhook_configs": [{"url": upstream_url + ALERT_WEBHOOK_PATH}]},
         r1_stack_alert_route={"group_wait": "1s", "group_interval": "1s"},
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory, stack_tools_file, stack_upstream) -> Path:
+    return stacklib.render_test_stack(
+        tmp_path_factory.mktemp("stack"), **stack_render_args(stack_tools_file, stack_upstream.url)
     )
 
 

@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from tests.e2e import stack as stacklib
-from tests.e2e.conftest import FRONT_DOOR_PORTS, GATEWAY_PORT, VLLM_PORT, WEBUI_PORT
+from tests.e2e.conftest import (
+    FRONT_DOOR_PORTS,
+    GATEWAY_PORT,
+    VLLM_PORT,
+    WEBUI_PORT,
+    stack_render_args,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -166,18 +172,13 @@ def test_a_body_over_the_api_cap_gets_a_json_413(door):
 
 
 def test_a_key_removed_from_the_inventory_is_refused_and_the_others_keep_working(
-    door, stack, tmp_path
+    door, stack, stack_upstream, tmp_path
 ):
     """Revoking an application: render with the name added, reload, its key works; render
     without it, reload, its key gets 401 while ops keeps working; the kept keys stay."""
     out = stack.parent
-    render = {
-        "vllm_port": VLLM_PORT,
-        "webui_port": WEBUI_PORT,
-        "gateway_port": GATEWAY_PORT,
-        "tools_file": stack / "tools.json",
-        "front_door_ports": FRONT_DOOR_PORTS,
-    }
+    # The stack as rendered for this tier (monitoring included), from its rendered tools.json.
+    render = stack_render_args(stack / "tools.json", stack_upstream.url)
     try:
         stacklib.render_test_stack(out, **render, api_keys=["ops", "reports"])
         _reload(door)
