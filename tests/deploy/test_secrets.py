@@ -54,7 +54,7 @@ def test_a_second_checkout_adopts_the_hosts_secrets_and_changes_nothing_there(se
     result = make("demo", checkout=second_checkout)
     assert_ok(result)
     assert (
-        "localhost: adopted api_key_ops, tools_gateway_key, vllm_api_key, "
+        "localhost: adopted api_key_ops, monitoring_password, tools_gateway_key, vllm_api_key, "
         "webui_admin_password, webui_secret_key from /opt/r1deploy/.env"
     ) in result.stdout, result.stdout[-6000:]
     assert (STACK / ".env").read_bytes() == env_before
