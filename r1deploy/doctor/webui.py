@@ -173,14 +173,22 @@ def _desired(ctx: DoctorContext):
     return dataclasses.replace(desired_from_stack(ctx.stack), model=None)
 
 
-def webui_signup(ctx: DoctorContext) -> Verdict:
+def _desired_and_admin(ctx: DoctorContext):
+    """(reconcile's desired state, the signed-in admin client), or the Verdict that says why
+    a check cannot compare them."""
     try:
         desired = _desired(ctx)
     except StackDirError as exc:
         return skipped(f"the stack's Open WebUI environment is not readable here: {exc}")
     client = webui_admin(ctx)
-    if isinstance(client, Verdict):
-        return client
+    return client if isinstance(client, Verdict) else (desired, client)
+
+
+def webui_signup(ctx: DoctorContext) -> Verdict:
+    both = _desired_and_admin(ctx)
+    if isinstance(both, Verdict):
+        return both
+    desired, client = both
     try:
         config = client.admin_config()
     except WebUIError as exc:
@@ -205,13 +213,10 @@ def webui_signup(ctx: DoctorContext) -> Verdict:
 
 
 def webui_env_drift(ctx: DoctorContext) -> Verdict:
-    try:
-        desired = _desired(ctx)
-    except StackDirError as exc:
-        return skipped(f"the stack's Open WebUI environment is not readable here: {exc}")
-    client = webui_admin(ctx)
-    if isinstance(client, Verdict):
-        return client
+    both = _desired_and_admin(ctx)
+    if isinstance(both, Verdict):
+        return both
+    desired, client = both
     try:  # reconcile's dry run: what it would change, read only
         outcome = reconcile(client, desired, apply=False, verify=False)
     except WebUIError as exc:

@@ -994,7 +994,10 @@ def r1_stack_alert_rules(text: str, c: dict) -> dict:
     m = c["monitoring"]
     rules = yaml.safe_load(text)
     overrides = {str(k): str(v) for k, v in (m.get("alert_for") or {}).items()}
-    seen = set()
+    unknown = sorted(set(overrides) - set(_alert_names(rules)))
+    if unknown:
+        raise ValueError(f"r1_stack_alert_for names no alert of monitoring/rules/: "
+                         f"{', '.join(unknown)}. Fix: use one of {', '.join(_alert_names(rules))}")
     groups = []
     for group in rules["groups"]:
         if group["name"] == MODEL_SERVER_RULES and not _scrapes_vllm(c):
@@ -1003,7 +1006,6 @@ def r1_stack_alert_rules(text: str, c: dict) -> dict:
             name = rule.get("alert")
             if name in overrides:
                 rule["for"] = overrides[name]
-                seen.add(name)
             if name == TTFT_ALERT:
                 expr, n = TTFT_THRESHOLD.subn(f") > {float(m['ttft_p95_slo_s']):g}",
                                               rule["expr"].rstrip())
@@ -1012,10 +1014,6 @@ def r1_stack_alert_rules(text: str, c: dict) -> dict:
                                      "') > 2', the objective r1_stack_ttft_p95_slo_s replaces")
                 rule["expr"] = expr
         groups.append(group)
-    unknown = sorted(set(overrides) - seen - set(_alert_names(rules)))
-    if unknown:
-        raise ValueError(f"r1_stack_alert_for names no alert of monitoring/rules/: "
-                         f"{', '.join(unknown)}. Fix: use one of {', '.join(_alert_names(rules))}")
     return {"groups": groups}
 
 
