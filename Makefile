@@ -95,8 +95,8 @@ down: $(VENV_STAMP) ## Stop every service; data, secrets and environments are ke
 upgrade: $(VENV_STAMP) ## Back up Open WebUI data, apply new pins (PINS=file.yml), smoke; roll back on failure
 	$(PLAYBOOK) $(if $(PINS),-e @$(PINS)) $(if $(DEMO),$(DEMO_VARS)) playbooks/upgrade.yml
 
-rotate-secrets: $(VENV_STAMP) ## Change one secret on purpose, everywhere it is used, then smoke (SECRET=vllm_api_key|tools_gateway_key|webui_admin_password|webui_secret_key; DEMO=1 for the demo)
-	@test -n "$(SECRET)" || { echo "make rotate-secrets needs SECRET=vllm_api_key|tools_gateway_key|webui_admin_password|webui_secret_key"; exit 2; }
+rotate-secrets: $(VENV_STAMP) ## Change secrets on purpose, everywhere each is used, then smoke (SECRET=NAME[,NAME...], names: vllm_api_key tools_gateway_key webui_admin_password webui_secret_key api_key_<name> monitoring_password; DEMO=1 for the demo)
+	@test -n "$(SECRET)" || { echo "make rotate-secrets needs SECRET=NAME[,NAME...]: the file names of secrets/<host>/ (vllm_api_key, tools_gateway_key, webui_admin_password, webui_secret_key, ...)"; exit 2; }
 	$(PLAYBOOK) -e r1deploy_rotate_secret=$(SECRET) $(if $(DEMO),$(DEMO_VARS)) playbooks/rotate-secrets.yml
 
 destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data too only with PURGE=1
