@@ -205,6 +205,11 @@ def k8s_name(served_name: str) -> str:
 
 
 def _split_image(image: str) -> tuple[str, str]:
+    if "@" in image:
+        raise ExportError(
+            f"settings.json /images/vllm: {image} is pinned by digest; the chart runs "
+            "repository:tag, so set r1_stack_vllm_image to a tag"
+        )
     # The tag follows the last ':' after the last '/' (a registry may carry a port).
     head, sep, tag = image.rpartition(":")
     if not sep or "/" in tag:

@@ -276,6 +276,18 @@ def test_another_stack_file_in_the_vllm_args_is_refused(tmp_path):
         export(stack_dir(tmp_path, vllm__args=args))
 
 
+def test_an_image_from_a_registry_with_a_port_keeps_its_tag_and_a_digest_is_refused(tmp_path):
+    root = stack_dir(tmp_path / "a", images__vllm="registry.local:5000/vllm/vllm-openai:v0.32.0")
+    entry = model_spec(export(root).values)
+    assert (entry["repository"], entry["tag"]) == (
+        "registry.local:5000/vllm/vllm-openai",
+        "v0.32.0",
+    )
+    root = stack_dir(tmp_path / "b", images__vllm="vllm/vllm-openai@sha256:" + "0" * 64)
+    with pytest.raises(helm.ExportError, match="pinned by digest"):
+        export(root)
+
+
 def test_no_stack_dir_or_no_settings_cannot_run(tmp_path, capsys):
     assert main(["export", "helm"]) == ExitCode.CANNOT_RUN
     assert main(["export", "helm", "--stack-dir", str(tmp_path)]) == ExitCode.CANNOT_RUN
