@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "r1deploy.model.cli",
     "r1deploy.bench.cli",
     "r1deploy.llamacpp.cli",
+    "r1deploy.export.cli",
 ]
 
 

@@ -32,6 +32,7 @@ TAKES_A_STACK = [
     ("bench", "run"),
     ("doctor",),
     ("top",),
+    ("export", "helm"),
 ]
 PRINTS_FOR_MACHINES = [
     ("agent",),
