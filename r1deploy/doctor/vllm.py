@@ -62,6 +62,49 @@ def _flag_values(args: list[str], flag: str) -> list[str | None]:
     return values
 
 
+# A tool whose name only a template that renders a request's tools puts into the prompt.
+PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "r1deploy_doctor_probe",
+        "description": "a tool the doctor offers to see whether the template shows it",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+
+
+def _template_drops_tools(path: Path) -> str | None:
+    """Why the chat template at ``path`` would not show a request's tools to the model (the
+    model's own R1 template drops them), or None. Rendered as vLLM renders it: a sandboxed
+    Jinja environment with transformers' options and helpers."""
+    import jinja2  # Ansible's own dependency
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise jinja2.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.globals["raise_exception"] = raise_exception
+    try:
+        prompt = env.from_string(path.read_text(encoding="utf-8")).render(
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[PROBE_TOOL],
+            add_generation_prompt=True,
+            bos_token="",
+            eos_token="",
+        )
+    except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
+        return f"does not render ({type(exc).__name__}: {exc})"
+    if PROBE_TOOL["function"]["name"] not in prompt:
+        return (
+            "drops a request's tools: rendered with one, its prompt does not name it "
+            "(the model's own template, not the tools template r1deploy ships)"
+        )
+    return None
+
+
 def _stack_file(ctx: DoctorContext, value: str) -> Path:
     """The path of the stack directory a server argument means (/stack/x: <stack>/x)."""
     if value.startswith(STACK_MOUNT):
@@ -96,6 +139,10 @@ def vllm_tool_flags(ctx: DoctorContext) -> Verdict:
             missing.append(
                 f"--chat-template {templates[-1]} names {template_file}, which does not exist"
             )
+        else:
+            problem = _template_drops_tools(template_file)
+            if problem:
+                missing.append(f"--chat-template {template_file} {problem}")
     data = {
         "args": args,
         "tool_call_parser": parsers[-1] if parsers else None,
@@ -108,7 +155,8 @@ def vllm_tool_flags(ctx: DoctorContext) -> Verdict:
             "does not parse its calls",
             "render the stack again with the current role (make deploy): it gives "
             "--enable-auto-tool-choice --tool-call-parser hermes --chat-template "
-            "/stack/chat_template.jinja; remove any of them from "
+            "/stack/chat_template.jinja (the tools template, compose/"
+            "chat_template_r1_tools.jinja); remove any of them from "
             "r1_stack_vllm_extra_args that conflicts",
             **data,
         )

@@ -31,6 +31,11 @@ from r1deploy.stackdir import StackDir
 from tests.support.recorded_host import RecordedHost
 from tests.support.recorded_http import Answer, RecordedHTTP
 
+REPO = Path(__file__).resolve().parents[2]
+# The template the role ships, and the model's own (which drops a request's tools).
+TOOLS_TEMPLATE = REPO / "compose" / "chat_template_r1_tools.jinja"
+MODEL_TEMPLATE = REPO / "r1deploy" / "testmodel" / "r1_distill_chat_template.jinja"
+
 MODEL = "deepseek-r1-distill-qwen-1.5b"
 GOOD_ARGS = [
     "--served-model-name",
@@ -125,7 +130,7 @@ def make_stack(
         "WEBUI_ADMIN_EMAIL='admin@r1deploy.local'\nWEBUI_ADMIN_PASSWORD='right-password-123'\n"
     )
     if template:
-        (root / "chat_template.jinja").write_text("{{ messages }}")
+        (root / "chat_template.jinja").write_text(TOOLS_TEMPLATE.read_text())
     for service, text in (logs or {}).items():
         (root / "native" / "logs").mkdir(parents=True, exist_ok=True)
         (root / "native" / "logs" / f"{service}.log").write_text(text)
@@ -305,6 +310,23 @@ def test_tool_flags_fail_when_the_chat_template_file_is_missing(tmp_path):
     verdict = vllm_tool_flags(ctx_for(root))
     assert verdict.status == FAIL
     assert f"names {root / 'chat_template.jinja'}, which does not exist" in verdict.seen
+
+
+@pytest.mark.parametrize(
+    "template, seen",
+    [
+        (MODEL_TEMPLATE.read_text(), "drops a request's tools"),
+        ("{% for m in messages %}{{ m.content }}", "does not render (TemplateSyntaxError"),
+        ("{{ raise_exception('no tools here') }}", "does not render (TemplateError: no tools"),
+    ],
+    ids=["the model's own template", "broken", "raises"],
+)
+def test_tool_flags_fail_when_the_chat_template_does_not_show_tools(tmp_path, template, seen):
+    root = make_stack(tmp_path / "stack")
+    (root / "chat_template.jinja").write_text(template)
+    verdict = vllm_tool_flags(ctx_for(root))
+    assert verdict.status == FAIL and seen in verdict.seen, verdict.seen
+    assert "chat_template_r1_tools.jinja" in verdict.fix
 
 
 def test_tool_flags_pass_with_both_argument_forms(tmp_path):
