@@ -140,11 +140,15 @@ def stack_dir(tmp_path_factory, stack_tools_file, stack_upstream) -> Path:
 
 @pytest.fixture(scope="session")
 def stack_services(stack_dir, scripted_model, stack_upstream) -> dict:
-    return stacklib.native_services(
+    services = stacklib.native_services(
         stack_dir,
         scripted_model,
         {"tools-gateway": {"R1_WEATHER_BASE_URL": f"{stack_upstream.url}/weather"}},
     )
+    for name, service in services.items():
+        # Where the native runtime keeps each log, which the doctor reads.
+        service["log"] = stack_dir / "native" / "logs" / f"{name}.log"
+    return services
 
 
 def native_server(name: str, service: dict) -> stacklib.Server:
@@ -153,7 +157,7 @@ def native_server(name: str, service: dict) -> stacklib.Server:
         service["argv"],
         service["env"],
         service["health_url"],
-        BUILD / "logs" / f"{name}.log",
+        service.get("log") or BUILD / "logs" / f"{name}.log",
         Path(service["workdir"]),
         verify=service.get("verify", True),
     )
