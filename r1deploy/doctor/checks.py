@@ -20,10 +20,12 @@ from r1deploy.doctor.nvidia import (
 )
 from r1deploy.doctor.secrets import secrets_controller_match
 from r1deploy.doctor.services import clock_skew, services_reachable
+from r1deploy.doctor.tools import tools_strict
 from r1deploy.doctor.vllm import vllm_context_pressure, vllm_oom, vllm_tool_flags
 from r1deploy.doctor.webui import (
     webui_builtin_tools,
     webui_env_drift,
+    webui_function_calling,
     webui_sampling,
     webui_signup,
 )
@@ -56,6 +58,16 @@ DOCTOR_CHECKS: list[DoctorCheck] = [
         "webui.env_drift",
         "Open WebUI's stored configuration is what the stack's environment says",
         webui_env_drift,
+    ),
+    DoctorCheck(
+        "webui.function_calling",
+        "Open WebUI sends the chat's tools to the model (not its legacy prompt mode)",
+        webui_function_calling,
+    ),
+    DoctorCheck(
+        "tools.strict",
+        "vLLM holds the model's calls to each tool's schema (strict tools)",
+        tools_strict,
     ),
     DoctorCheck(
         "webui.sampling",

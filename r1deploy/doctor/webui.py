@@ -167,6 +167,35 @@ def webui_builtin_tools(ctx: DoctorContext) -> Verdict:
     return passed(seen, **data)
 
 
+def webui_function_calling(ctx: DoctorContext) -> Verdict:
+    """Open WebUI 0.12 sends a chat's tools to the model unless the model's (or the chat's)
+    params say function_calling 'legacy': then a prompt to a task model picks the tools, and
+    vLLM's tool parser never sees a call (open_webui/utils/middleware.py)."""
+    client = webui_admin(ctx)
+    if isinstance(client, Verdict):
+        return client
+    try:
+        model_id, entry = _model_entry(ctx, client)
+    except WebUIError as exc:
+        return _api_broke("the model's entry", exc)
+    if entry is None:
+        return _no_entry(ctx, model_id)
+    mode = (entry.get("params") or {}).get("function_calling")
+    data = {"model": model_id, "function_calling": mode}
+    seen = f"{model_id}: function calling {mode or 'not set (native: tools go to the model)'}"
+    if mode == "legacy":
+        return failed(
+            seen,
+            "Open WebUI's legacy function calling sends no tools to vLLM: it asks a task "
+            "model in a prompt instead, so the model's own tool calls never trigger",
+            f"in Admin > Settings > Models > {model_id} > Advanced Params set Function "
+            "Calling to Native (or Default); a user's chat settings can set it too "
+            "(Chat Controls > Advanced Params)",
+            **data,
+        )
+    return passed(seen, **data)
+
+
 def _desired(ctx: DoctorContext):
     """reconcile's desired state of the stack, without the model's entry (the other webui
     checks read that); a StackDirError when the stack's files do not give it."""

@@ -152,6 +152,28 @@ def test_signup_opened_in_admin_settings_fails_until_reconcile_closes_it(stack):
     assert Doctor(stack, "--only", "webui.signup")["webui.signup"]["status"] == "pass"
 
 
+def test_legacy_function_calling_set_in_the_ui_fails_until_switched_back(stack):
+    client = admin(stack)
+    model_id = stacklib.read_settings(stack)["model"]["served_name"]
+    entry = client.model_entry(model_id)
+    form = {k: entry[k] for k in ("id", "base_model_id", "name", "meta", "params", "is_active")}
+
+    def function_calling(mode: str | None) -> dict:
+        params = {k: v for k, v in form["params"].items() if k != "function_calling"}
+        client.update_model(
+            form | {"params": params | ({"function_calling": mode} if mode else {})}
+        )
+        return Doctor(stack, "--only", "webui.function_calling")["webui.function_calling"]
+
+    try:
+        check = function_calling("legacy")  # Advanced Params > Function Calling in the UI
+        assert check["status"] == "fail", check
+        assert "sends no tools to vLLM" in check["cause"] and "Native" in check["fix"]
+        assert function_calling("native")["status"] == "pass"
+    finally:
+        function_calling(form["params"].get("function_calling"))
+
+
 def test_an_admin_password_changed_in_the_ui_is_named_until_env_has_it(stack, tmp_path):
     env = stacklib.read_env(stack)
     original, changed = env["WEBUI_ADMIN_PASSWORD"], "Changed-in-the-UI-" + "x" * 12

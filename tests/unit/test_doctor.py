@@ -20,10 +20,12 @@ from r1deploy.doctor.gateway import gateway_upstreams
 from r1deploy.doctor.host import disk_free, frontdoor_certificate
 from r1deploy.doctor.secrets import secrets_controller_match
 from r1deploy.doctor.services import clock_skew, services_reachable
+from r1deploy.doctor.tools import tools_strict
 from r1deploy.doctor.vllm import vllm_context_pressure, vllm_oom, vllm_tool_flags
 from r1deploy.doctor.webui import (
     webui_builtin_tools,
     webui_env_drift,
+    webui_function_calling,
     webui_sampling,
     webui_signup,
 )
@@ -635,6 +637,65 @@ def test_sampling_passes_recommended_or_unset(tmp_path, servers):
     assert verdict.status == PASS and "temperature not set" in verdict.seen
 
 
+# ---------------------------------------------------------------- webui.function_calling
+
+
+def test_legacy_function_calling_fails_naming_where_to_switch_it(tmp_path, servers):
+    webui = stand_in_webui(servers, capabilities={}, params={"function_calling": "legacy"})
+    verdict = webui_function_calling(ctx_for(webui_stack(tmp_path, webui)))
+    assert verdict.status == FAIL and verdict.seen == f"{MODEL}: function calling legacy"
+    assert "sends no tools to vLLM" in verdict.cause
+    assert f"Models > {MODEL} > Advanced Params" in verdict.fix and "Native" in verdict.fix
+
+
+def test_native_or_unset_function_calling_passes(tmp_path, servers):
+    native = stand_in_webui(servers, capabilities={}, params={"function_calling": "native"})
+    verdict = webui_function_calling(ctx_for(webui_stack(tmp_path, native)))
+    assert verdict.status == PASS and verdict.seen == f"{MODEL}: function calling native"
+    unset = stand_in_webui(servers, capabilities={})
+    verdict = webui_function_calling(ctx_for(webui_stack(tmp_path, unset, "unset")))
+    assert verdict.status == PASS and "tools go to the model" in verdict.seen
+
+
+# ---------------------------------------------------------------- tools.strict
+
+STRICT_PARAMS = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "description": "a city"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def test_tools_that_are_not_strict_warn_naming_each_and_why(tmp_path):
+    root = make_stack(tmp_path / "stack")
+    loose = {**STRICT_PARAMS, "required": []}  # strict mode needs every property required
+    plugins = [
+        {"name": "get_weather", "params": STRICT_PARAMS},
+        {"name": "opted_out", "params": STRICT_PARAMS, "strict": False},
+        {"name": "optional_city", "params": loose},
+    ]
+    (root / "tools.json").write_text(json.dumps(plugins))
+    verdict = tools_strict(ctx_for(root))
+    assert verdict.status == WARN, verdict.seen
+    assert "opted_out (strict: false in the file)" in verdict.seen
+    assert "optional_city (its params cannot be strict: " in verdict.seen
+    assert "get_weather" not in verdict.seen
+    assert verdict.data["tools"] == {
+        "get_weather": True,
+        "opted_out": False,
+        "optional_city": False,
+    }
+    assert '"strict": true' in verdict.fix and "r1deploy tools validate" in verdict.fix
+
+
+def test_strict_tools_pass_and_the_shipped_tools_are_strict(tmp_path):
+    root = make_stack(tmp_path / "stack")
+    (root / "tools.json").write_text((REPO / "tools.json").read_text())
+    verdict = tools_strict(ctx_for(root))
+    assert verdict.status == PASS, verdict.seen
+
+
 # ---------------------------------------------------------------- gateway.upstreams
 
 TOOLS = [
@@ -914,7 +975,7 @@ def test_clock_skew_passes_in_time_and_skips_with_nothing_answering(tmp_path, se
 
 def test_every_check_has_a_unique_dotted_id():
     ids = [c.id for c in DOCTOR_CHECKS]  # their rows in docs/doctor.md: test_docs_registries
-    assert len(ids) == len(set(ids)) == 20 and all("." in i for i in ids)
+    assert len(ids) == len(set(ids)) == 22 and all("." in i for i in ids)
 
 
 def test_no_stack_dir_cannot_run(capsys, tmp_path):
@@ -961,6 +1022,8 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
     statuses = {c["id"]: c["status"] for c in report["checks"]}
     assert statuses == {
         "services.reachable": "pass",
+        "webui.function_calling": "pass",
+        "tools.strict": "skip",  # the stand-in stack has no tools.json
         "vllm.oom": "pass",
         "vllm.tool_flags": "pass",
         "vllm.context_pressure": "pass",
@@ -977,8 +1040,8 @@ def test_all_pass_exits_0_and_json_has_one_entry_per_check(capsys, tmp_path, ser
         "clock.skew": "pass",
         **{c.id: "skip" for c in DOCTOR_CHECKS if c.id.startswith("gpu.")},
     }
-    assert report["counts"] == {"pass": 10, "warn": 0, "fail": 0, "skip": 10}
-    assert "10 passed, 0 warned, 0 failed, 10 skipped" in out.err  # the table goes to stderr
+    assert report["counts"] == {"pass": 11, "warn": 0, "fail": 0, "skip": 11}
+    assert "11 passed, 0 warned, 0 failed, 11 skipped" in out.err  # the table goes to stderr
 
 
 def test_a_failure_exits_1_and_the_text_says_cause_and_fix(capsys, tmp_path):
