@@ -56,6 +56,14 @@ def register(subparsers) -> None:
         "compares each secret there with the host's (values never shown); run where both "
         "are readable",
     )
+    parser.add_argument(
+        "--logs-dir",
+        type=Path,
+        metavar="DIR",
+        help="docker runtime: read each service's log from DIR/<service>.log instead of "
+        "`docker compose logs` (make doctor saves them there when the doctor runs in a "
+        "container)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -83,6 +91,7 @@ def run(args) -> int:
         timeout_s=args.timeout,
         min_free_bytes=int(args.min_free_gib * GIB),
         secrets_dir=args.secrets_dir,
+        logs_dir=args.logs_dir,
     )
     table = sys.stderr if args.format == "json" else sys.stdout
     start = time.perf_counter()

@@ -32,6 +32,9 @@ LABEL = {PASS: "PASS", WARN: "WARN", FAIL: "FAIL", SKIP: "SKIP"}
 GIB = 1024**3
 # How much of a log the checks read: its end, where the last start's story is.
 LOG_TAIL_BYTES = 256 * 1024
+# The docker runtime's logs come from `docker compose logs`: this many of their last lines.
+COMPOSE_LOG_LINES = 2000
+COMPOSE_LOG_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -151,6 +154,9 @@ class DoctorContext:
     host: Host | None = None
     # The controller's secrets/<host>/ directory (--secrets-dir): None when not given.
     secrets_dir: Path | None = None
+    # Docker runtime: the containers' logs saved as <service>.log (--logs-dir), when the
+    # doctor runs where `docker compose logs` cannot (make doctor runs it in a container).
+    logs_dir: Path | None = None
     probes: dict[str, Probe] = field(default_factory=dict)
     # What a check gathered that others reuse in the same run (the NVIDIA facts).
     facts: dict[str, object] = field(default_factory=dict)
@@ -173,9 +179,31 @@ class DoctorContext:
     def log_path(self, service: str) -> Path:
         return self.stack.path / "native" / "logs" / f"{service}.log"
 
+    def log_name(self, service: str) -> str:
+        """Where ``service``'s log is read from, for people: a file or a command."""
+        if self.native:
+            return str(self.log_path(service))
+        command = f"docker compose --project-directory {self.stack.path} logs {service}"
+        if self.logs_dir is not None:
+            return f"{self.logs_dir / f'{service}.log'} ({command})"
+        return command
+
     def service_log(self, service: str) -> str | None:
-        """The native runtime's log of ``service`` (its end), or None."""
-        return self.read_log(self.log_path(service)) if self.native else None
+        """The end of ``service``'s log, or None when it cannot be read: the native runtime's
+        file, or the docker runtime's container log (``docker compose logs``), read once."""
+        if self.native:
+            return self.read_log(self.log_path(service))
+        if self.logs_dir is not None:
+            return self.read_log(self.logs_dir / f"{service}.log")
+        key = f"compose-log:{service}"
+        if key not in self.facts:
+            result = self.host.run(
+                ["docker", "compose", "--project-directory", str(self.stack.path), "logs"]
+                + ["--no-color", "--no-log-prefix", "--tail", str(COMPOSE_LOG_LINES), service],
+                COMPOSE_LOG_TIMEOUT_S,
+            )
+            self.facts[key] = result.stdout + result.stderr if result.ok else None
+        return self.facts[key]
 
     def probe(self, url: str) -> Probe:
         """GET ``url`` once per run; later checks reuse the answer."""

@@ -16,7 +16,7 @@ CLOCK_SKEW_WARN_S = 60.0
 class Service:
     name: str  # the compose service (settings.json)
     url: str  # what the check GETs
-    log: str  # its log's name under native/logs/ (native runtime)
+    log: str  # its log: native/logs/<log>.log, or the compose service <log>
 
 
 def services(settings: dict) -> list[Service]:
@@ -80,22 +80,16 @@ def _diagnose_down(ctx: DoctorContext, service: Service, answer: str) -> tuple[s
         cause = "; ".join(f"{c.cause} (log: {c.line})" for c in causes)
         fix = "; ".join(c.fix for c in causes)
         return f"{service.name}: {cause}", f"{service.name}: {fix}", data
-    if not ctx.native:
+    if text is None:
         cause = (
-            f"{service.name} does not answer; the docker runtime keeps its log in docker "
-            "(not read here)"
-        )
-    elif text is None:
-        cause = (
-            f"{service.name} does not answer and its log "
-            f"{ctx.log_path(service.log)} cannot be read (missing, or this user may not "
-            "read it: run the doctor as root)"
+            f"{service.name} does not answer and its log ({ctx.log_name(service.log)}) cannot "
+            "be read (missing, or this user may not read it: run the doctor as root)"
         )
     else:
         shown = "\n".join(tail) or "(empty)"
         cause = (
-            f"{service.name} does not answer; no cause recognised in "
-            f"{ctx.log_path(service.log)}, whose last lines are:\n{shown}"
+            f"{service.name} does not answer; no cause recognised in its log "
+            f"({ctx.log_name(service.log)}), whose last lines are:\n{shown}"
         )
     return cause, f"{service.name}: {_start_fix(ctx, service)}", data
 

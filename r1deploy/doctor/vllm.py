@@ -18,18 +18,14 @@ STACK_MOUNT = "/stack/"
 
 def vllm_oom(ctx: DoctorContext) -> Verdict:
     vllm = ctx.settings.get("vllm") or {}
-    if not ctx.native:
-        service = vllm.get("service", "vllm")
-        return skipped(
-            f"the docker runtime keeps {service}'s log in docker, not read here "
-            f"(make logs SERVICE={service})"
-        )
-    path = ctx.log_path("vllm")
-    text = ctx.service_log("vllm")
+    # The native runtime runs the model server as its service `vllm` in either profile.
+    service = "vllm" if ctx.native else vllm.get("service", "vllm")
+    path = ctx.log_name(service)
+    text = ctx.service_log(service)
     if text is None:
         return skipped(
-            f"no readable log at {path} (the model server has not started here, or "
-            "the doctor does not run as root)"
+            f"no readable log: {path} (the model server has not started here, or the doctor "
+            "does not run as root)"
         )
     causes = [c for c in recognise(text, "vllm", ctx.settings) if c.id in ("kv-cache", "cuda-oom")]
     if not causes:

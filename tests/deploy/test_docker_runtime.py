@@ -208,3 +208,14 @@ def test_testinfra_stack_checks_pass_on_the_deployed_host(first_deploy, provisio
     result = run_testinfra(provisioned, "tests/infra/test_stack.py")
     assert result.returncode == 0, result.stdout[-4000:]
     assert "skipped" not in result.stdout.splitlines()[-1], result.stdout[-2000:]
+
+
+def test_make_doctor_reads_the_containers_logs(first_deploy, provisioned):
+    """The docker runtime's doctor runs in the gateway's image, without docker: the play saves
+    each container's log for it, so vllm.oom reads the model server's (PASS, not SKIP)."""
+    assert_ok(first_deploy)
+    result = make("doctor", f"INVENTORY={provisioned}", "ONLY=vllm.oom")
+    assert_ok(result)
+    assert f"1 passed, 0 warned, 0 failed, 0 skipped on {MACHINE}" in result.stdout, result.stdout[
+        -4000:
+    ]

@@ -30,7 +30,7 @@ from r1deploy.doctor.webui import (
     webui_signup,
 )
 from r1deploy.stackdir import StackDir
-from tests.support.recorded_host import RecordedHost
+from tests.support.recorded_host import RecordedHost, Reply
 from tests.support.recorded_http import Answer, RecordedHTTP
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,9 +223,12 @@ def test_a_service_down_with_an_unknown_log_shows_its_last_lines(tmp_path, serve
 
 def test_a_service_down_on_docker_says_how_to_start_it(tmp_path, servers):
     root = make_stack(tmp_path / "stack", runtime="docker", vllm_url=servers().url)
-    verdict = services_reachable(ctx_for(root))
+    log = "ERROR: [Errno 98] error while attempting to bind on address: address already in use\n"
+    host = RecordedHost(commands={"docker compose": Reply(0, log)})
+    verdict = services_reachable(ctx_for(root, host=host))
     assert verdict.status == FAIL and "open-webui DOWN" in verdict.seen
-    assert "docker compose up -d open-webui" in verdict.fix
+    assert "r1_stack_webui_port" in verdict.fix
+    assert "address already in use" in verdict.cause  # read from its container's log
 
 
 def test_an_unhealthy_answer_counts_as_down_and_the_front_door_is_checked(tmp_path, servers):
@@ -274,12 +277,38 @@ def test_vllm_oom_names_max_num_seqs_for_a_cuda_oom_and_warns_while_it_answers(t
     assert "r1_stack_max_num_seqs" in verdict.fix and "GGUF" in verdict.fix
 
 
-def test_vllm_oom_passes_on_a_clean_log_and_skips_on_docker(tmp_path):
+def test_vllm_oom_passes_on_a_clean_log_and_skips_without_one(tmp_path):
     root = make_stack(tmp_path / "stack", logs={"vllm": "INFO Application startup complete.\n"})
     assert vllm_oom(ctx_for(root)).status == PASS
     docker = make_stack(tmp_path / "docker", runtime="docker")
-    verdict = vllm_oom(ctx_for(docker))
-    assert verdict.status == SKIP and "make logs SERVICE=vllm" in verdict.seen
+    verdict = vllm_oom(ctx_for(docker, host=RecordedHost()))  # no docker here
+    assert verdict.status == SKIP and "no readable log: docker compose" in verdict.seen
+
+
+def test_vllm_oom_reads_the_docker_runtimes_container_log(tmp_path):
+    """The docker runtime's log is `docker compose logs` of the model server's service."""
+    log = "INFO loading\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n"
+    docker = make_stack(tmp_path / "docker", runtime="docker")
+    host = RecordedHost(commands={"docker compose": Reply(0, log)})
+    verdict = vllm_oom(ctx_for(docker, host=host))
+    assert verdict.status == FAIL and "CUDA out of memory" in verdict.seen
+    assert f"docker compose --project-directory {docker} logs vllm" in verdict.seen
+    assert host.ran == [
+        ("docker", "compose", "--project-directory", str(docker), "logs", "--no-color")
+        + ("--no-log-prefix", "--tail", "2000", "vllm")
+    ]
+
+
+def test_vllm_oom_reads_saved_container_logs_with_logs_dir(tmp_path):
+    """make doctor runs the docker runtime's doctor in a container: the logs saved before."""
+    docker = make_stack(tmp_path / "docker", runtime="docker")
+    saved = tmp_path / "logs"
+    saved.mkdir()
+    (saved / "vllm.log").write_text("ValueError: No available memory for the cache blocks.\n")
+    host = RecordedHost()
+    verdict = vllm_oom(ctx_for(docker, host=host, logs_dir=saved))
+    assert verdict.status == FAIL and f"{saved / 'vllm.log'} (docker compose" in verdict.seen
+    assert host.ran == []
 
 
 # ---------------------------------------------------------------- vllm.tool_flags
