@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -66,6 +67,37 @@ def admin(stack: Path) -> WebUIClient:
     return client
 
 
+def as_another_admin(stack: Path, email: str, tmp_path: Path) -> Path:
+    """A copy of the stack whose .env names another admin of the same Open WebUI.
+
+    Open WebUI allows 15 sign-ins per account in 3 minutes, and each doctor run signs in
+    once: on their own accounts these tests leave the stack admin's sign-ins to the other
+    tests of the tier (the smoke, reconcile), and a password changed here is not its."""
+    password = "Doctor-" + secrets.token_urlsafe(18)
+    admin(stack).post(
+        "/api/v1/auths/add",
+        {"name": email.split("@")[0], "email": email, "password": password, "role": "admin"},
+    )
+    copy = copy_of(stack, tmp_path)
+    dotenv = copy / ".env"
+    lines = [
+        f"WEBUI_ADMIN_EMAIL='{email}'"
+        if line.startswith("WEBUI_ADMIN_EMAIL=")
+        else f"WEBUI_ADMIN_PASSWORD='{password}'"
+        if line.startswith("WEBUI_ADMIN_PASSWORD=")
+        else line
+        for line in dotenv.read_text().splitlines()
+    ]
+    dotenv.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+@pytest.fixture(scope="module")
+def webui_stack(stack, tmp_path_factory) -> Path:
+    """The stack as the doctor's webui tests see it: signed in as their own admin."""
+    return as_another_admin(stack, "doctor-tests@r1deploy.local", tmp_path_factory.mktemp("w"))
+
+
 def _wait_for_a_scrape(stack: Path, timeout_s: float = 30) -> None:
     """Until Prometheus (just started by the monitoring fixture) has scraped each target."""
     deadline = time.monotonic() + timeout_s
@@ -116,10 +148,10 @@ def test_a_changed_tool_flag_or_template_fails_tool_flags_until_rendered_again(s
     assert Doctor(copy, "--only", "vllm.tool_flags")["vllm.tool_flags"]["status"] == "pass"
 
 
-def test_an_open_webui_env_change_its_database_ignores_is_named_until_reconcile(stack):
+def test_an_open_webui_env_change_its_database_ignores_is_named_until_reconcile(webui_stack):
     """Open WebUI reads ENABLE_SIGNUP on its first start only; later its database rules, so
     a changed environment file does nothing until reconcile applies it."""
-    env_file = stack / "native" / "env" / "open-webui.env"
+    env_file = webui_stack / "native" / "env" / "open-webui.env"
     original = env_file.read_text()
     assert "ENABLE_SIGNUP=false" in original.replace("'", "").replace('"', "")
     try:
@@ -130,71 +162,69 @@ def test_an_open_webui_env_change_its_database_ignores_is_named_until_reconcile(
             )
             + "\n"
         )
-        check = Doctor(stack, "--only", "webui.env_drift")["webui.env_drift"]
+        check = Doctor(webui_stack, "--only", "webui.env_drift")["webui.env_drift"]
         assert check["status"] == "warn", check
         assert "ENABLE_SIGNUP" in check["seen"] and "first-start" in check["cause"]
         assert "r1deploy webui reconcile" in check["fix"]
-        reconcile(stack)
-        assert Doctor(stack, "--only", "webui.env_drift")["webui.env_drift"]["status"] == "pass"
+        reconcile(webui_stack)
+        check = Doctor(webui_stack, "--only", "webui.env_drift")["webui.env_drift"]
+        assert check["status"] == "pass", check
     finally:
         env_file.write_text(original)
-        reconcile(stack)
+        reconcile(webui_stack)
 
 
-def test_signup_opened_in_admin_settings_fails_until_reconcile_closes_it(stack):
-    client = admin(stack)
+def test_signup_opened_in_admin_settings_fails_until_reconcile_closes_it(webui_stack):
+    client = admin(webui_stack)
     client.set_admin_config(client.admin_config() | {"ENABLE_SIGNUP": True})  # as the UI does
-    run = Doctor(stack, "--only", "webui.signup")
+    run = Doctor(webui_stack, "--only", "webui.signup")
     assert run["webui.signup"]["status"] == "fail", run.table
     assert "anyone who reaches Open WebUI" in run["webui.signup"]["cause"]
     assert "r1deploy webui reconcile" in run["webui.signup"]["fix"]
-    reconcile(stack)
-    assert Doctor(stack, "--only", "webui.signup")["webui.signup"]["status"] == "pass"
+    reconcile(webui_stack)
+    assert Doctor(webui_stack, "--only", "webui.signup")["webui.signup"]["status"] == "pass"
 
 
-def test_legacy_function_calling_set_in_the_ui_fails_until_switched_back(stack):
-    client = admin(stack)
-    model_id = stacklib.read_settings(stack)["model"]["served_name"]
+def test_legacy_function_calling_set_in_the_ui_fails_until_switched_back(webui_stack):
+    client = admin(webui_stack)
+    model_id = stacklib.read_settings(webui_stack)["model"]["served_name"]
     entry = client.model_entry(model_id)
     form = {k: entry[k] for k in ("id", "base_model_id", "name", "meta", "params", "is_active")}
 
-    def function_calling(mode: str | None) -> dict:
+    def function_calling(mode: str | None) -> None:
         params = {k: v for k, v in form["params"].items() if k != "function_calling"}
-        client.update_model(
-            form | {"params": params | ({"function_calling": mode} if mode else {})}
-        )
-        return Doctor(stack, "--only", "webui.function_calling")["webui.function_calling"]
+        if mode:
+            params["function_calling"] = mode
+        client.update_model(form | {"params": params})
+
+    def check() -> dict:
+        return Doctor(webui_stack, "--only", "webui.function_calling")["webui.function_calling"]
 
     try:
-        check = function_calling("legacy")  # Advanced Params > Function Calling in the UI
-        assert check["status"] == "fail", check
-        assert "sends no tools to vLLM" in check["cause"] and "Native" in check["fix"]
-        assert function_calling("native")["status"] == "pass"
+        function_calling("legacy")  # Advanced Params > Function Calling in the UI
+        found = check()
+        assert found["status"] == "fail", found
+        assert "sends no tools to vLLM" in found["cause"] and "Native" in found["fix"]
+        function_calling("native")
+        assert check()["status"] == "pass"
     finally:
         function_calling(form["params"].get("function_calling"))
 
 
 def test_an_admin_password_changed_in_the_ui_is_named_until_env_has_it(stack, tmp_path):
-    env = stacklib.read_env(stack)
+    mine = as_another_admin(stack, "doctor-password@r1deploy.local", tmp_path / "mine")
+    env = stacklib.read_env(mine)
     original, changed = env["WEBUI_ADMIN_PASSWORD"], "Changed-in-the-UI-" + "x" * 12
-    client = admin(stack)
-    client.change_password(original, changed)  # the account settings page's call
-    try:
-        check = Doctor(stack, "--only", "webui.builtin_tools")["webui.builtin_tools"]
-        assert check["status"] == "fail", check
-        assert "does not sign in" in check["seen"] and "changed in the UI" in check["cause"]
-        assert "WEBUI_ADMIN_PASSWORD" in check["fix"]
-        # The fix's first step: the password that works, in .env (here a copy's).
-        copy = copy_of(stack, tmp_path)
-        dotenv = copy / ".env"
-        dotenv.write_text(dotenv.read_text().replace(original, changed))
-        check = Doctor(copy, "--only", "webui.builtin_tools")["webui.builtin_tools"]
-        assert check["status"] == "pass", check
-    finally:
-        # A password change ends the sessions signed in before it: sign in with the new one.
-        client = WebUIClient(client.url)
-        client.sign_in(env["WEBUI_ADMIN_EMAIL"], changed)
-        client.change_password(changed, original)
+    admin(mine).change_password(original, changed)  # the account settings page's call
+    check = Doctor(mine, "--only", "webui.builtin_tools")["webui.builtin_tools"]
+    assert check["status"] == "fail", check
+    assert "does not sign in" in check["seen"] and "changed in the UI" in check["cause"]
+    assert "WEBUI_ADMIN_PASSWORD" in check["fix"]
+    # The fix's first step: the password that works, in .env.
+    dotenv = mine / ".env"
+    dotenv.write_text(dotenv.read_text().replace(original, changed))
+    check = Doctor(mine, "--only", "webui.builtin_tools")["webui.builtin_tools"]
+    assert check["status"] == "pass", check
 
 
 def test_an_unreachable_tool_upstream_is_named_until_it_answers(stack, stack_upstream, tmp_path):
@@ -219,10 +249,10 @@ def test_an_unreachable_tool_upstream_is_named_until_it_answers(stack, stack_ups
 
 
 def test_secrets_that_differ_from_the_controllers_are_named(stack, tmp_path):
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "vllm_api_key").write_text("not-the-hosts-" + "k" * 26 + "\n")
-    check = Doctor(stack, "--only", "secrets.", "--secrets-dir", str(secrets))[
+    kept = tmp_path / "secrets"
+    kept.mkdir()
+    (kept / "vllm_api_key").write_text("not-the-hosts-" + "k" * 26 + "\n")
+    check = Doctor(stack, "--only", "secrets.", "--secrets-dir", str(kept))[
         "secrets.controller_match"
     ]
     assert check["status"] == "fail", check
@@ -230,8 +260,8 @@ def test_secrets_that_differ_from_the_controllers_are_named(stack, tmp_path):
     assert "not-the-hosts" not in json.dumps(check)  # never a value
     assert "rm" in check["fix"] and "make rotate-secrets" in check["fix"]
     # The fix's first way: remove it, and the next deploy adopts the host's value into it.
-    (secrets / "vllm_api_key").write_text(stacklib.read_env(stack)["VLLM_API_KEY"] + "\n")
-    check = Doctor(stack, "--only", "secrets.", "--secrets-dir", str(secrets))[
+    (kept / "vllm_api_key").write_text(stacklib.read_env(stack)["VLLM_API_KEY"] + "\n")
+    check = Doctor(stack, "--only", "secrets.", "--secrets-dir", str(kept))[
         "secrets.controller_match"
     ]
     assert check["status"] == "pass", check
