@@ -65,6 +65,21 @@ def _start_fix(ctx: DoctorContext, service: Service) -> str:
     )
 
 
+def _last_written(ctx: DoctorContext, service: Service) -> str:
+    """Since when a native service has been quiet: its log's last write (a server that died
+    writes no more), as ' (its log last written 12 min ago, 09:41:07 UTC)', or ''."""
+    if not ctx.native:
+        return ""
+    try:
+        mtime = ctx.log_path(service.log).stat().st_mtime
+    except OSError:
+        return ""
+    when = datetime.datetime.fromtimestamp(mtime, datetime.UTC)
+    ago = max(0.0, (ctx.now() - when).total_seconds())
+    span = f"{ago / 60:.0f} min" if ago >= 120 else f"{ago:.0f} s"
+    return f" (its log last written {span} ago, {when:%Y-%m-%d %H:%M:%S} UTC)"
+
+
 def _diagnose_down(ctx: DoctorContext, service: Service, answer: str) -> tuple[str, str, dict]:
     """Why ``service`` is down, from its log where the runtime keeps one: cause, fix, data."""
     text = ctx.service_log(service.log)
@@ -108,7 +123,7 @@ def services_reachable(ctx: DoctorContext) -> Verdict:
             seen.append(f"{service.name} {probe.status}")
             data[service.name] = {"url": service.url, "answer": answer}
             continue
-        seen.append(f"{service.name} DOWN ({service.url}: {answer})")
+        seen.append(f"{service.name} DOWN ({service.url}: {answer}){_last_written(ctx, service)}")
         cause, fix, data[service.name] = _diagnose_down(ctx, service, answer)
         causes.append(cause)
         fixes.append(fix)

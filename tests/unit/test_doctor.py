@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import socket
 from email.utils import format_datetime
 from pathlib import Path
@@ -209,6 +210,16 @@ def test_a_service_down_is_named_with_the_cause_its_log_shows(
     assert verdict.data["services"]["vllm"]["causes"] == [cause_id]
     assert line.strip()[:40] in verdict.cause
     assert fix_names in verdict.fix
+
+
+def test_a_service_down_says_since_when_its_log_is_quiet(tmp_path, servers):
+    root = make_stack(tmp_path / "stack", webui_url=servers().url, logs={"vllm": "Killed\n"})
+    now = datetime.datetime(2026, 12, 2, 9, 51, 7, tzinfo=datetime.UTC)
+    died = (now - datetime.timedelta(minutes=10)).timestamp()
+    os.utime(root / "native" / "logs" / "vllm.log", (died, died))
+    verdict = services_reachable(ctx_for(root, now=lambda: now))
+    assert verdict.status == FAIL
+    assert "(its log last written 10 min ago, 2026-12-02 09:41:07 UTC)" in verdict.seen
 
 
 def test_a_service_down_with_an_unknown_log_shows_its_last_lines(tmp_path, servers):
