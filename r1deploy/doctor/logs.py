@@ -33,6 +33,8 @@ HUB_AUTH = re.compile(
 MODEL_MISSING = re.compile(
     r"is not a local folder and is not a valid model identifier"
     r"|Invalid repository ID or local directory specified"
+    # vLLM 0.32 takes a model directory that does not exist for a hub id, which it refuses.
+    r"|Repo id must be in the form 'repo_name' or 'namespace/repo_name'"
     r"|does not appear to have a file named config\.json"
     r"|RepositoryNotFoundError|Repository Not Found"
     r"|Can't load the configuration of"

@@ -353,6 +353,49 @@ def test_a_certificate_about_to_end_fails_until_renewed_and_served(stack, front_
             (tls / name).write_bytes(content)
 
 
+def _with_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    at = argv.index(flag)
+    return argv[: at + 1] + [value] + argv[at + 2 :]
+
+
+def test_a_model_path_that_does_not_exist_is_named_from_the_servers_log(
+    stack, stack_services, tmp_path
+):
+    """A real vLLM started on a model directory that is not there (the stack's own keeps
+    running): it exits, and the doctor names the cause from its log. The fix, the stack's
+    model directory, is the running server's: pointed back at it, the check passes."""
+    copy = copy_of(stack, tmp_path)
+    settings = stacklib.read_settings(copy)
+    good_url = settings["vllm"]["url"]
+    service = stack_services["vllm"]
+    missing = tmp_path / "models" / "DeepSeek-R1-Distill-Qwen-1.5B"
+    argv = _with_flag(
+        _with_flag(service["argv"], "--model", str(missing)), "--port", str(CLOSED_PORT)
+    )
+    (copy / "native" / "logs").mkdir(parents=True, exist_ok=True)
+    with (copy / "native" / "logs" / "vllm.log").open("w") as log:
+        done = subprocess.run(
+            argv,
+            env={**os.environ, **service["env"]},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    assert done.returncode != 0
+    settings["vllm"]["url"] = f"http://127.0.0.1:{CLOSED_PORT}"
+    settings["model"]["path"] = str(missing)
+    (copy / "settings.json").write_text(json.dumps(settings))
+    check = Doctor(copy, "--only", "services.")["services.reachable"]
+    assert check["status"] == "fail", check
+    assert "is not where the server looks for it" in check["cause"], check["cause"]
+    assert "r1_stack_model_dir" in check["fix"]
+    settings["vllm"]["url"] = good_url
+    (copy / "settings.json").write_text(json.dumps(settings))
+    check = Doctor(copy, "--only", "services.")["services.reachable"]
+    assert "vllm 200" in check["seen"], check
+
+
 @pytest.mark.stops_servers
 def test_a_stopped_service_is_named_with_its_log_until_it_starts_again(stack, gateway_server):
     gateway_server.stop()

@@ -193,6 +193,15 @@ RECORDED_LOGS = [
         "OSError: /models/r1 does not appear to have a file named config.json",
         "r1_stack_model_dir",
     ),
+    # vLLM 0.32 on a model directory that does not exist takes the path for a hub id
+    # (recorded by tests/e2e/test_doctor.py's real fault).
+    (
+        "model-missing",
+        "huggingface_hub.errors.HFValidationError: Repo id must be in the form 'repo_name' "
+        "or 'namespace/repo_name': '/opt/r1deploy/models/DeepSeek-R1-Distill-Qwen-1.5B'. Use "
+        "`repo_type` argument if needed.",
+        "r1_stack_model_dir",
+    ),
 ]
 
 
