@@ -4,8 +4,8 @@ model) loaded by `r1deploy bench`'s runner in alternating runs, with a scraper r
 roles/r1_stack/defaults/main.yml) and without one. Prints each run's output throughput, the
 difference in %, the spread between runs of the same kind (the noise the difference sits
 in), and the cost of one scrape: its time on an idle server over the interval bounds the
-share of the server a scraper can take. Goal: under 1 %. About 3 minutes, the server's start
-included. Needs the cached vLLM env (tests/e2e/envs.sh vllm).
+share of the server a scraper can take. Goal: under 1 %. 2 minutes of runs, plus the server's
+start. Needs the cached vLLM env (tests/e2e/envs.sh vllm).
 """
 
 from __future__ import annotations
@@ -142,11 +142,16 @@ def main() -> None:
         f"one scrape: {scrape_s * 1000:.1f} ms for {size / 1024:.0f} KiB of metrics on the idle "
         f"server; every {interval:g} s that is at most {bound:.3f} % of the server's time"
     )
-    verdict = "ok" if diff < GOAL_PERCENT else "OVER GOAL"
-    print(
-        f"goal: under {GOAL_PERCENT:g} %: {verdict}"
-        + (" (within the runs' noise)" if abs(diff) <= noise else "")
-    )
+    # A busy machine's runs spread by more than the goal: then only the bound can tell.
+    if noise < GOAL_PERCENT:
+        verdict = "ok" if diff < GOAL_PERCENT else "OVER GOAL"
+        print(f"goal: under {GOAL_PERCENT:g} %: {verdict} (measured)")
+    else:
+        verdict = "ok" if bound < GOAL_PERCENT else "OVER GOAL"
+        print(
+            f"goal: under {GOAL_PERCENT:g} %: {verdict} by the bound; the runs spread by "
+            f"{noise:.1f} %, too much here to measure a {GOAL_PERCENT:g} % difference"
+        )
 
 
 if __name__ == "__main__":
