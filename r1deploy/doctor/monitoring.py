@@ -7,7 +7,8 @@ import httpx
 from r1deploy.doctor.core import DoctorContext, Verdict, failed, passed, skipped, warned
 
 # Prometheus's scrape job -> the stack's service (make logs SERVICE=...).
-JOB_SERVICE = {"node": "node-exporter"}
+# Job front-door is the blackbox exporter's probe of it: down means the exporter is.
+JOB_SERVICE = {"node": "node-exporter", "front-door": "blackbox-exporter", "dcgm": "dcgm-exporter"}
 
 
 def _prometheus_api(ctx: DoctorContext, path: str) -> dict | Verdict:

@@ -40,6 +40,7 @@ def services(settings: dict) -> list[Service]:
         # Prometheus, Alertmanager and node exporter (docs/observability.md).
         for name, key, path in (
             ("node-exporter", "node_exporter_url", "/"),
+            ("blackbox-exporter", "blackbox_exporter_url", "/-/healthy"),
             ("alertmanager", "alertmanager_url", "/-/ready"),
             ("prometheus", "prometheus_url", "/-/ready"),
         ):

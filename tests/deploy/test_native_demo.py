@@ -47,6 +47,7 @@ SERVICES = [
     "tools-gateway",
     "open-webui",
     "node-exporter",
+    "blackbox-exporter",
     "alertmanager",
     "prometheus",
     "front-door",
@@ -58,6 +59,7 @@ USERS = {
     "tools-gateway": "r1deploy-gateway",
     "open-webui": "r1deploy-webui",
     "node-exporter": "r1deploy-node-exporter",
+    "blackbox-exporter": "r1deploy-blackbox-exporter",
     "alertmanager": "r1deploy-alertmanager",
     "prometheus": "r1deploy-prometheus",
 }
@@ -66,6 +68,7 @@ DATA = {
     "tools-gateway": [],
     "open-webui": ["open-webui"],
     "node-exporter": [],
+    "blackbox-exporter": [],
     "alertmanager": ["alertmanager"],
     "prometheus": ["prometheus"],
 }

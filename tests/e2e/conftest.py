@@ -23,11 +23,13 @@ PORT_BASE = int(os.environ.get("R1DEPLOY_E2E_PORT_BASE", "18000"))
 VLLM_PORT, WEBUI_PORT, GATEWAY_PORT = PORT_BASE, PORT_BASE + 1, PORT_BASE + 4
 FRONT_DOOR_PORTS = (PORT_BASE + 7, PORT_BASE + 8)  # https, http
 FAULT_WEBUI_PORTS = {"wrong_backend": PORT_BASE + 2, "openai_base_url": PORT_BASE + 3}
-# Prometheus, Alertmanager, node exporter (the llama.cpp stack has PORT_BASE+10 .. +12).
+# Prometheus, Alertmanager, node and blackbox exporters (the llama.cpp stack has
+# PORT_BASE+10 .. +12).
 MONITORING_PORTS = {
     "prometheus": PORT_BASE + 13,
     "alertmanager": PORT_BASE + 14,
     "node": PORT_BASE + 15,
+    "blackbox": PORT_BASE + 16,
 }
 # Alertmanager's webhook receiver: the stand-in upstream records what it is sent.
 ALERT_WEBHOOK_PATH = "/echo/alertmanager"
@@ -124,6 +126,7 @@ def stack_render_args(tools_file: Path, upstream_url: str) -> dict:
         r1_stack_prometheus_port=MONITORING_PORTS["prometheus"],
         r1_stack_alertmanager_port=MONITORING_PORTS["alertmanager"],
         r1_stack_node_exporter_port=MONITORING_PORTS["node"],
+        r1_stack_blackbox_exporter_port=MONITORING_PORTS["blackbox"],
         r1_stack_monitoring_scrape_interval_s=2,
         r1_stack_alert_for={"VllmDown": "4s", "NoModelServerReady": "4s"},
         r1_stack_alert_receiver={"webhook_configs": [{"url": upstream_url + ALERT_WEBHOOK_PATH}]},
@@ -238,11 +241,12 @@ def front_door(stack_services, webui):
 
 @pytest.fixture(scope="session")
 def monitoring(stack_dir, stack_services, vllm_server, gateway_server):
-    """Node exporter, Alertmanager and Prometheus (Debian's) as the native runtime runs them:
-    their settings.json URLs."""
+    """Node exporter, the blackbox exporter, Alertmanager and Prometheus (Debian's) as the
+    native runtime runs them: their settings.json URLs. (The blackbox exporter's probe of the
+    front door succeeds once a test starts the front door.)"""
     servers = []
     try:
-        for name in ("node-exporter", "alertmanager", "prometheus"):
+        for name in ("node-exporter", "blackbox-exporter", "alertmanager", "prometheus"):
             servers.append(_start(native_server(name, stack_services[name]), 60))
         yield stacklib.read_settings(stack_dir)["monitoring"]
     finally:

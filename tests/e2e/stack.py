@@ -152,6 +152,7 @@ def native_services(
                     "prometheus",
                     "alertmanager",
                     "node-exporter",
+                    "blackbox-exporter",
                 ],
                 getpass.getuser(),
             ),

@@ -60,7 +60,14 @@ def test_prometheus_scrapes_every_service_of_the_stack_and_all_are_up(monitoring
         )
 
     active = wait_for("every target up", all_up, 30)
-    assert set(active) == {"vllm", "tools-gateway", "node", "prometheus", "alertmanager"}
+    assert set(active) == {
+        "vllm",
+        "tools-gateway",
+        "node",
+        "prometheus",
+        "alertmanager",
+        "front-door",
+    }
     # The rules the role rendered are loaded, VllmDown with the test's short `for:`.
     rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     loaded = {r["name"]: r for g in rules for r in g["rules"] if r["type"] == "alerting"}
@@ -142,6 +149,30 @@ def test_the_front_door_serves_prometheus_and_alertmanager_to_ops_only(
             auth=("ops", env["MONITORING_PASSWORD"]),
         )
         assert page.json()["data"]["web.external-url"] == monitoring["external_url"]["prometheus"]
+
+
+def test_the_blackbox_exporter_probes_the_front_door_and_reads_its_certificates_end(
+    monitoring, stack_dir, front_door
+):
+    """Job front-door: the probe over HTTPS trusts the stack's CA (probe_success 1), and the
+    certificate's end, which FrontDoorCertificateExpiresSoon reads, is in the future."""
+    prometheus = monitoring["prometheus_url"]
+
+    def probed():
+        ok = query(prometheus, 'probe_success{job="front-door"} == 1')
+        ends = query(prometheus, 'probe_ssl_earliest_cert_expiry{job="front-door"}')
+        return (ok, ends) if ok and ends else None
+
+    ok, ends = wait_for("a successful probe of the front door", probed, 60)
+    settings = stacklib.read_settings(stack_dir)
+    port = settings["front_door"]["local_url"].rsplit(":", 1)[1]
+    assert ok[0]["metric"]["instance"] == f"https://127.0.0.1:{port}/front-door-health"
+    left_s = float(ends[0]["value"][1]) - time.time()
+    # The internal CA issues it for longer than the 30 days it is renewed within.
+    assert left_s > 30 * 86400, f"the certificate ends in {left_s / 86400:.1f} days"
+    # With data, the alert is evaluated, and quiet.
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    assert not [a for a in alerts if a["labels"]["alertname"] == "FrontDoorCertificateExpiresSoon"]
 
 
 @pytest.mark.stops_servers

@@ -550,6 +550,20 @@ def test_prometheus_and_alertmanager_accept_the_rendered_monitoring(first, host)
     assert done.returncode == 0, done.stdout + done.stderr
     dashboard = json.loads((monitoring / "dashboards" / "r1deploy.json").read_text())
     assert dashboard["title"]
+    # The blackbox exporter's probe of the front door, where there is one to probe.
+    if host in NO_MONITORING_PASSWORD:
+        assert not (monitoring / "blackbox.yml").exists()
+        return
+    done = subprocess.run(
+        [
+            "prometheus-blackbox-exporter",
+            f"--config.file={monitoring / 'blackbox.yml'}",
+            "--config.check",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
@@ -647,6 +661,18 @@ def test_several_gpus_by_device_id(first):
     assert vllm["command"][vllm["command"].index("--tensor-parallel-size") + 1] == "4"
 
 
+def test_gpu_hosts_scrape_the_dcgm_exporter_and_keep_the_gpu_rules(first):
+    out, _, _ = first
+    for host, dcgm in (("gpu-default", True), ("cpu", False), ("native-front-door", False)):
+        services = load_compose(out, host)["services"]
+        assert ("dcgm-exporter" in services) == dcgm, host
+        prometheus = yaml.safe_load((out / host / "monitoring" / "prometheus.yml").read_text())
+        jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+        assert ("dcgm" in jobs) == dcgm and "front-door" in jobs, host
+        rules = yaml.safe_load((out / host / "monitoring/rules/r1deploy.rules.yml").read_text())
+        assert ("r1deploy-gpu" in [g["name"] for g in rules["groups"]]) == dcgm, host
+
+
 def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
     out, _, _ = first
     compose = load_compose(out, "cpu")
@@ -658,6 +684,7 @@ def test_cpu_profile_serves_the_gguf_with_llama_cpp(first):
         "prometheus",
         "alertmanager",
         "node-exporter",
+        "blackbox-exporter",
     }
     server = compose["services"]["llamacpp"]
     # The image of the llama.cpp build the native runtime compiles (r1deploy/llamacpp/pins.json).

@@ -29,6 +29,8 @@ MONITORING = {
     "prometheus_port": 9090,
     "alertmanager_port": 9093,
     "node_exporter_port": 9100,
+    "blackbox_exporter_port": 9115,
+    "dcgm_exporter_address": "",
     "scrape_interval_s": 15,
     "retention_time": "15d",
     "retention_size": "5GB",
@@ -41,11 +43,18 @@ MONITORING_USERS = {
     "prometheus": "r1deploy-prometheus",
     "alertmanager": "r1deploy-alertmanager",
     "node-exporter": "r1deploy-node-exporter",
+    "blackbox-exporter": "r1deploy-blackbox-exporter",
 }
 
 
-def config(runtime: str = "native", engine: str = "vllm", front_door: bool = True, **more):
-    c = _config("cpu", engine={"engine": engine})
+def config(
+    runtime: str = "native",
+    engine: str = "vllm",
+    front_door: bool = True,
+    profile: str = "cpu",
+    **more,
+):
+    c = _config(profile, engine={"engine": engine})
     c["runtime"] = runtime
     c["stack_dir"] = STACK_DIR
     c["monitoring"] = MONITORING | more
@@ -54,6 +63,8 @@ def config(runtime: str = "native", engine: str = "vllm", front_door: bool = Tru
         "prometheus": "prom/prometheus:v2.42.0",
         "alertmanager": "prom/alertmanager:v0.25.0",
         "node_exporter": "prom/node-exporter:v1.5.0",
+        "blackbox_exporter": "prom/blackbox-exporter:v0.23.0",
+        "dcgm_exporter": "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.5-3.4.1-ubuntu22.04",
     }
     c["front_door"] = FRONT_DOOR | {"enabled": front_door}
     return c
@@ -84,6 +95,15 @@ def scrape_targets(c: dict) -> dict:
     }
 
 
+def scrape_job(c: dict, name: str) -> dict:
+    jobs = stack.r1_stack_prometheus_config(c)["scrape_configs"]
+    return next(job for job in jobs if job["job_name"] == name)
+
+
+def rule_groups(c: dict) -> list:
+    return [g["name"] for g in stack.r1_stack_alert_rules(RULES_TEXT, c)["groups"]]
+
+
 def test_prometheus_scrapes_every_service_on_the_host_for_the_native_runtime():
     c = config()
     assert scrape_targets(c) == {
@@ -92,6 +112,8 @@ def test_prometheus_scrapes_every_service_on_the_host_for_the_native_runtime():
         "node": ["127.0.0.1:9100"],
         "prometheus": ["127.0.0.1:9090"],
         "alertmanager": ["127.0.0.1:9093"],
+        # The blackbox exporter probes the front door (its listen address: all of them).
+        "front-door": ["https://127.0.0.1:443/front-door-health"],
     }
     prometheus = stack.r1_stack_prometheus_config(c)
     assert prometheus["rule_files"] == ["rules/*.yml"]
@@ -180,7 +202,13 @@ def test_compose_publishes_the_monitoring_services_on_loopback_only():
 
 def test_the_native_runtime_runs_debians_programs_with_the_compose_flags_before_the_door():
     result = services(config(), digest="d1")
-    assert list(result)[-4:] == ["node-exporter", "alertmanager", "prometheus", "front-door"]
+    assert list(result)[-5:] == [
+        "node-exporter",
+        "blackbox-exporter",
+        "alertmanager",
+        "prometheus",
+        "front-door",
+    ]
     prometheus = result["prometheus"]
     assert prometheus["argv"][:3] == [
         "/usr/bin/prometheus",
@@ -207,4 +235,107 @@ def test_the_native_runtime_runs_debians_programs_with_the_compose_flags_before_
 
 def test_without_monitoring_the_native_runtime_runs_none_of_it():
     result = services(config(enabled=False))
-    assert not {"prometheus", "alertmanager", "node-exporter"} & set(result)
+    assert not {"prometheus", "alertmanager", "node-exporter", "blackbox-exporter"} & set(result)
+
+
+# --- The front door's probe (blackbox exporter) and the GPUs' exporter (DCGM) ---------------
+
+
+def test_the_front_door_job_probes_it_over_https_through_the_blackbox_exporter():
+    job = scrape_job(config(), "front-door")
+    assert job["metrics_path"] == "/probe"
+    assert job["params"] == {"module": ["front_door_https"]}
+    # The usual relabelling: target -> ?target=, the instance label; the exporter is scraped.
+    assert job["relabel_configs"] == [
+        {"source_labels": ["__address__"], "target_label": "__param_target"},
+        {"source_labels": ["__param_target"], "target_label": "instance"},
+        {"target_label": "__address__", "replacement": "127.0.0.1:9115"},
+    ]
+    compose_job = scrape_job(config(runtime="docker"), "front-door")
+    assert compose_job["static_configs"][0]["targets"] == [
+        "https://front-door:8443/front-door-health"
+    ]
+    assert compose_job["relabel_configs"][-1]["replacement"] == "blackbox-exporter:9115"
+
+
+def test_the_probe_trusts_the_stacks_ca_and_checks_the_front_doors_name():
+    native = stack.r1_stack_blackbox_config(config())["modules"]["front_door_https"]
+    assert native["prober"] == "http"
+    assert native["http"]["fail_if_not_ssl"] is True
+    assert native["http"]["tls_config"] == {
+        "server_name": "chat.example.org",
+        "ca_file": f"{STACK_DIR}/front-door/tls/ca.crt",
+    }
+    assert "insecure_skip_verify" not in native["http"]["tls_config"]
+    docker = stack.r1_stack_blackbox_config(config(runtime="docker"))
+    ca = docker["modules"]["front_door_https"]["http"]["tls_config"]["ca_file"]
+    service = stack.r1_stack_compose(config(runtime="docker"))["services"]["blackbox-exporter"]
+    assert f"./front-door/tls/ca.crt:{ca}:ro" in service["volumes"]
+    assert service["image"] == "prom/blackbox-exporter:v0.23.0"
+    assert service["ports"] == ["127.0.0.1:9115:9115"]
+    # A provided certificate: the system's roots.
+    provided = config()
+    provided["front_door"] = provided["front_door"] | {"tls_mode": "provided"}
+    tls = stack.r1_stack_blackbox_config(provided)["modules"]["front_door_https"]["http"]
+    assert tls["tls_config"] == {"server_name": "chat.example.org"}
+
+
+def test_without_a_front_door_nothing_probes_it():
+    c = config(front_door=False)
+    assert "front-door" not in scrape_targets(c)
+    assert "blackbox-exporter" not in stack.r1_stack_compose(c)["services"]
+    assert "blackbox_exporter_url" not in stack.r1_stack_settings(c)["monitoring"]
+    assert "blackbox-exporter" not in services(c)
+    assert "front-door" in stack.r1_stack_settings(config())["monitoring"]["jobs"]
+
+
+def test_the_native_runtime_runs_debians_blackbox_exporter_restarted_with_its_file():
+    exporter = services(config(), digest="d2")["blackbox-exporter"]
+    assert exporter["argv"] == [
+        "/usr/bin/prometheus-blackbox-exporter",
+        f"--config.file={STACK_DIR}/monitoring/blackbox.yml",
+        "--web.listen-address=127.0.0.1:9115",
+    ]
+    assert exporter["user"] == "r1deploy-blackbox-exporter"
+    assert exporter["health_url"] == "http://127.0.0.1:9115/-/healthy"
+    assert exporter["writable"] == [] and exporter["env"] == {"R1DEPLOY_MONITORING_FILES": "d2"}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "profile", "address", "dcgm", "service"),
+    [
+        # The docker runtime's GPU profile runs NVIDIA's exporter; scraped on the compose network.
+        ("docker", "gpu", "", "dcgm-exporter:9400", True),
+        # A native GPU host: the exporter it already runs, when the inventory names one.
+        ("native", "gpu", "127.0.0.1:9400", "127.0.0.1:9400", False),
+        ("native", "gpu", "", None, False),
+        # No GPU: no DCGM, whatever is set.
+        ("docker", "cpu", "", None, False),
+        ("native", "cpu", "127.0.0.1:9400", None, False),
+    ],
+)
+def test_dcgm_is_scraped_on_gpu_hosts_only_and_the_gpu_rules_with_it(
+    runtime, profile, address, dcgm, service
+):
+    c = config(runtime=runtime, profile=profile, dcgm_exporter_address=address)
+    assert scrape_targets(c).get("dcgm") == ([dcgm] if dcgm else None)
+    assert ("r1deploy-gpu" in rule_groups(c)) == bool(dcgm)
+    assert ("dcgm" in stack.r1_stack_settings(c)["monitoring"]["jobs"]) == bool(dcgm)
+    assert ("dcgm-exporter" in stack.r1_stack_compose(c)["services"]) == service
+
+
+def test_the_dcgm_exporter_reserves_the_gpus_vllm_is_given_and_publishes_nothing():
+    c = config(runtime="docker", profile="gpu")
+    c["gpu"] = {"driver": "nvidia", "device_ids": [0, 1]}
+    compose = stack.r1_stack_compose(c)
+    exporter = compose["services"]["dcgm-exporter"]
+    assert exporter["image"] == "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.5-3.4.1-ubuntu22.04"
+    devices = exporter["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == compose["services"]["vllm"]["deploy"]["resources"]["reservations"]["devices"]
+    assert "ports" not in exporter
+    assert (
+        "dcgm-exporter"
+        not in stack.r1_stack_compose(config(runtime="docker", profile="gpu", enabled=False))[
+            "services"
+        ]
+    )

@@ -40,10 +40,13 @@ SERVICE_FRONT_DOOR = "front-door"
 SERVICE_PROMETHEUS = "prometheus"
 SERVICE_ALERTMANAGER = "alertmanager"
 SERVICE_NODE_EXPORTER = "node-exporter"
-# Debian's prometheus, prometheus-alertmanager and prometheus-node-exporter packages.
+SERVICE_BLACKBOX = "blackbox-exporter"
+# Debian's prometheus, prometheus-alertmanager, prometheus-node-exporter and
+# prometheus-blackbox-exporter packages.
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+BLACKBOX_EXPORTER = "/usr/bin/prometheus-blackbox-exporter"
 # Debian's nginx (the package the role installs).
 NGINX = "/usr/sbin/nginx"
 ENGINE_LLAMACPP = "llama_cpp"
@@ -342,8 +345,9 @@ def _add_other_services(result: dict, services: dict, settings: dict, options: d
 
 def _add_monitoring_services(result: dict, services: dict, settings: dict,
                              options: dict) -> None:
-    """Node exporter, Alertmanager and Prometheus: Debian's programs with the flags of the
-    compose services (settings.json monitoring), each listening where compose publishes it."""
+    """Node exporter, the blackbox exporter (when the stack has a front door to probe),
+    Alertmanager and Prometheus: Debian's programs with the flags of the compose services
+    (settings.json monitoring), each listening where compose publishes it."""
     monitoring = settings.get("monitoring") or {}
     if not monitoring.get("enabled"):
         return
@@ -353,6 +357,10 @@ def _add_monitoring_services(result: dict, services: dict, settings: dict,
     files = {"R1DEPLOY_MONITORING_FILES": options.get("monitoring_files_sha256", "")}
     programs = {
         SERVICE_NODE_EXPORTER: ([NODE_EXPORTER], [], "/", None),
+        # It reads blackbox.yml and the front door's CA (world-readable, like the certificate
+        # nginx sends anyway).
+        SERVICE_BLACKBOX: ([BLACKBOX_EXPORTER, f"--config.file={conf}/blackbox.yml"], [],
+                           "/-/healthy", files),
         SERVICE_ALERTMANAGER: (
             [ALERTMANAGER, f"--config.file={conf}/alertmanager.yml",
              f"--storage.path={stack_dir}/data/alertmanager",
@@ -364,6 +372,8 @@ def _add_monitoring_services(result: dict, services: dict, settings: dict,
              *monitoring.get("prometheus_args", [])],
             [f"{stack_dir}/data/prometheus"], "/-/ready", files),
     }
+    if not monitoring.get("blackbox_exporter_url"):
+        del programs[SERVICE_BLACKBOX]
     for name, (argv, data, health_path, env) in programs.items():
         if name not in services:
             raise AnsibleFilterError(f"compose.yaml has no service {name}, but settings.json "

@@ -907,7 +907,14 @@ def r1_stack_context_budget(b: dict) -> dict:
 SERVICE_PROMETHEUS = "prometheus"
 SERVICE_ALERTMANAGER = "alertmanager"
 SERVICE_NODE_EXPORTER = "node-exporter"
+SERVICE_BLACKBOX = "blackbox-exporter"
+SERVICE_DCGM = "dcgm-exporter"
 PROMETHEUS_PORT, ALERTMANAGER_PORT, NODE_EXPORTER_PORT = 9090, 9093, 9100  # in the containers
+BLACKBOX_PORT, DCGM_PORT = 9115, 9400  # in the containers
+# blackbox_exporter's module that probes the front door over HTTPS (monitoring/blackbox.yml).
+FRONT_DOOR_PROBE = "front_door_https"
+# Where the blackbox exporter container finds the CA it trusts the front door with.
+BLACKBOX_CA_MOUNT = "/etc/r1deploy/front-door-ca.crt"
 MONITORING_MOUNT = "/etc/r1deploy/monitoring"  # the stack's monitoring/ in the containers
 # Behind the front door, at https://NAME/<path>/ (basic auth, user ops).
 MONITORING_USER = "ops"
@@ -917,6 +924,8 @@ TTFT_ALERT = "VllmTtftSloBreached"
 TTFT_THRESHOLD = re.compile(r"\)\s*>\s*2\s*$")
 # Rules about the model server read vLLM's metrics (job vllm): left out where none is scraped.
 MODEL_SERVER_RULES = "r1deploy-model-server"
+# Rules about GPUs read the DCGM exporter's metrics (job dcgm): left out where none is scraped.
+GPU_RULES = "r1deploy-gpu"
 
 
 def _monitoring_on(c: dict) -> bool:
@@ -951,7 +960,75 @@ def _monitoring_targets(c: dict) -> dict:
                                    PROMETHEUS_PORT)
     targets["alertmanager"] = target(SERVICE_ALERTMANAGER, m["bind_address"],
                                      m["alertmanager_port"], ALERTMANAGER_PORT)
+    if _probes_front_door(c):
+        # The blackbox exporter: its /probe is scraped as job front-door (see below).
+        targets["front-door"] = target(SERVICE_BLACKBOX, m["bind_address"],
+                                       m["blackbox_exporter_port"], BLACKBOX_PORT)
+    dcgm = _dcgm_target(c)
+    if dcgm:
+        targets["dcgm"] = dcgm
     return targets
+
+
+def _probes_front_door(c: dict) -> bool:
+    """The blackbox exporter runs, and probes the front door, when both are on."""
+    return _monitoring_on(c) and _front_door_on(c)
+
+
+def _runs_dcgm_exporter(c: dict) -> bool:
+    """The docker runtime's GPU profile runs NVIDIA's DCGM exporter as a compose service."""
+    return _monitoring_on(c) and c["profile"] == "gpu" and c["runtime"] == "docker"
+
+
+def _dcgm_target(c: dict) -> str:
+    """Where Prometheus reads the GPUs' metrics: the compose service, or on a native GPU host
+    the DCGM exporter the host already runs (r1_stack_dcgm_exporter_address); '' for none."""
+    if _runs_dcgm_exporter(c):
+        return f"{SERVICE_DCGM}:{DCGM_PORT}"
+    if c["profile"] == "gpu" and c["runtime"] == "native":
+        return str(c["monitoring"].get("dcgm_exporter_address") or "")
+    return ""
+
+
+def _front_door_probe_url(c: dict) -> str:
+    """The URL the blackbox exporter probes: the front door's own HTTPS answer (nginx, not
+    Open WebUI behind it), where the exporter reaches it."""
+    fd = c["front_door"]
+    if c["runtime"] == "native":
+        place = f"{_url_host(fd['bind_address'])}:{int(fd['https_port'])}"
+    else:
+        place = f"{SERVICE_FRONT_DOOR}:{FRONT_DOOR_HTTPS}"
+    return f"https://{place}{FRONT_DOOR_HEALTH_PATH}"
+
+
+def _front_door_probe_ca(c: dict) -> str | None:
+    """The CA file the probe trusts, as the exporter sees it; None: the system's roots."""
+    ca = _front_door_ca_file(c["front_door"])
+    if ca is None:
+        return None
+    return f"{c['stack_dir'].rstrip('/')}/{ca}" if c["runtime"] == "native" else BLACKBOX_CA_MOUNT
+
+
+def r1_stack_blackbox_config(c: dict) -> dict:
+    """monitoring/blackbox.yml: one module, the front door over HTTPS, trusting the stack's
+    CA and checking the certificate for the front door's name (probe_ssl_earliest_cert_expiry
+    feeds FrontDoorCertificateExpiresSoon)."""
+    tls = {"server_name": c["front_door"]["name"]}
+    ca = _front_door_probe_ca(c)
+    if ca:
+        tls["ca_file"] = ca
+    return {"modules": {FRONT_DOOR_PROBE: {
+        "prober": "http",
+        "timeout": "5s",
+        "http": {
+            "method": "GET",
+            "valid_status_codes": [200],
+            "fail_if_not_ssl": True,
+            "preferred_ip_protocol": "ip4",
+            "ip_protocol_fallback": True,
+            "tls_config": tls,
+        },
+    }}}
 
 
 def r1_stack_prometheus_config(c: dict) -> dict:
@@ -969,9 +1046,24 @@ def r1_stack_prometheus_config(c: dict) -> dict:
         "rule_files": ["rules/*.yml"],
         "alerting": {"alertmanagers": [{"static_configs": [
             {"targets": [targets["alertmanager"]]}]}]},
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [address]}]}
-            for job, address in targets.items()
+        "scrape_configs": [_scrape_config(c, job, address) for job, address in targets.items()],
+    }
+
+
+def _scrape_config(c: dict, job: str, address: str) -> dict:
+    if job != "front-door":
+        return {"job_name": job, "static_configs": [{"targets": [address]}]}
+    # blackbox_exporter's usual relabelling: the target is the URL it probes (also the
+    # instance label); the address scraped is the exporter's.
+    return {
+        "job_name": job,
+        "metrics_path": "/probe",
+        "params": {"module": [FRONT_DOOR_PROBE]},
+        "static_configs": [{"targets": [_front_door_probe_url(c)]}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": address},
         ],
     }
 
@@ -988,7 +1080,8 @@ def r1_stack_alertmanager_config(c: dict) -> dict:
 
 def r1_stack_alert_rules(text: str, c: dict) -> dict:
     """The rules of monitoring/rules/ with the inventory's `for:` durations and time-to-first-
-    token objective; without a scraped vLLM, without the model server's rules."""
+    token objective; without a scraped vLLM, without the model server's rules; without a
+    scraped DCGM exporter, without the GPU rules."""
     import yaml  # Ansible's own dependency
 
     m = c["monitoring"]
@@ -1001,6 +1094,8 @@ def r1_stack_alert_rules(text: str, c: dict) -> dict:
     groups = []
     for group in rules["groups"]:
         if group["name"] == MODEL_SERVER_RULES and not _scrapes_vllm(c):
+            continue
+        if group["name"] == GPU_RULES and not _dcgm_target(c):
             continue
         for rule in group["rules"]:
             name = rule.get("alert")
@@ -1035,6 +1130,8 @@ def _monitoring_settings(c: dict) -> dict:
         "prometheus_args": _prometheus_args(c),
         "alertmanager_args": _alertmanager_args(c),
     }
+    if _probes_front_door(c):
+        settings["blackbox_exporter_url"] = f"http://{host}:{int(m['blackbox_exporter_port'])}"
     if _front_door_on(c):
         door = front_door_url(c)
         settings |= {
@@ -1068,7 +1165,7 @@ def _monitoring_services(c: dict) -> dict:
     m = c["monitoring"]
     conf = MONITORING_MOUNT
     bind = m["bind_address"]
-    return {
+    services = {
         SERVICE_NODE_EXPORTER: {
             "image": c["images"]["node_exporter"],
             # The host's figures, not the container's.
@@ -1096,6 +1193,28 @@ def _monitoring_services(c: dict) -> dict:
             "restart": c["restart_policy"],
         },
     }
+    if _probes_front_door(c):
+        volumes = [f"./monitoring/blackbox.yml:{conf}/blackbox.yml:ro"]
+        ca = _front_door_ca_file(c["front_door"])
+        if ca:
+            volumes.append(f"./{ca}:{BLACKBOX_CA_MOUNT}:ro")
+        services[SERVICE_BLACKBOX] = {
+            "image": c["images"]["blackbox_exporter"],
+            "command": [f"--config.file={conf}/blackbox.yml"],
+            "volumes": volumes,
+            "ports": [_publish(bind, m["blackbox_exporter_port"], BLACKBOX_PORT)],
+            "restart": c["restart_policy"],
+        }
+    if _runs_dcgm_exporter(c):
+        # NVIDIA's DCGM exporter sees the GPUs vLLM is given; it needs SYS_ADMIN for the
+        # profiling metrics (DCGM_FI_PROF_*), which the rules do not read: not granted.
+        # Prometheus reaches it on the compose network only (nothing published).
+        services[SERVICE_DCGM] = {
+            "image": c["images"]["dcgm_exporter"],
+            "deploy": {"resources": {"reservations": {"devices": _gpu_devices(c)}}},
+            "restart": c["restart_policy"],
+        }
+    return services
 
 
 class FilterModule:
@@ -1116,6 +1235,7 @@ class FilterModule:
             "r1_stack_secrets_plan": r1_stack_secrets_plan,
             "r1_stack_prometheus_config": r1_stack_prometheus_config,
             "r1_stack_alertmanager_config": r1_stack_alertmanager_config,
+            "r1_stack_blackbox_config": r1_stack_blackbox_config,
             "r1_stack_alert_rules": r1_stack_alert_rules,
             "r1_stack_monitoring_auth_map": r1_stack_monitoring_auth_map,
         }
