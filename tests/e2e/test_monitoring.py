@@ -120,12 +120,25 @@ def test_a_chat_and_a_tool_call_move_the_ttft_histogram_and_the_gateway_counters
 
 def test_every_dashboard_query_runs_and_returns_series_on_the_live_stack(monitoring):
     prometheus = monitoring["prometheus_url"]
-    empty = []
-    for title, expr in panel_queries(REPO / "monitoring/dashboards/r1deploy.json", resolve=True):
-        series = query(prometheus, expr)  # a query Prometheus cannot parse fails here
-        if not series and title not in NO_DATA_HERE and not any(f in expr for f in FAILURE_ONLY):
-            empty.append(f"{title}: {expr}")
-    assert not empty, "queries without data:\n" + "\n".join(empty)
+    panels = panel_queries(REPO / "monitoring/dashboards/r1deploy.json", resolve=True)
+
+    def empty() -> list[str]:
+        return [
+            f"{title}: {expr}"
+            for title, expr in panels
+            # a query Prometheus cannot parse fails in query()
+            if not query(prometheus, expr)
+            and title not in NO_DATA_HERE
+            and not any(f in expr for f in FAILURE_ONLY)
+        ]
+
+    # A rate() needs two scrapes of a counter: one the test before made may be one scrape old.
+    deadline = time.monotonic() + 20
+    missing = empty()
+    while missing and time.monotonic() < deadline:
+        time.sleep(2)
+        missing = empty()
+    assert not missing, "queries without data:\n" + "\n".join(missing)
 
 
 def test_the_front_door_serves_prometheus_and_alertmanager_to_ops_only(
