@@ -51,6 +51,37 @@ class Cause:
     line: str  # the last log line that shows it
 
 
+def oom_numbers(settings: dict) -> str:
+    """What has to fit in the GPU's memory, from r1deploy/model_facts.json: the weights, the
+    KV cache a token and one sequence of max_model_len, and the GPU memory that needs at the
+    stack's gpu_memory_utilization (a floor: activations and CUDA graphs come on top); ''
+    when the file does not know the model."""
+    from r1deploy import modelfacts
+
+    model = settings.get("model") or {}
+    found = None
+    for name in (model.get("id"), model.get("path")):
+        found = found or (modelfacts.find(str(name)) if name else None)
+    if not found or "weights_bytes" not in found[1]:
+        return ""
+    facts = found[1]
+    gib = 1024**3
+    weights = facts["weights_bytes"] / gib
+    per_token = modelfacts.kv_bytes_per_token(facts)
+    numbers = f"weights {weights:.1f} GiB; KV cache {per_token:,} bytes a token"
+    try:
+        length = int(model.get("max_model_len"))
+        utilisation = float((settings.get("vllm") or {}).get("gpu_memory_utilization"))
+    except (TypeError, ValueError):
+        return numbers
+    sequence = length * per_token / gib
+    floor = (weights + sequence) / utilisation
+    return (
+        f"{numbers}, {sequence:.2f} GiB for one sequence of max_model_len {length}; at "
+        f"gpu_memory_utilization {utilisation:g} that needs a GPU of at least {floor:.1f} GiB"
+    )
+
+
 def oom_fix(settings: dict, kv_cache: bool) -> str:
     """How to make the model fit: the variables to change, with the values the stack has."""
     model = settings.get("model") or {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from r1deploy.doctor.core import DoctorContext, Verdict, failed, passed, skipped, warned
-from r1deploy.doctor.logs import recognise
+from r1deploy.doctor.logs import oom_numbers, recognise
 from r1deploy.top.figures import FINISHED, buckets, by_label, parse
 
 # Where the stack directory is mounted in the containers (docs/stack-dir.md).
@@ -32,8 +32,11 @@ def vllm_oom(ctx: DoctorContext) -> Verdict:
         return passed(f"{path}: no out-of-memory error", log=str(path))
     seen = "; ".join(f"{path}: {c.line}" for c in causes)
     cause = " and ".join(c.cause for c in causes)
+    numbers = oom_numbers(ctx.settings)
+    if numbers:
+        cause = f"{cause} ({numbers})"
     fix = causes[0].fix  # the KV cache fix first: it names what to change first
-    data = {"log": str(path), "causes": [c.id for c in causes]}
+    data = {"log": str(path), "causes": [c.id for c in causes], "numbers": numbers}
     url = vllm.get("url")
     if url and ctx.probe(f"{url.rstrip('/')}/health").up:
         return warned(

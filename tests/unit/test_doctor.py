@@ -297,6 +297,19 @@ def test_vllm_oom_names_max_num_seqs_for_a_cuda_oom_and_warns_while_it_answers(t
     assert "r1_stack_max_num_seqs" in verdict.fix and "GGUF" in verdict.fix
 
 
+def test_vllm_oom_gives_the_numbers_that_must_fit(tmp_path):
+    """From model_facts.json: 3,554,176,000 bytes of weights, 28,672 bytes of KV a token;
+    8192 tokens are 0.22 GiB, so (3.31 + 0.22) / 0.9 = 3.9 GiB at the least."""
+    log = "ValueError: No available memory for the cache blocks.\n"
+    root = make_stack(tmp_path / "stack", logs={"vllm": log}, max_model_len=8192)
+    verdict = vllm_oom(ctx_for(root))
+    assert verdict.status == FAIL
+    assert (
+        "weights 3.3 GiB; KV cache 28,672 bytes a token, 0.22 GiB for one sequence of "
+        "max_model_len 8192; at gpu_memory_utilization 0.9 that needs a GPU of at least 3.9 GiB"
+    ) in verdict.cause
+
+
 def test_vllm_oom_passes_on_a_clean_log_and_skips_without_one(tmp_path):
     root = make_stack(tmp_path / "stack", logs={"vllm": "INFO Application startup complete.\n"})
     assert vllm_oom(ctx_for(root)).status == PASS
