@@ -131,7 +131,9 @@ def _no_entry(ctx: DoctorContext, model_id: str) -> Verdict:
     )
 
 
-def webui_builtin_tools(ctx: DoctorContext) -> Verdict:
+def _entry_signed_in(ctx: DoctorContext) -> tuple[str, dict] | Verdict:
+    """(the served model's id, its entry) as the admin reads it, or the Verdict that says why
+    a check cannot read it (no admin session, the API broke, no entry)."""
     client = webui_admin(ctx)
     if isinstance(client, Verdict):
         return client
@@ -141,6 +143,14 @@ def webui_builtin_tools(ctx: DoctorContext) -> Verdict:
         return _api_broke("the model's entry", exc)
     if entry is None:
         return _no_entry(ctx, model_id)
+    return model_id, entry
+
+
+def webui_builtin_tools(ctx: DoctorContext) -> Verdict:
+    found = _entry_signed_in(ctx)
+    if isinstance(found, Verdict):
+        return found
+    model_id, entry = found
     webui = ctx.settings.get("webui") or {}
     context = int((ctx.settings.get("model") or {}).get("max_model_len") or 0)
     capabilities = (entry.get("meta") or {}).get("capabilities") or {}
@@ -171,15 +181,10 @@ def webui_function_calling(ctx: DoctorContext) -> Verdict:
     """Open WebUI 0.12 sends a chat's tools to the model unless the model's (or the chat's)
     params say function_calling 'legacy': then a prompt to a task model picks the tools, and
     vLLM's tool parser never sees a call (open_webui/utils/middleware.py)."""
-    client = webui_admin(ctx)
-    if isinstance(client, Verdict):
-        return client
-    try:
-        model_id, entry = _model_entry(ctx, client)
-    except WebUIError as exc:
-        return _api_broke("the model's entry", exc)
-    if entry is None:
-        return _no_entry(ctx, model_id)
+    found = _entry_signed_in(ctx)
+    if isinstance(found, Verdict):
+        return found
+    model_id, entry = found
     mode = (entry.get("params") or {}).get("function_calling")
     data = {"model": model_id, "function_calling": mode}
     seen = f"{model_id}: function calling {mode or 'not set (native: tools go to the model)'}"
@@ -283,15 +288,10 @@ def webui_sampling(ctx: DoctorContext) -> Verdict:
     if recommended is None:
         return skipped("r1deploy/model_facts.json has no recommended sampling for this model")
     facts_id, sampling = recommended
-    client = webui_admin(ctx)
-    if isinstance(client, Verdict):
-        return client
-    try:
-        model_id, entry = _model_entry(ctx, client)
-    except WebUIError as exc:
-        return _api_broke("the model's entry", exc)
-    if entry is None:
-        return _no_entry(ctx, model_id)
+    found = _entry_signed_in(ctx)
+    if isinstance(found, Verdict):
+        return found
+    model_id, entry = found
     params = entry.get("params") or {}
     seen, off, data = [], [], {"model": model_id}
     for name, tolerance in SAMPLING_TOLERANCE.items():
