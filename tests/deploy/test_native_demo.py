@@ -271,9 +271,16 @@ def test_prometheus_behind_the_front_door_sees_every_service_up_for_ops_only():
             if set(health.values()) == {"up"} or time.monotonic() > deadline:
                 break
             time.sleep(2)
+        # The blackbox exporter's probe of the front door over HTTPS, trusting the stack's CA.
+        probe = http.get(
+            f"{FRONT_DOOR}/prometheus/api/v1/query",
+            params={"query": 'probe_success{job="front-door"}'},
+            auth=("ops", password),
+        ).json()["data"]["result"]
     assert health == dict.fromkeys(
-        ["vllm", "tools-gateway", "node", "prometheus", "alertmanager"], "up"
+        ["vllm", "tools-gateway", "node", "front-door", "prometheus", "alertmanager"], "up"
     ), health
+    assert [s["value"][1] for s in probe] == ["1"], probe
 
 
 def served_certificate(port: int = 8443) -> x509.Certificate:
