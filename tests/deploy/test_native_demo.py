@@ -426,3 +426,91 @@ def test_broken_upgrade_rolls_back_and_the_smoke_passes_again(tmp_path):
             shutil.rmtree(path)
         else:  # a lock file left beside an environment
             path.unlink()
+
+
+# --- The model fetched by the deploy from a hub (a local stand-in: no hub here) ------------
+# The stand-in serves the demo's own test model under the test model's id (whose facts size
+# the context), so that the stack it deploys answers the smoke as the demo does.
+HUB_REPO = "r1deploy/test-model"
+FETCHED = STACK / "models" / "hf" / HUB_REPO
+
+
+def hub_deploy(endpoint: str) -> subprocess.CompletedProcess:
+    """`make deploy` of the demo's inventory with the model from the hub at endpoint."""
+    return make(
+        "deploy",
+        "ARGS=-e @playbooks/vars/demo.yml -e r1deploy_model_source=hub "
+        f"-e r1_stack_model_id={HUB_REPO} -e r1_stack_hf_endpoint={endpoint}",
+    )
+
+
+def running_state() -> tuple[dict, bytes]:
+    return pids(), (STACK / "settings.json").read_bytes()
+
+
+def test_a_deploy_that_cannot_reach_the_hub_stops_in_seconds_and_leaves_the_demo_running():
+    """The new user's story: `make deploy` on a host without hub access after a working demo
+    must stop at the fetch, before the render, with the cause and the fix."""
+    before = running_state()
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    result = hub_deploy(f"http://127.0.0.1:{port}")
+
+    assert result.returncode != 0
+    out = result.stdout
+    assert "could not be fetched onto localhost: cannot connect to" in out, out[-4000:]
+    assert "Fix: check this host's route" in out and "r1_stack_hf_endpoint" in out
+    assert "TASK [r1_stack : " not in out.split("Fetch the model where vLLM serves it")[1]
+    assert running_state() == before  # nothing rendered, nothing restarted
+    print(f"the run stopped after {result.seconds:.0f} s (preflight included)")
+    assert result.seconds < 120
+
+
+def test_a_deploy_from_the_hub_catches_a_corrupt_file_survives_a_cut_one_and_serves_them():
+    """(A resume with a Range request needs a file bigger than huggingface_hub's 10 MiB
+    chunk; the test model's weights are smaller, so a cut one is fetched again whole here:
+    tests/unit/test_model_fetch.py proves the resume.)"""
+    from tests.stubs.hub_standin import Faults, HubStandin, directory_files
+
+    shutil.rmtree(STACK / "models" / "hf", ignore_errors=True)  # a fetch from nothing
+    files = directory_files(STACK / "models" / "test")
+    weights = "model.safetensors"
+    before = running_state()
+    with HubStandin(files, Faults(corrupt={weights}), repo=HUB_REPO) as hub:
+        result = hub_deploy(hub.endpoint)
+        assert result.returncode != 0
+        assert f"BAD {weights}" in result.stdout or "did not match the hub" in result.stdout, (
+            result.stdout[-4000:]
+        )
+        assert not (FETCHED / weights).exists()  # removed, not served
+        assert running_state() == before
+
+        # The next run: the connection breaks half-way through the weights; the fetch
+        # gets them again and the deploy goes on to serve what it fetched.
+        hub.faults = Faults(cut_after={weights: len(files[weights]) // 2})
+        gets_before = len(hub.gets(weights))
+        result = hub_deploy(hub.endpoint)
+        assert_ok(result)
+        assert len(hub.gets(weights)) - gets_before >= 2  # the cut one, and the whole one
+        assert not hub.faults.cut_after  # the cut did happen
+    out = result.stdout
+    assert "downloaded, every file matches the hub's checksum" in out, out[-6000:]
+    # The fetch's progress reached the deploy output as it ran (r1deploy_follow).
+    assert re.search(r"^  localhost: +(got|ok|downloading) ", out, re.MULTILINE), out[-6000:]
+    assert (FETCHED / ".cache" / "r1deploy-fetched.json").exists()
+    settings = json.loads((STACK / "settings.json").read_text())
+    assert settings["model"]["dir"] == str(FETCHED)
+    vllm_cmdline = Path(f"/proc/{pids()['vllm']}/cmdline").read_bytes().split(b"\0")
+    assert str(FETCHED).encode() in vllm_cmdline
+    # The smoke ran through the stack serving the fetched files (site.yml's verify play).
+    assert "TASK [Run the smoke suite" in out and recap(out)["failed"] == 0
+
+    # A re-run reads nothing from the hub (it is gone now) and changes nothing.
+    running = pids()
+    result = hub_deploy("http://127.0.0.1:9")
+    assert_ok(result)
+    assert "not fetched again" in result.stdout
+    assert recap(result.stdout)["changed"] == 0, result.stdout[-6000:]
+    assert pids() == running

@@ -31,6 +31,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REPO = "standin-org/Tiny-R1-Distill"
@@ -70,6 +71,17 @@ def tiny_repo_files() -> dict[str, bytes]:
         "tokenizer.json": json.dumps({"model": {"type": "BPE", "vocab": vocab}}).encode(),
         "figures/benchmark.txt": b"no figures in the stand-in\n",
         "model.safetensors": safetensors,
+    }
+
+
+def directory_files(root) -> dict[str, bytes]:
+    """A model directory's files as a repo of the stand-in: path -> bytes (huggingface_hub's
+    bookkeeping under .cache/ left out)."""
+    root = Path(root)
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".cache" not in path.relative_to(root).parts
     }
 
 
@@ -129,7 +141,14 @@ class Request:
 
 
 class HubStandin:
-    def __init__(self, files: dict[str, bytes] | None = None, faults: Faults | None = None):
+    def __init__(
+        self,
+        files: dict[str, bytes] | None = None,
+        faults: Faults | None = None,
+        repo: str = REPO,
+        host: str = "127.0.0.1",
+    ):
+        self.repo, self.host = repo, host
         self.entries = {p: RepoEntry(p, d) for p, d in (files or tiny_repo_files()).items()}
         self.faults = faults or Faults()
         self.requests: list[Request] = []
@@ -140,7 +159,7 @@ class HubStandin:
     @property
     def endpoint(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://{self.host}:{self._server.server_address[1]}"
 
     def gets(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.method == "GET" and r.path.endswith("/" + path)]
@@ -155,7 +174,7 @@ class HubStandin:
         class Handler(_Handler):
             hub = standin
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -178,7 +197,7 @@ class HubStandin:
         token = (authorization or "").removeprefix("Bearer ").strip() or None
         if token is not None and token != self.faults.token:
             return 401, {"X-Error-Message": "Invalid credentials in Authorization header"}
-        if repo != REPO:
+        if repo != self.repo:
             return (404 if token else 401), {"X-Error-Code": "RepoNotFound"}
         if self.faults.token is None:
             return None
