@@ -37,6 +37,10 @@ class RouterSettings:
     port: int = 8000
     host: str = "127.0.0.1"
     policy: str = DEFAULT_POLICY
+    # cache_aware only: balance by load once the in-flight gap between replicas is over this
+    # (and over 1.5 times); None keeps the router's 64, which at low concurrency leaves
+    # most new conversations on the first replica (docs/scale-out.md).
+    balance_abs_threshold: int | None = None
     # The router's own Prometheus endpoint (vllm_router_* metrics). Always given: the
     # router listens on 29000 when it is not.
     prometheus_port: int = 29000
@@ -118,6 +122,14 @@ def router_command(workers: Sequence[str], settings: RouterSettings | None = Non
         raise RouterConfigError(
             f"unknown policy {settings.policy!r}; one of: {', '.join(POLICIES)}"
         )
+    if settings.balance_abs_threshold is not None:
+        if settings.policy != "cache_aware":
+            raise RouterConfigError(
+                f"balance_abs_threshold is cache_aware's; the policy is {settings.policy!r}"
+            )
+        threshold = settings.balance_abs_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise RouterConfigError(f"balance_abs_threshold {threshold!r} must be 0 or more")
     _check_port("port", settings.port)
     _check_port("prometheus_port", settings.prometheus_port)
     if settings.prometheus_port == settings.port:
@@ -170,4 +182,6 @@ def router_command(workers: Sequence[str], settings: RouterSettings | None = Non
         "--log-level",
         settings.log_level,
     ]
+    if settings.balance_abs_threshold is not None:
+        argv += ["--balance-abs-threshold", str(settings.balance_abs_threshold)]
     return argv

@@ -1,5 +1,6 @@
 """vLLM's router policies on a shared-prefix workload (make bench; docs/scale-out.md):
-cache_aware against round_robin in front of the same two vLLM replicas of the scripted test
+cache_aware (with the router's balance threshold and with 1) against round_robin in front
+of the same two vLLM replicas of the scripted test
 model, with the prefix-cache hit rate read from the replicas' own /metrics
 (vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total, in tokens) and the time
 to first token seen by the client (median, p90).
@@ -7,8 +8,7 @@ to first token seen by the client (median, p90).
 Workload per policy: SYSTEM_PROMPTS long system prompts (distinct per policy, so neither
 policy finds the other's prefixes cached), REQUESTS_EACH requests each with a short user
 turn of its own, shuffled, CONCURRENCY at a time, streamed, MAX_TOKENS out. Bounded: about
-half a minute per run after the replicas are up (a warm-up run, then round_robin,
-cache_aware, cache_aware, round_robin). Loopback ports 18530-18539.
+10-20 s per run after the replicas are up (a warm-up run, then ORDER). Loopback ports 18530-18539.
 """
 
 from __future__ import annotations
@@ -24,8 +24,22 @@ from tests.e2e import router_fixtures as rf
 from tests.e2e import stack as stacklib
 from tests.e2e.conftest import BUILD, build_test_model
 
-# Both orders (ABBA): the first runs must not take the blame for a cold server.
-POLICIES = ("round_robin", "cache_aware", "cache_aware", "round_robin")
+# Each variant: a label and RouterSettings' fields. cache_aware's router default balances by
+# load only past an in-flight gap of 64; "cache_aware/1" balances past a gap of 1.
+VARIANTS = {
+    "round_robin": {"policy": "round_robin"},
+    "cache_aware": {"policy": "cache_aware"},
+    "cache_aware/1": {"policy": "cache_aware", "balance_abs_threshold": 1},
+}
+# Both orders (ABCCBA): the first runs must not take the blame for a cold server.
+ORDER = (
+    "round_robin",
+    "cache_aware",
+    "cache_aware/1",
+    "cache_aware/1",
+    "cache_aware",
+    "round_robin",
+)
 SYSTEM_PROMPTS, REQUESTS_EACH, CONCURRENCY, MAX_TOKENS = 4, 16, 4, 16
 PROMPT_WORDS = 400
 PORTS = [18530, 18531]
@@ -48,7 +62,7 @@ def cache_counters() -> list[tuple[float, float]]:
     ]
 
 
-def run_policy(policy: str, model: str, key: str, seed: int) -> dict:
+def run_policy(variant: str, model: str, key: str, seed: int) -> dict:
     rng = random.Random(seed)
     prompts = [system_prompt(rng) for _ in range(SYSTEM_PROMPTS)]
     jobs = [(i, j) for i in range(SYSTEM_PROMPTS) for j in range(REQUESTS_EACH)]
@@ -58,8 +72,8 @@ def run_policy(policy: str, model: str, key: str, seed: int) -> dict:
         ROUTER_PORT,
         ROUTER_METRICS_PORT,
         BUILD / "logs",
-        name=f"bench-router-{policy}",
-        policy=policy,
+        name=f"bench-router-{variant.replace('/', '-')}",
+        **VARIANTS[variant],
     )
     rf.start_all([router], rf.ROUTER_READY_S)
     url = f"http://127.0.0.1:{ROUTER_PORT}"
@@ -92,7 +106,7 @@ def run_policy(policy: str, model: str, key: str, seed: int) -> dict:
     queries = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     ttfts = sorted(r["ttft_s"] for r in results if r["ttft_s"] is not None)
     return {
-        "policy": policy,
+        "policy": variant,
         "requests": len(results),
         "wall_s": wall,
         "hit_rate": hits / queries if queries else 0.0,
@@ -129,8 +143,8 @@ def main() -> None:
         print(f"router policies: 2 replicas healthy after {time.perf_counter() - started:.0f} s")
         try:
             # Warm-up (not reported): the same shapes through both replicas, its own prompts.
-            run_policy("round_robin", model, key, seed=len(POLICIES))
-            rows = [run_policy(policy, model, key, seed) for seed, policy in enumerate(POLICIES)]
+            run_policy("round_robin", model, key, seed=len(ORDER))
+            rows = [run_policy(variant, model, key, seed) for seed, variant in enumerate(ORDER)]
         finally:
             rf.stop_all(replicas)
     print(
@@ -139,12 +153,12 @@ def main() -> None:
         "2 replicas (tiny scripted model, CPU)"
     )
     print(
-        f"{'policy':<12} {'requests':>8} {'wall s':>7} {'prefix hit':>10} "
+        f"{'policy':<14} {'requests':>8} {'wall s':>7} {'prefix hit':>10} "
         f"{'TTFT p50 ms':>11} {'TTFT p90 ms':>11}  per replica"
     )
     for row in rows:
         print(
-            f"{row['policy']:<12} {row['requests']:>8} {row['wall_s']:>7.1f} "
+            f"{row['policy']:<14} {row['requests']:>8} {row['wall_s']:>7.1f} "
             f"{row['hit_rate']:>10.1%} {row['ttft_median_ms']:>11.1f} {row['ttft_p90_ms']:>11.1f}"
             f"  {[int(s) for s in row['served']]}"
         )

@@ -94,6 +94,24 @@ def test_each_offered_policy_is_accepted(policy):
     assert option(command(WORKERS, RouterSettings(policy=policy)), "--policy") == [policy]
 
 
+def test_balance_threshold_is_passed_only_when_given():
+    assert "--balance-abs-threshold" not in command(WORKERS)
+    argv = command(WORKERS, RouterSettings(balance_abs_threshold=2))
+    assert option(argv, "--balance-abs-threshold") == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "why"),
+    [
+        (RouterSettings(policy="round_robin", balance_abs_threshold=2), "cache_aware's"),
+        (RouterSettings(balance_abs_threshold=-1), "0 or more"),
+    ],
+)
+def test_bad_balance_threshold_is_an_error(settings, why):
+    with pytest.raises(RouterConfigError, match=why):
+        command(WORKERS, settings)
+
+
 def test_no_workers_is_an_error():
     with pytest.raises(RouterConfigError, match="no workers"):
         command([])
