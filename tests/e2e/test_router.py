@@ -127,6 +127,16 @@ def test_the_replicas_key_is_required_through_the_router(routed, served, key):
         assert response.status_code == 401, (path, response.status_code, response.text)
 
 
+def test_the_routers_own_routes_answer_without_a_key(routed):
+    # Why the router stays on the loopback or an internal network (docs/scale-out.md): its
+    # worker list (and /add_worker, /remove_worker, not called here) take no key.
+    workers = requests.get(f"{ROUTER_URL}/workers", timeout=10)
+    assert workers.status_code == 200
+    assert sorted(w["url"] for w in workers.json()["workers"]) == REPLICA_URLS
+    readiness = requests.get(f"{ROUTER_URL}/readiness", timeout=10).json()
+    assert (readiness["healthy_workers"], readiness["total_workers"]) == (2, 2)
+
+
 def _chat_many(
     url: str, model: str, key: str, n: int, concurrency: int = 4, body: dict | None = None
 ) -> list[int]:
