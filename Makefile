@@ -54,6 +54,7 @@ bench: $(VENV_STAMP) ## Benchmarks: print their figures
 	$(BIN)/python -m tests.bench.front_door_latency
 	tests/e2e/envs.sh
 	$(BIN)/python -m tests.bench.scrape_overhead
+	$(BIN)/python -m tests.bench.router_policies
 	$(MAKE) --no-print-directory bench-llamacpp
 	$(BIN)/python -m tests.bench.e2e_stack
 	@# On the live stack make demo leaves (says so and measures nothing without one).

