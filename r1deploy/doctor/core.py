@@ -25,6 +25,7 @@ from typing import NamedTuple
 import httpx
 
 from r1deploy.doctor.runner import Host, LocalHost
+from r1deploy.monitoring.prometheus import describe
 from r1deploy.stackdir import StackDir
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -212,16 +213,8 @@ class DoctorContext:
                 response = self.http.get(url, timeout=self.timeout_s)
                 self.probes[url] = Probe(url, response.status_code, response.headers.get("date"))
             except httpx.HTTPError as exc:
-                self.probes[url] = Probe(url, error=_describe(exc))
+                self.probes[url] = Probe(url, error=describe(exc))
         return self.probes[url]
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "nothing answers there (connection refused or no route)"
-    if isinstance(exc, httpx.TimeoutException):
-        return "no answer in time"
-    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
-
 from r1deploy.doctor.core import DoctorContext, Verdict, failed, passed, skipped, warned
+from r1deploy.monitoring.prometheus import PrometheusAPIError, api_get
 
 # Prometheus's scrape job -> the stack's service (make logs SERVICE=...).
 # Job front-door is the blackbox exporter's probe of it: down means the exporter is.
@@ -16,14 +15,11 @@ def _prometheus_api(ctx: DoctorContext, path: str) -> dict | Verdict:
     monitoring = ctx.settings.get("monitoring") or {}
     if not monitoring.get("enabled"):
         return skipped("monitoring is off (r1_stack_monitoring_enabled: false)")
-    url = f"{monitoring['prometheus_url'].rstrip('/')}{path}"
     try:
-        response = ctx.http.get(url, timeout=ctx.timeout_s)
-        response.raise_for_status()
-        return response.json()["data"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return api_get(ctx.http, monitoring["prometheus_url"], path, timeout_s=ctx.timeout_s)
+    except PrometheusAPIError as exc:
         return skipped(
-            f"Prometheus did not answer {url} ({type(exc).__name__}; services.reachable says why)"
+            f"Prometheus did not answer {exc.url} ({exc.reason}; services.reachable says why)"
         )
 
 

@@ -24,6 +24,8 @@ from typing import Protocol
 
 import httpx
 
+from r1deploy.monitoring import prometheus
+from r1deploy.monitoring.prometheus import PrometheusAPIError, describe
 from r1deploy.stackdir import StackDir
 from r1deploy.top import figures
 from r1deploy.top.figures import (
@@ -76,14 +78,6 @@ class Source(Protocol):
     name: str
 
     def frame(self) -> Frame: ...
-
-
-def describe(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "nothing answers there (connection refused or no route)"
-    if isinstance(exc, httpx.TimeoutException):
-        return "no answer in time"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _now_iso() -> str:
@@ -334,38 +328,32 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.window_s = window_s
-        self.http = http or httpx.Client(follow_redirects=True, auth=auth)
+        self.http = http or prometheus.client(auth=auth)
         self.wall_clock = wall_clock
 
     def query(self, promql: str) -> list:
         """The result of an instant query (/api/v1/query), or PrometheusError."""
-        url = f"{self.url}/api/v1/query"
+        try:
+            return prometheus.instant_query(self.http, self.url, promql, timeout_s=self.timeout_s)
+        except PrometheusAPIError as exc:
+            raise PrometheusError(self._message(exc)) from None
+
+    def _message(self, exc: PrometheusAPIError) -> str:
         fix = (
             "check the URL (--prometheus, or settings.json monitoring.prometheus_url) and "
             "that Prometheus runs, or give --direct to read each service's /metrics"
         )
-        try:
-            response = self.http.get(url, params={"query": promql}, timeout=self.timeout_s)
-        except httpx.HTTPError as exc:
-            raise PrometheusError(f"Prometheus at {self.url}: {describe(exc)}; {fix}") from None
-        if response.status_code in (401, 403):
-            raise PrometheusError(
-                f"Prometheus at {self.url}: HTTP {response.status_code}, it asks for a user "
+        if exc.kind == prometheus.UNREACHABLE:
+            return f"Prometheus at {self.url}: {exc.reason}; {fix}"
+        if exc.kind == prometheus.REFUSED:
+            return (
+                f"Prometheus at {self.url}: HTTP {exc.status_code}, it asks for a user "
                 "and password: give --prometheus-password-file FILE (or the environment "
                 "variable R1DEPLOY_PROMETHEUS_PASSWORD) and --prometheus-user if not ops"
             )
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or "status" not in answer:
-            raise PrometheusError(
-                f"{url}: HTTP {response.status_code}, not an answer of Prometheus' HTTP API; {fix}"
-            )
-        if answer["status"] != "success":
-            raise PrometheusError(f"{url}: {answer.get('errorType')}: {answer.get('error')}")
-        data = answer.get("data") or {}
-        return (data.get("result") or []) if data.get("resultType") == "vector" else []
+        if exc.kind == prometheus.NOT_API:
+            return f"{exc}; {fix}"
+        return str(exc)
 
     def frame(self) -> Frame:
         found = _by_figure(self.query(frame_query(self.window_s)))

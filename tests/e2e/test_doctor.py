@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from r1deploy.webui.client import WebUIClient
 from tests.e2e import stack as stacklib
 from tests.e2e.conftest import CLOSED_PORT, GATEWAY_PORT, reconcile
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 REPO = stacklib.REPO
@@ -100,11 +100,13 @@ def webui_stack(stack, tmp_path_factory) -> Path:
 
 def _wait_for_a_scrape(stack: Path, timeout_s: float = 30) -> None:
     """Until Prometheus (just started by the monitoring fixture) has scraped each target."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if Doctor(stack, "--only", "monitoring.targets")["monitoring.targets"]["status"] == "pass":
-            return
-        time.sleep(2)
+    wait_until(
+        lambda: Doctor(stack, "--only", "monitoring.targets")["monitoring.targets"],
+        timeout_s,
+        "monitoring.targets passes",
+        interval_s=2,
+        until=lambda check: check["status"] == "pass",
+    )
 
 
 def test_the_doctor_passes_on_the_healthy_stack(stack, monitoring):
@@ -420,10 +422,13 @@ def test_a_port_another_process_holds_is_named_as_the_cause(stack, gateway_serve
     holder.listen()  # takes connections, never answers: what another program does
     try:
         gateway_server.start()
-        deadline = time.monotonic() + 60
-        while gateway_server.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert gateway_server.process.poll() is not None, "the gateway started anyway"
+        wait_until(
+            gateway_server.process.poll,
+            60,
+            "the gateway exits on the held port (None: it started anyway)",
+            interval_s=0.5,
+            until=lambda returncode: returncode is not None,
+        )
         check = Doctor(stack, "--only", "services.", "--timeout", "2")["services.reachable"]
         assert check["status"] == "fail", check
         assert "tools-gateway" in check["cause"] and "port" in check["cause"], check

@@ -17,6 +17,7 @@ import pytest
 from r1deploy.monitoring.dashboard import panel_queries
 from tests.e2e import stack as stacklib
 from tests.e2e.conftest import ALERT_WEBHOOK_PATH, REPO
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,30 +37,17 @@ def query(prometheus: str, expr: str) -> list:
     return answer.json()["data"]["result"]
 
 
-def wait_for(what: str, probe, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
-        time.sleep(1)
-
-
 def test_prometheus_scrapes_every_service_of_the_stack_and_all_are_up(monitoring):
     prometheus = monitoring["prometheus_url"]
 
-    def all_up():
+    def health() -> dict[str, str]:
         targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
-        active = {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}
-        return (
-            active
-            if set(active) == set(monitoring["jobs"]) and all(h == "up" for h in active.values())
-            else None
-        )
+        return {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}
 
-    active = wait_for("every target up", all_up, 30)
+    def all_up(active: dict[str, str]) -> bool:
+        return set(active) == set(monitoring["jobs"]) and all(h == "up" for h in active.values())
+
+    active = wait_until(health, 30, "every target up", until=all_up)
     assert set(active) == {
         "vllm",
         "tools-gateway",
@@ -105,16 +93,17 @@ def test_a_chat_and_a_tool_call_move_the_ttft_histogram_and_the_gateway_counters
         timeout=30,
     )
     assert tool.status_code == 200, tool.text
-    wait_for(
-        "a new first token counted",
-        lambda: total("vllm:time_to_first_token_seconds_count") > ttft_before,
+    wait_until(
+        lambda: total("vllm:time_to_first_token_seconds_count"),
+        60,
+        f"a new first token counted (more than {ttft_before:g})",
+        until=lambda count: count > ttft_before,
     )
-    wait_for(
-        "the tool call counted",
-        lambda: (
-            total('r1deploy_gateway_tool_calls_total{tool="get_weather",outcome="ok"}')
-            > calls_before
-        ),
+    wait_until(
+        lambda: total('r1deploy_gateway_tool_calls_total{tool="get_weather",outcome="ok"}'),
+        60,
+        f"the tool call counted (more than {calls_before:g})",
+        until=lambda count: count > calls_before,
     )
 
 
@@ -133,12 +122,13 @@ def test_every_dashboard_query_runs_and_returns_series_on_the_live_stack(monitor
         ]
 
     # A rate() needs two scrapes of a counter: one the test before made may be one scrape old.
-    deadline = time.monotonic() + 20
-    missing = empty()
-    while missing and time.monotonic() < deadline:
-        time.sleep(2)
-        missing = empty()
-    assert not missing, "queries without data:\n" + "\n".join(missing)
+    wait_until(
+        empty,
+        20,
+        "every dashboard query returns data (those without it last seen)",
+        interval_s=2,
+        until=lambda missing: not missing,
+    )
 
 
 def test_the_front_door_serves_prometheus_and_alertmanager_to_ops_only(
@@ -176,7 +166,7 @@ def test_the_blackbox_exporter_probes_the_front_door_and_reads_its_certificates_
         ends = query(prometheus, 'probe_ssl_earliest_cert_expiry{job="front-door"}')
         return (ok, ends) if ok and ends else None
 
-    ok, ends = wait_for("a successful probe of the front door", probed, 60)
+    ok, ends = wait_until(probed, 60, "a successful probe of the front door")
     settings = stacklib.read_settings(stack_dir)
     port = settings["front_door"]["local_url"].rsplit(":", 1)[1]
     assert ok[0]["metric"]["instance"] == f"https://127.0.0.1:{port}/front-door-health"
@@ -201,7 +191,7 @@ def test_a_stopped_vllm_fires_its_alert_and_alertmanager_sends_it_to_the_webhook
             a for a in alerts if a["labels"]["alertname"] == "VllmDown" and a["state"] == "firing"
         ]
 
-    alert = wait_for("VllmDown firing in Prometheus", firing, 60)[0]
+    alert = wait_until(firing, 60, "VllmDown firing in Prometheus")[0]
     assert alert["labels"]["severity"] == "warning"
     assert "make logs SERVICE=vllm" in alert["annotations"]["description"]
 
@@ -213,6 +203,6 @@ def test_a_stopped_vllm_fires_its_alert_and_alertmanager_sends_it_to_the_webhook
             and any(a["labels"]["alertname"] == "VllmDown" for a in seen.json()["alerts"])
         ]
 
-    payload = wait_for("VllmDown delivered to the webhook", delivered, 60)[0]
+    payload = wait_until(delivered, 60, "VllmDown delivered to the webhook")[0]
     assert payload["status"] == "firing"
     assert payload["receiver"] == "r1deploy"

@@ -16,13 +16,13 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.support.waiting import answers, wait_until
 
 PORT_RANGE = range(18220, 18300)  # this helper's loopback ports
 
@@ -285,12 +285,8 @@ def running(repo: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        models = url + "/v1/models"
+        wait_until(lambda: answers(models), 10, f"the stub answers {models}", interval_s=0.1)
         yield url
     finally:
         stub.terminate()

@@ -3,17 +3,17 @@ client's own ceiling or inject faults on demand; the e2e tier checks agreement w
 
 import argparse
 import json
-import subprocess
-import sys
-import time
-import urllib.request
+from pathlib import Path
 
 import pytest
 
 from r1deploy.bench import cli as bench_cli
 from r1deploy.bench import runner
 from r1deploy.bench.target import Target
+from tests.stubs import instant_openai
 from tests.stubs.instant_openai import Faults, InstantStub, StubThread, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # FACTS.md: the tiny model on vLLM CPU here reaches ~21 req/s at concurrency 8 (128 in / 64 out).
 TINY_MODEL_REQ_PER_S = 21.0
@@ -34,22 +34,8 @@ def sweep(**overrides) -> runner.SweepSettings:
 
 @pytest.fixture
 def stub_process():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.stubs.instant_openai", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/v1/models", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with instant_openai.running(ROOT) as url:
+        yield url
 
 
 def test_client_sustains_10x_tiny_model_rate_per_cpu_second_against_instant_stub_server(

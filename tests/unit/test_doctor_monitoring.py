@@ -90,6 +90,7 @@ def test_targets_skip_when_monitoring_is_off_or_prometheus_does_not_answer(tmp_p
     silent = monitored_stack(tmp_path / "silent", servers, {})  # 404 on the API
     verdict = monitoring_targets(ctx_for(silent))
     assert verdict.status == SKIP and "/api/v1/targets" in verdict.seen
+    assert "HTTP 404, not an answer of Prometheus" in verdict.seen
 
 
 def test_firing_alerts_warn_and_a_page_fails(tmp_path, servers):  # noqa: F811

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from r1deploy.gateway import create_app
 from r1deploy.gateway.metrics import CODE_OUTCOMES, OUTCOMES, UPSTREAM_BUCKETS
 from tests.support.stub_upstream import StubUpstream
+from tests.support.waiting import wait_until
 from tests.unit.test_gateway import AUTH, KEY, call, gateway, plugin
 
 CALLS = "r1deploy_gateway_tool_calls_total"
@@ -175,10 +175,13 @@ def test_in_flight_counts_a_call_in_progress_then_returns_to_zero_against_stub_u
             target=lambda: answers.append(call(client, "slow", {"item": "1"}))
         )
         caller.start()
-        deadline = time.monotonic() + 5
-        while value(scrape(client), IN_FLIGHT, tool="slow") != 1:
-            assert time.monotonic() < deadline, "the call in progress never showed as in flight"
-            time.sleep(0.02)
+        wait_until(
+            lambda: value(scrape(client), IN_FLIGHT, tool="slow"),
+            5,
+            "the call in progress shows as in flight",
+            interval_s=0.02,
+            until=lambda in_flight: in_flight == 1,
+        )
         caller.join(timeout=10)
         assert [a.status_code for a in answers] == [200]
         samples = scrape(client)

@@ -514,3 +514,17 @@ def test_the_engine_is_llamacpp_only_where_the_cpu_profile_chose_it():
     assert native.r1_native_engine({"profile": "cpu", "engine": "vllm"}) == "vllm"
     assert native.r1_native_engine({"profile": "gpu", "engine": "vllm"}) == "vllm"
     assert native.r1_native_engine({"profile": "cpu"}) == "vllm"  # a stack from before engines
+
+
+@pytest.mark.parametrize(
+    "address", ["0.0.0.0", "::", "", "localhost", "127.0.0.1", "10.0.0.5", "::1", "fd00::5"]
+)
+def test_the_twin_url_host_helpers_answer_alike(address):
+    # Each role's filter plugin keeps its own copy (Ansible loads them apart): one answer.
+    assert native._url_host(address) == stack._url_host(address)
+    expected = "127.0.0.1" if address in ("0.0.0.0", "::", "", "localhost") else address
+    if ":" in expected:
+        expected = f"[{expected}]"
+    assert stack._host_url(address, 8000) == f"http://{expected}:8000"
+    listen = native._listen_address(address or "0.0.0.0", 9090)
+    assert listen == (f"[{address}]:9090" if ":" in address else f"{address or '0.0.0.0'}:9090")

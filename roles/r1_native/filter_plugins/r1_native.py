@@ -101,7 +101,13 @@ def _published(service: dict, name: str) -> tuple[str, int, int]:
     return address, int(match.group(2)), int(match.group(3))
 
 
+# Twin of _url_host in roles/r1_stack/filter_plugins/r1_stack.py, kept apart on purpose:
+# Ansible loads each filter plugin file by its path under a module name of its own (the
+# plugin directory is not on sys.path), so one role's plugin cannot import another's, and
+# the roles import nothing from r1deploy. tests/unit/test_native_services.py holds the twins
+# to the same answers.
 def _url_host(address: str) -> str:
+    """The host part of a URL that reaches ``address`` from the host itself."""
     if address in ("0.0.0.0", "::", "", "localhost"):
         return "127.0.0.1"
     return f"[{address}]" if ":" in address else address
@@ -392,6 +398,9 @@ def _add_monitoring_services(result: dict, services: dict, settings: dict,
 
 
 def _listen_address(address: str, port: int) -> str:
+    """--web.listen-address of Prometheus and its exporters: HOST:PORT, an IPv6 literal in
+    brackets. Not r1_stack's _listen, nginx's `listen`, which gives the port alone for every
+    IPv4 address."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 

@@ -194,6 +194,8 @@ def _publish(address: str, host_port: int, container_port: int) -> str:
     return f"{address}:{host_port}:{container_port}"
 
 
+# Twin of _url_host in roles/r1_native/filter_plugins/r1_native.py (why there are two: see
+# there); tests/unit/test_native_services.py holds them to the same answers.
 def _url_host(address: str) -> str:
     """The host part of a URL that reaches ``address`` from the host itself."""
     if address in ("0.0.0.0", "::", "", "localhost"):
@@ -203,11 +205,7 @@ def _url_host(address: str) -> str:
 
 def _host_url(address: str, port: int) -> str:
     """The URL that reaches a published port from the host itself."""
-    if address in ("0.0.0.0", "::", "", "localhost"):
-        address = "127.0.0.1"
-    if ":" in address:
-        address = f"[{address}]"
-    return f"http://{address}:{port}"
+    return f"http://{_url_host(address)}:{port}"
 
 
 def _healthcheck(test: list[str], start_period_s: int, interval_s: int = 10) -> dict:
@@ -681,6 +679,8 @@ def r1_stack_front_door(c: dict) -> dict:
 
 
 def _listen(address: str, port: int) -> str:
+    """nginx's `listen`: the port alone for every IPv4 address (r1_native's _listen_address
+    writes Prometheus' --web.listen-address, HOST:PORT always)."""
     if address in ("0.0.0.0", ""):
         return str(port)
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
