@@ -1,8 +1,10 @@
 """Scale-out: two real vLLM replicas of the scripted model behind vLLM's router
-(vllm-router 0.1.17, r1deploy.router's command line), on loopback ports 18500-18519
-(docs/scale-out.md). Chat and auth through the router, spread over both replicas, and a
-replica killed under load: how many requests fail, how fast the router stops sending to
-it, and that it rejoins once restarted."""
+(vllm-router 0.1.17, r1deploy.router's command line) (docs/scale-out.md): the tier's own
+vLLM (already running for the other tests: one start less) and a second process of the same
+service on loopback port 18501, the routers on 18510-18513. Chat and auth through the
+router, spread over both replicas, and the second replica killed under load: how many
+requests fail, how fast the router stops sending to it, and that it rejoins once
+restarted."""
 
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ from r1deploy.router import RouterSettings
 from r1deploy.testmodel import script
 from tests.e2e import router_fixtures as rf
 from tests.e2e import stack as stacklib
-from tests.e2e.conftest import BUILD
+from tests.e2e.conftest import BUILD, VLLM_PORT
 
-REPLICA_PORTS = (rf.PORT_BASE, rf.PORT_BASE + 1)
+REPLICA_PORTS = (VLLM_PORT, rf.PORT_BASE + 1)  # the tier's vLLM, and one started here
 ROUTER_PORT, ROUTER_METRICS_PORT = rf.PORT_BASE + 10, rf.PORT_BASE + 11
 ROUTER_URL = f"http://127.0.0.1:{ROUTER_PORT}"
 REPLICA_URLS = [f"http://127.0.0.1:{port}" for port in REPLICA_PORTS]
@@ -48,25 +50,25 @@ def api_key(stack_dir) -> str:
 
 
 @pytest.fixture(scope="module")
-def routed(served):
-    """Two replicas and the router in front of them; yields the replicas (test_failover
-    replaces one: the list is updated in place so teardown stops the live one)."""
+def routed(served, vllm_server):
+    """The tier's vLLM as replica 0, a second replica of the same service, and the router in
+    front of both; yields the replicas (test_failover kills and replaces replica 1: the list
+    is updated in place so that teardown stops the live one; replica 0 is the tier's)."""
     missing = rf.router_env_missing()
     if missing:
         pytest.fail(missing)
     logs = BUILD / "logs"
-    replicas = [
-        rf.replica(served["service"], i, port, logs) for i, port in enumerate(REPLICA_PORTS)
-    ]
-    rf.start_all(replicas, rf.REPLICA_READY_S)
+    second = rf.replica(served["service"], 1, REPLICA_PORTS[1], logs)
+    rf.start_all([second], rf.REPLICA_READY_S)
+    replicas = [vllm_server, second]
     router = rf.router(REPLICA_URLS, ROUTER_PORT, ROUTER_METRICS_PORT, logs)
     try:
         rf.start_all([router], rf.ROUTER_READY_S)
     except Exception:
-        rf.stop_all(replicas)
+        rf.stop_all(replicas[1:])
         raise
     yield replicas
-    rf.stop_all([*replicas, router])
+    rf.stop_all([*replicas[1:], router])
 
 
 def auth(key: str) -> dict:
