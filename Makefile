@@ -107,7 +107,11 @@ destroy: $(VENV_STAMP) ## Remove the stack (services, environments); its data to
 test-deploy: $(VENV_STAMP) ## Real deploy tier: make demo, a person's first question in the browser, re-run, crash restart, down, up, reconcile, upgrade rollback; docker runtime on a test host (root)
 	tests/e2e/browser.sh
 	tests/deploy/pebble.sh
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15 tests/deploy
+	@# The docker runtime's deploy (its own test host) beside the deploys to this host
+	@# (the native demo, llama.cpp, secrets: one after the other, sharing /opt/r1deploy).
+	tests/support/side-by-side.sh \
+		"$(BIN)/pytest -q -p no:cacheprovider --durations=8 tests/deploy/test_docker_runtime.py" \
+		"$(BIN)/pytest -q -p no:cacheprovider --durations=15 --ignore=tests/deploy/test_docker_runtime.py tests/deploy"
 
 # make doctor, make top: the stack directory of this host (r1_stack_dir; build/<host> after make render).
 STACK_DIR ?= /opt/r1deploy
