@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 
+from r1deploy.bench.sse import DONE, SSEParser
 from r1deploy.router import RouterSettings, router_command
 from tests.e2e import stack as stacklib
 
@@ -136,19 +137,20 @@ def stream_chat(url: str, key: str, body: dict, timeout: float = 60) -> dict:
         stream=True,
     ) as response:
         response.raise_for_status()
-        for line in response.iter_lines(decode_unicode=True):
-            if not line or not line.startswith("data:"):
-                continue
-            payload = line[len("data:") :].strip()
-            if payload == "[DONE]":
-                done = True
+        parser = SSEParser()  # the bench's incremental parser: events split across reads
+        for read in response.iter_content(chunk_size=None):
+            for payload in parser.feed(read):
+                if payload == DONE:
+                    done = True
+                    break
+                chunks += 1
+                for choice in json.loads(payload).get("choices", []):
+                    delta = choice.get("delta") or {}
+                    piece = (delta.get("reasoning") or "") + (delta.get("content") or "")
+                    if piece:
+                        if ttft is None:
+                            ttft = time.perf_counter() - start
+                        pieces.append(piece)
+            if done:
                 break
-            chunks += 1
-            for choice in json.loads(payload).get("choices", []):
-                delta = choice.get("delta") or {}
-                piece = (delta.get("reasoning") or "") + (delta.get("content") or "")
-                if piece:
-                    if ttft is None:
-                        ttft = time.perf_counter() - start
-                    pieces.append(piece)
     return {"text": "".join(pieces), "chunks": chunks, "done": done, "ttft_s": ttft}
