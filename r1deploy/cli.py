@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "r1deploy.bench.cli",
     "r1deploy.llamacpp.cli",
     "r1deploy.export.cli",
+    "r1deploy.router.cli",
 ]
 
 

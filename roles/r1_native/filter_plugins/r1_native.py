@@ -41,6 +41,7 @@ SERVICE_PROMETHEUS = "prometheus"
 SERVICE_ALERTMANAGER = "alertmanager"
 SERVICE_NODE_EXPORTER = "node-exporter"
 SERVICE_BLACKBOX = "blackbox-exporter"
+SERVICE_ROUTER = "vllm-router"
 # Debian's prometheus, prometheus-alertmanager, prometheus-node-exporter and
 # prometheus-blackbox-exporter packages.
 PROMETHEUS = "/usr/bin/prometheus"
@@ -230,11 +231,17 @@ def r1_native_services(compose: dict, settings: dict, dotenv: dict, options: dic
     else:
         result[SERVICE_VLLM] = _vllm_service(services[model_service], model_service, settings,
                                              dotenv, options, address, port, localise)
+        router = settings.get("router") or {}
+        if router.get("enabled"):
+            _add_replicas_and_router(result, router, options, address, port)
     _add_other_services(result, services, settings, options, localise)
     for name, service in result.items():
-        service["user"] = options["users"][name]
+        service["user"] = options["users"][service.pop("user_of", name)]
         service.setdefault("data_dirs", service["writable"])
         service.setdefault("writes_code", False)
+        # The model server, or one of its replicas.
+        service["model_server"] = name == SERVICE_VLLM or "replica" in service
+        service.pop("replica", None)
     return result
 
 
@@ -271,6 +278,45 @@ def _vllm_service(service: dict, model_service: str, settings: dict, dotenv: dic
         "home": vllm_env["VLLM_CACHE_ROOT"],
         # torch and triton compile code at run time: its unit cannot deny write+execute.
         "writes_code": True,
+    }
+
+
+def _add_replicas_and_router(result: dict, router: dict, options: dict, address: str,
+                             port: int) -> None:
+    """settings.json router: the vLLM service once per replica (its own port and GPUs, the
+    same flags, key and caches, run as the model server's user), then vLLM's router on the
+    clients' address and port with the arguments the render built."""
+    one = result.pop(SERVICE_VLLM)
+    for replica in router["replicas"]:
+        name, replica_port = replica["service"], int(replica["port"])
+        env = dict(one["env"])
+        if replica.get("gpus"):
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in replica["gpus"])
+        result[name] = one | {
+            "argv": _replace_flag(one["argv"], "--port", str(replica_port)),
+            "env": env,
+            "port": replica_port,
+            "health_url": f"http://{_url_host(address)}:{replica_port}/health",
+            "user_of": SERVICE_VLLM,
+            "replica": True,
+            # The caches are shared; the first replica's data directories own them.
+            "data_dirs": one["writable"] if name == SERVICE_VLLM else [],
+        }
+    venv = (options.get("venvs") or {}).get(SERVICE_ROUTER)
+    if not venv:
+        raise AnsibleFilterError("settings.json router.enabled is true but the role gave no "
+                                 f"{SERVICE_ROUTER} environment (roles/r1_native vars)")
+    result[SERVICE_ROUTER] = {
+        "argv": [f"{venv}/bin/vllm-router", *[str(a) for a in router["args"]]],
+        # It holds no secret: each replica checks the client's key (docs/scale-out.md).
+        "env": {},
+        "listen": address,
+        "port": port,
+        # Ready once one replica is healthy (its /health wants all of them).
+        "health_url": f"http://{_url_host(address)}:{port}/readiness",
+        "workdir": options["stack_dir"].rstrip("/"),
+        "writable": [],
+        "home": "/nonexistent",
     }
 
 

