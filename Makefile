@@ -76,7 +76,7 @@ PLAYBOOK = $(BIN)/ansible-playbook -i $(INVENTORY) $(if $(LIMIT),--limit '$(LIMI
 	$(if $(CHECK),--check --diff) $(ARGS)
 DEMO_VARS := -e @playbooks/vars/demo.yml
 
-.PHONY: deploy demo status logs down upgrade destroy rotate-secrets test-deploy bench-deploy
+.PHONY: deploy demo status logs rolling-restart down upgrade destroy rotate-secrets test-deploy bench-deploy
 
 deploy: $(VENV_STAMP) ## Deploy the stack to INVENTORY (LIMIT=, CHECK=1): provision, render, start, smoke
 	$(PLAYBOOK) playbooks/site.yml
@@ -90,6 +90,9 @@ status: $(VENV_STAMP) ## Show each service of the deployed stack (running, pid, 
 logs: $(VENV_STAMP) ## Show the last lines of each service's log (LINES=50, SERVICE=name)
 	$(PLAYBOOK) -e r1deploy_log_lines=$(or $(LINES),50) $(if $(SERVICE),-e r1deploy_log_service=$(SERVICE)) \
 		playbooks/logs.yml
+
+rolling-restart: $(VENV_STAMP) ## Restart the vLLM replicas one at a time behind the router, each smoked before the next (SERVICE=vllm-2)
+	$(PLAYBOOK) $(if $(SERVICE),-e r1deploy_rolling_service=$(SERVICE)) playbooks/rolling-restart.yml
 
 down: $(VENV_STAMP) ## Stop every service; data, secrets and environments are kept
 	$(PLAYBOOK) playbooks/down.yml

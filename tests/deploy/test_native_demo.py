@@ -20,7 +20,9 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -32,6 +34,7 @@ from playwright.sync_api import expect
 from r1deploy.testmodel import script
 from tests.deploy.acme_ca import pebble
 from tests.deploy.runs import ROOT, assert_ok, make, recap
+from tests.e2e import router_fixtures as rf
 from tests.e2e.browser import Person, chromium
 
 STACK = Path(os.environ.get("R1DEPLOY_STACK_DIR", "/opt/r1deploy"))
@@ -81,8 +84,12 @@ pytestmark = pytest.mark.deploy
 
 
 def pids() -> dict:
+    return pids_of(*SERVICES)
+
+
+def pids_of(*services: str) -> dict:
     out = {}
-    for service in SERVICES:
+    for service in services:
         result = subprocess.run([R1CTL, "pid", service], capture_output=True, text=True)
         out[service] = result.stdout.strip() if result.returncode == 0 else None
     return out
@@ -512,3 +519,128 @@ def test_a_deploy_from_the_hub_catches_a_corrupt_file_survives_a_cut_one_and_ser
     assert "not fetched again" in result.stdout
     assert recap(result.stdout)["changed"] == 0, result.stdout[-6000:]
     assert pids() == running
+
+
+# --- Two vLLM replicas behind vLLM's router (docs/scale-out.md) ---------------------------
+# round_robin, so that the spread is exact (cache_aware, the default, keeps new conversations
+# on one replica at this load: measured in make bench).
+REPLICA_PORTS = {"vllm": 8100, "vllm-2": 8101}
+ROUTER = "http://127.0.0.1:8000"
+REPLICAS_ARGS = "ARGS=-e r1_stack_vllm_replicas=2 -e r1_stack_router_policy=round_robin"
+
+
+def vllm_key() -> str:
+    return (SECRETS / "vllm_api_key").read_text().strip()
+
+
+def replica_url(service: str) -> str:
+    return f"http://127.0.0.1:{REPLICA_PORTS[service]}"
+
+
+def served_by_replica() -> dict:
+    return {s: rf.successes(replica_url(s)) for s in REPLICA_PORTS}
+
+
+def test_two_replicas_behind_the_router_serve_a_person_and_the_api_from_both(browser):
+    result = make("demo", REPLICAS_ARGS)
+    assert_ok(result)
+    # site.yml's smoke ran through the router (settings.json vllm.url is its port).
+    assert "TASK [Run the smoke suite" in result.stdout and recap(result.stdout)["failed"] == 0
+    status = subprocess.run([R1CTL, "status"], capture_output=True, text=True)
+    for service in ("vllm", "vllm-2", "vllm-router"):
+        assert re.search(rf"^{service}: running \(pid \d+", status.stdout, re.M), status.stdout
+    assert rf.router_workers(ROUTER) == {replica_url(s): True for s in REPLICA_PORTS}
+    # Each replica passes the model server's smoke on its own URL.
+    for service in REPLICA_PORTS:
+        smoke = subprocess.run(
+            [
+                STACK / "native" / "bin" / "r1deploy",
+                "smoke",
+                "--stack-dir",
+                STACK,
+                "--inside",
+                "--vllm",
+                replica_url(service),
+                "--only",
+                "vllm.",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert smoke.returncode == 0, smoke.stdout[-3000:] + smoke.stderr[-2000:]
+
+    # A bounded bench through the router reaches both replicas (each one's own count).
+    before = served_by_replica()
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(
+            pool.map(
+                lambda _: (
+                    requests.post(
+                        f"{ROUTER}/v1/chat/completions",
+                        headers=rf.auth(vllm_key()),
+                        timeout=60,
+                        json=rf.chat_body("r1deploy-test-model", rf.unique_prompt(), max_tokens=16),
+                    ).status_code
+                ),
+                range(16),
+            )
+        )
+    spread = {s: served_by_replica()[s] - before[s] for s in REPLICA_PORTS}
+    print(f"16 requests through the router (round_robin): per replica {spread}")
+    assert codes == [200] * 16
+    assert spread == {"vllm": 8, "vllm-2": 8}
+
+    # A person's question in Open WebUI, behind the front door, answered through the router.
+    before = served_by_replica()
+    person = admin_person(browser)
+    try:
+        message = person.ask(script.MATHS_PROMPT)
+        assert message["content"] == script.MATHS.answer_text
+    finally:
+        person.close()
+    assert sum(served_by_replica().values()) > sum(before.values())
+
+
+def test_a_rolling_restart_under_load_fails_no_request():
+    before = pids_of("vllm", "vllm-2", "vllm-router")
+    results: list = []
+    stop = threading.Event()
+    threads = rf.load(ROUTER, "r1deploy-test-model", vllm_key(), stop, results)
+    time.sleep(3)
+    try:
+        result = make("rolling-restart")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert_ok(result)
+    after = pids_of("vllm", "vllm-2", "vllm-router")
+    failed = [r for r in results if not r[2]]
+    print(
+        f"rolling restart: {result.seconds:.0f} s, {len(results)} requests through the "
+        f"router, {len(failed)} failed {[r[3] for r in failed][:5]}"
+    )
+    for line in result.stdout.splitlines():
+        if "drained in" in line or "healthy " in line:
+            print(line.strip())
+    assert after["vllm"] != before["vllm"] and after["vllm-2"] != before["vllm-2"]
+    assert after["vllm-router"] == before["vllm-router"]
+    assert len(results) > 20
+    assert failed == []
+    assert rf.router_workers(ROUTER) == {replica_url(s): True for s in REPLICA_PORTS}
+
+
+def test_back_to_one_replica_stops_the_router_and_the_second_replica():
+    result = make("demo")
+    assert_ok(result)
+    assert "TASK [Run the smoke suite" in result.stdout and recap(result.stdout)["failed"] == 0
+    status = subprocess.run([R1CTL, "status"], capture_output=True, text=True)
+    assert "vllm-2" not in status.stdout and "vllm-router" not in status.stdout, status.stdout
+    assert pids_of("vllm")["vllm"] is not None
+    # The one vLLM has the clients' port back: its own /metrics there, no router's /workers.
+    assert requests.get(f"{ROUTER}/workers", timeout=10).status_code == 404
+    assert "vllm:request_success_total" in requests.get(f"{ROUTER}/metrics", timeout=10).text
+    for port in REPLICA_PORTS.values():
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still on {port}"

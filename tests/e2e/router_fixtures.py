@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -118,6 +120,48 @@ def router_workers(router_url: str) -> dict[str, bool]:
     """The router's view of its workers: URL -> healthy (its /workers route)."""
     workers = requests.get(f"{router_url}/workers", timeout=5).json()["workers"]
     return {worker["url"]: worker["is_healthy"] for worker in workers}
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def unique_prompt() -> str:
+    # A distinct prefix per request: cache_aware sees no shared prefix and balances.
+    return f"{uuid.uuid4().hex} hello"
+
+
+def load(
+    router_url: str,
+    model: str,
+    api_key: str,
+    stop: threading.Event,
+    results: list,
+    workers: int = 2,
+) -> list[threading.Thread]:
+    """Chat requests back to back from ``workers`` threads until ``stop``, each appending
+    (start, end, ok, detail) to ``results``; the threads, started."""
+
+    def loop():
+        session = requests.Session()
+        while not stop.is_set():
+            start = time.monotonic()
+            try:
+                response = session.post(
+                    f"{router_url}/v1/chat/completions",
+                    headers=auth(api_key),
+                    json=chat_body(model, unique_prompt(), max_tokens=16),
+                    timeout=30,
+                )
+                ok, detail = response.status_code == 200, response.status_code
+            except requests.RequestException as exc:
+                ok, detail = False, type(exc).__name__
+            results.append((start, time.monotonic(), ok, detail))
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def chat_body(model: str, prompt: str, **more) -> dict:

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -71,13 +70,7 @@ def routed(served, vllm_server):
     rf.stop_all([*replicas[1:], router])
 
 
-def auth(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def unique_prompt() -> str:
-    # A distinct prefix per request: cache_aware sees no shared prefix and balances.
-    return f"{uuid.uuid4().hex} hello"
+auth, unique_prompt = rf.auth, rf.unique_prompt
 
 
 def test_models_chat_and_stream_through_the_router(routed, served, api_key):
@@ -195,37 +188,11 @@ def test_cache_aware_serves_every_request_and_says_where(routed, served, api_key
     assert sum(served_by) == n
 
 
-def _load(served, api_key, stop: threading.Event, results: list, workers: int = 2):
-    """Chat requests back to back from ``workers`` threads until ``stop``: (start, end, ok,
-    detail) each."""
-
-    def loop():
-        session = requests.Session()
-        while not stop.is_set():
-            start = time.monotonic()
-            try:
-                response = session.post(
-                    f"{ROUTER_URL}/v1/chat/completions",
-                    headers=auth(api_key),
-                    json=rf.chat_body(served["model"], unique_prompt(), max_tokens=16),
-                    timeout=30,
-                )
-                ok, detail = response.status_code == 200, response.status_code
-            except requests.RequestException as exc:
-                ok, detail = False, type(exc).__name__
-            results.append((start, time.monotonic(), ok, detail))
-
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    return threads
-
-
 def test_a_killed_replica_is_dropped_then_rejoins(routed, served, api_key):
     victim_url, survivor_url = REPLICA_URLS[1], REPLICA_URLS[0]
     results: list = []
     stop = threading.Event()
-    threads = _load(served, api_key, stop, results)
+    threads = rf.load(ROUTER_URL, served["model"], api_key, stop, results)
     time.sleep(5)
     survivor_before = rf.successes(survivor_url)
     killed_at = time.monotonic()

@@ -11,16 +11,35 @@ import pytest
 from r1deploy.cli import main
 from tests.unit.test_native_services import DOTENV_TEXT, STACK_DIR, USERS, _config, native, stack
 
-ROUTER_ARGS = ["--host", "127.0.0.1", "--port", "8000", "--worker-urls",
-               "http://127.0.0.1:8100", "http://127.0.0.1:8101", "--policy", "cache_aware"]
+ROUTER_ARGS = [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "8000",
+    "--worker-urls",
+    "http://127.0.0.1:8100",
+    "http://127.0.0.1:8101",
+    "--policy",
+    "cache_aware",
+]
 
 
 def _plan(**over) -> dict:
     inputs = {
-        "replicas": 2, "ports": [], "base_port": 8100, "gpus_per_replica": 0,
-        "tensor_parallel_size": 1, "device_ids": [], "host_gpus": 2, "profile": "gpu",
-        "runtime": "native", "engine": "vllm", "router_enabled": "auto",
-        "router_metrics_port": 29000, "vllm_port": 8000, "bind_address": "127.0.0.1",
+        "replicas": 2,
+        "ports": [],
+        "base_port": 8100,
+        "gpus_per_replica": 0,
+        "tensor_parallel_size": 1,
+        "device_ids": [],
+        "host_gpus": 2,
+        "profile": "gpu",
+        "runtime": "native",
+        "engine": "vllm",
+        "router_enabled": "auto",
+        "router_metrics_port": 29000,
+        "vllm_port": 8000,
+        "bind_address": "127.0.0.1",
         "other_ports": {"r1_stack_webui_port": 3000, "r1_stack_gateway_port": 8090},
     }
     return stack.r1_stack_replica_plan(inputs | over)
@@ -31,7 +50,9 @@ def test_two_replicas_get_their_own_ports_and_gpus_and_the_router_in_front():
     assert plan["errors"] == []
     assert plan["router"] is True
     assert [(r["service"], r["port"], r["gpus"]) for r in plan["replicas"]] == [
-        ("vllm", 8100, ["0"]), ("vllm-2", 8101, ["1"])]
+        ("vllm", 8100, ["0"]),
+        ("vllm-2", 8101, ["1"]),
+    ]
     assert plan["workers"] == ["http://127.0.0.1:8100", "http://127.0.0.1:8101"]
 
 
@@ -43,9 +64,12 @@ def test_tensor_parallel_replicas_share_the_listed_gpus_out_in_order():
 
 def test_one_replica_is_the_single_host_stack_unchanged():
     plan = _plan(replicas=1)
-    assert plan == {"errors": [], "router": False, "workers": ["http://127.0.0.1:8000"],
-                    "replicas": [{"service": "vllm", "port": 8000,
-                                  "url": "http://127.0.0.1:8000", "gpus": []}]}
+    assert plan == {
+        "errors": [],
+        "router": False,
+        "workers": ["http://127.0.0.1:8000"],
+        "replicas": [{"service": "vllm", "port": 8000, "url": "http://127.0.0.1:8000", "gpus": []}],
+    }
 
 
 @pytest.mark.parametrize(
@@ -53,13 +77,17 @@ def test_one_replica_is_the_single_host_stack_unchanged():
     [
         ({"router_enabled": False}, "r1_stack_router_enabled is false: nothing would spread"),
         ({"host_gpus": 1}, "2 replica(s) x 1 GPU(s) need 2 GPUs but this host has 1 GPU(s)"),
-        ({"tensor_parallel_size": 2, "device_ids": ["0", "1"]},
-         "need 4 GPUs but r1_stack_gpu_device_ids lists 2"),
+        (
+            {"tensor_parallel_size": 2, "device_ids": ["0", "1"]},
+            "need 4 GPUs but r1_stack_gpu_device_ids lists 2",
+        ),
         ({"ports": [8100, 8100]}, "two servers on port 8100: replica 2 and replica 1"),
         ({"ports": [8100, 3000]}, "two servers on port 3000: replica 2 and r1_stack_webui_port"),
         ({"base_port": 8000}, "two servers on port 8000: replica 1 and r1_stack_vllm_port"),
-        ({"ports": [8100]}, "r1_stack_vllm_replica_ports lists 1 port(s) [8100] but "
-                            "r1_stack_vllm_replicas is 2"),
+        (
+            {"ports": [8100]},
+            "r1_stack_vllm_replica_ports lists 1 port(s) [8100] but r1_stack_vllm_replicas is 2",
+        ),
         ({"runtime": "docker"}, "on the docker runtime, which runs one model server"),
         ({"profile": "cpu", "engine": "llama_cpp"}, "this host's model server is llama_cpp"),
         ({"gpus_per_replica": 2}, "vLLM splits a replica over exactly tensor-parallel-size"),
@@ -79,8 +107,11 @@ def test_one_replica_on_a_cpu_host_with_llama_cpp_is_not_refused():
 def _routed_config(profile: str = "cpu") -> dict:
     config = _config(profile)
     config["replica_plan"] = _plan(profile=profile, host_gpus=2 if profile == "gpu" else 0)
-    config["router"] = {"policy": "cache_aware", "metrics_port": 29000,
-                        "argv": ["vllm-router", *ROUTER_ARGS]}
+    config["router"] = {
+        "policy": "cache_aware",
+        "metrics_port": 29000,
+        "argv": ["vllm-router", *ROUTER_ARGS],
+    }
     return config
 
 
@@ -94,17 +125,30 @@ def test_settings_say_the_replicas_and_the_router_clients_reach():
     assert router["args"] == ROUTER_ARGS
     assert router["metrics_url"] == "http://127.0.0.1:29000/metrics"
     assert [r["url"] for r in router["replicas"]] == [
-        "http://127.0.0.1:8100", "http://127.0.0.1:8101"]
+        "http://127.0.0.1:8100",
+        "http://127.0.0.1:8101",
+    ]
     assert stack.r1_stack_settings(_config("cpu"))["router"] == {"enabled": False}
 
 
 def test_prometheus_scrapes_each_replica_and_the_router():
-    config = _routed_config() | {"stack_dir": STACK_DIR, "monitoring": {
-        "enabled": True, "bind_address": "127.0.0.1", "prometheus_port": 9090,
-        "alertmanager_port": 9093, "node_exporter_port": 9100, "blackbox_exporter_port": 9115,
-        "scrape_interval_s": 15, "dcgm_exporter_address": ""}}
-    jobs = {s["job_name"]: s["static_configs"][0]["targets"]
-            for s in stack.r1_stack_prometheus_config(config)["scrape_configs"]}
+    config = _routed_config() | {
+        "stack_dir": STACK_DIR,
+        "monitoring": {
+            "enabled": True,
+            "bind_address": "127.0.0.1",
+            "prometheus_port": 9090,
+            "alertmanager_port": 9093,
+            "node_exporter_port": 9100,
+            "blackbox_exporter_port": 9115,
+            "scrape_interval_s": 15,
+            "dcgm_exporter_address": "",
+        },
+    }
+    jobs = {
+        s["job_name"]: s["static_configs"][0]["targets"]
+        for s in stack.r1_stack_prometheus_config(config)["scrape_configs"]
+    }
     assert jobs["vllm"] == ["127.0.0.1:8100", "127.0.0.1:8101"]
     assert jobs["vllm-router"] == ["127.0.0.1:29000"]
 
@@ -114,14 +158,22 @@ def _native(profile: str = "cpu") -> dict:
     compose = json.loads(json.dumps(stack.r1_stack_compose(config)))
     settings = stack.r1_stack_settings(config)
     options = {
-        "stack_dir": STACK_DIR, "stack_mount": "/stack", "model_path": "",
-        "venvs": {"vllm": "/v/vllm", "open-webui": "/v/webui", "r1deploy": "/v/r1",
-                  "vllm-router": "/v/router"},
-        "vllm_env": {}, "webui_env": {},
+        "stack_dir": STACK_DIR,
+        "stack_mount": "/stack",
+        "model_path": "",
+        "venvs": {
+            "vllm": "/v/vllm",
+            "open-webui": "/v/webui",
+            "r1deploy": "/v/r1",
+            "vllm-router": "/v/router",
+        },
+        "vllm_env": {},
+        "webui_env": {},
         "users": USERS | {"vllm-router": "r1deploy-router"},
     }
-    return native.r1_native_services(compose, settings, native.r1_native_parse_dotenv(
-        DOTENV_TEXT), options)
+    return native.r1_native_services(
+        compose, settings, native.r1_native_parse_dotenv(DOTENV_TEXT), options
+    )
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
@@ -151,13 +203,17 @@ def test_native_runs_each_replica_on_its_port_and_the_router_on_the_clients_port
 def test_router_command_prints_the_argv_or_says_what_cannot_work(capsys, monkeypatch):
     import io
 
-    given = {"workers": ["http://127.0.0.1:8100", "HTTP://127.0.0.1:8101/"],
-             "settings": {"policy": "round_robin", "prometheus_port": 29001}}
+    given = {
+        "workers": ["http://127.0.0.1:8100", "HTTP://127.0.0.1:8101/"],
+        "settings": {"policy": "round_robin", "prometheus_port": 29001},
+    }
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(given)))
     assert main(["router", "command"]) == 0
     argv = json.loads(capsys.readouterr().out)
-    assert argv[argv.index("--worker-urls") + 1:argv.index("--policy")] == [
-        "http://127.0.0.1:8100", "http://127.0.0.1:8101"]
+    assert argv[argv.index("--worker-urls") + 1 : argv.index("--policy")] == [
+        "http://127.0.0.1:8100",
+        "http://127.0.0.1:8101",
+    ]
     assert argv[argv.index("--policy") + 1] == "round_robin"
 
     given["workers"].append("http://127.0.0.1:8100/")
@@ -165,7 +221,8 @@ def test_router_command_prints_the_argv_or_says_what_cannot_work(capsys, monkeyp
     assert main(["router", "command"]) == 2
     assert "is listed twice" in capsys.readouterr().err
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"workers": [], "settings": {
-        "colour": "red"}})))
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO(json.dumps({"workers": [], "settings": {"colour": "red"}}))
+    )
     assert main(["router", "command"]) == 2
     assert "unknown router setting(s) colour" in capsys.readouterr().err
