@@ -113,10 +113,10 @@ def rolling_restart(
                 f"{name} healthy", lambda r=replica: _healthy(client, r.url), t.ready_s, t.poll_s
             )
         except TimeoutError as exc:
-            raise RollingError(_left_out(name, str(exc), router_url)) from None
+            raise RollingError(_left_out(name, str(exc))) from None
         log(f"{name}: healthy {ready:.0f} s after the restart; smoke on its own URL")
         if not smoke(replica.url):
-            raise RollingError(_left_out(name, "it failed its smoke (above)", router_url))
+            raise RollingError(_left_out(name, "it failed its smoke (above)"))
         # The router checks it before it adds it (this call returns once it is healthy).
         client.post(
             f"{router_url}/add_worker", params={"url": replica.url}, timeout=t.rejoin_s
@@ -129,12 +129,12 @@ def rolling_restart(
                 t.poll_s,
             )
         except TimeoutError as exc:
-            raise RollingError(_left_out(name, str(exc), router_url)) from None
+            raise RollingError(_left_out(name, str(exc))) from None
         known = router_workers(client, router_url)
         log(f"{name}: back in rotation")
 
 
-def _left_out(name: str, why: str, router_url: str) -> str:
+def _left_out(name: str, why: str) -> str:
     return (
         f"{name}: {why}. It is out of the router's rotation; the other replicas serve. "
         f"Fix: see its log (make logs SERVICE={name.split()[0]}), then make rolling-restart "

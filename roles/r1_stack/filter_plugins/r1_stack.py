@@ -928,6 +928,7 @@ TTFT_THRESHOLD = re.compile(r"\)\s*>\s*2\s*$")
 MODEL_SERVER_RULES = "r1deploy-model-server"
 # Rules about GPUs read the DCGM exporter's metrics (job dcgm): left out where none is scraped.
 GPU_RULES = "r1deploy-gpu"
+ROUTER_RULES = "r1deploy-router"
 
 
 def _monitoring_on(c: dict) -> bool:
@@ -1106,6 +1107,8 @@ def r1_stack_alert_rules(text: str, c: dict) -> dict:
         if group["name"] == MODEL_SERVER_RULES and not _scrapes_vllm(c):
             continue
         if group["name"] == GPU_RULES and not _dcgm_target(c):
+            continue
+        if group["name"] == ROUTER_RULES and not (c.get("replica_plan") or {}).get("router"):
             continue
         for rule in group["rules"]:
             name = rule.get("alert")
@@ -1314,9 +1317,12 @@ def r1_stack_replica_plan(b: dict) -> dict:
             errors.append(
                 f"{count} replicas on the cpu profile need a core each but this host has "
                 f"{b['host_cpus']}. Fix: r1_stack_vllm_replicas {b['host_cpus']} or fewer.")
+        elif per == 1:
+            # One core each: no pinning at all. A worker pinned alone on a core starved the
+            # other replica's restart there (its start moves across every core).
+            cpu_lists = ["nobind"] * count
         else:
-            cpu_lists = [f"{i * per}-{(i + 1) * per - 1}" if per > 1 else str(i)
-                         for i in range(count)]
+            cpu_lists = [f"{i * per}-{(i + 1) * per - 1}" for i in range(count)]
     replicas = [
         {"service": _replica_service(i), "port": port,
          "url": _host_url(b["bind_address"], port), "gpus": gpu_lists[i],
