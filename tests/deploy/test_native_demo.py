@@ -31,6 +31,7 @@ import requests
 from cryptography import x509
 from playwright.sync_api import expect
 
+from r1deploy.router import RouterSettings
 from r1deploy.testmodel import script
 from tests.deploy.acme_ca import pebble
 from tests.deploy.runs import ROOT, assert_ok, make, recap
@@ -629,6 +630,77 @@ def test_a_rolling_restart_under_load_fails_no_request():
     assert len(results) > 20
     assert failed == []
     assert rf.router_workers(ROUTER) == {replica_url(s): True for s in REPLICA_PORTS}
+
+
+# The router's defaults in the stack (r1deploy.router.RouterSettings): a replica is dropped
+# after failed health checks (interval x threshold, each up to the check timeout), plus one
+# interval of phase, plus slack.
+ROUTER_SETTINGS = RouterSettings()
+DETECTION_WINDOW_S = (
+    ROUTER_SETTINGS.health_check_interval_s * (ROUTER_SETTINGS.health_failure_threshold + 1)
+    + ROUTER_SETTINGS.health_check_timeout_s * ROUTER_SETTINGS.health_failure_threshold
+    + 5
+)
+
+
+def test_a_stopped_replica_is_dropped_within_the_detection_window_then_rejoins():
+    """vllm-2's service stopped under load (r1ctl stop: SIGTERM, vLLM shuts down, which
+    takes a while): requests in flight on it may fail; from the moment it is gone the router
+    drops it within its detection window, and every request that starts after that window
+    succeeds, on vllm; started again, vllm-2 rejoins and serves."""
+    victim = replica_url("vllm-2")
+    results: list = []
+    stop, dropped = threading.Event(), []
+
+    def watch_router():
+        while not stop.is_set() and not dropped:
+            if not rf.router_workers(ROUTER).get(victim, True):
+                dropped.append(time.monotonic())
+            time.sleep(0.5)
+
+    threads = rf.load(ROUTER, "r1deploy-test-model", vllm_key(), stop, results)
+    try:
+        time.sleep(3)
+        stopping_at = time.monotonic()
+        watcher = threading.Thread(target=watch_router, daemon=True)
+        watcher.start()
+        subprocess.run([R1CTL, "stop", "vllm-2"], check=True, capture_output=True, timeout=120)
+        gone_at = time.monotonic()
+        watcher.join(timeout=DETECTION_WINDOW_S + 30)
+        time.sleep(max(0.0, gone_at + DETECTION_WINDOW_S + 5 - time.monotonic()))
+        started_at = time.monotonic()
+        subprocess.run([R1CTL, "start", "vllm-2"], check=True, capture_output=True, timeout=120)
+        deadline = started_at + 600
+        while not rf.router_workers(ROUTER).get(victim) and time.monotonic() < deadline:
+            time.sleep(1)
+        rejoined_after = time.monotonic() - started_at
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    failed = [r for r in results if not r[2]]
+    after_window = [r for r in results if r[0] > gone_at + DETECTION_WINDOW_S]
+    dropped_after = dropped[0] - gone_at if dropped else None
+    print(
+        f"vllm-2 stopped under load: its stop took {gone_at - stopping_at:.1f} s; "
+        f"{len(failed)} of {len(results)} requests failed {[r[3] for r in failed][:5]}, "
+        f"the last ending {max((r[1] - gone_at for r in failed), default=0):.1f} s after it "
+        f"was gone; the router dropped it {dropped_after} s after it was gone (window "
+        f"{DETECTION_WINDOW_S} s); back in rotation {rejoined_after:.0f} s after its start"
+    )
+    assert dropped_after is not None and dropped_after <= DETECTION_WINDOW_S
+    assert all(r[1] - gone_at <= DETECTION_WINDOW_S for r in failed)
+    assert after_window and all(r[2] for r in after_window)
+    assert rf.router_workers(ROUTER).get(victim), "the restarted replica never rejoined"
+    before = served_by_replica()
+    for _ in range(4):
+        requests.post(
+            f"{ROUTER}/v1/chat/completions",
+            headers=rf.auth(vllm_key()),
+            timeout=60,
+            json=rf.chat_body("r1deploy-test-model", rf.unique_prompt(), max_tokens=16),
+        )
+    assert served_by_replica()["vllm-2"] > before["vllm-2"]  # it serves again
 
 
 def test_back_to_one_replica_stops_the_router_and_the_second_replica():

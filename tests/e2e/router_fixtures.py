@@ -1,6 +1,6 @@
 """Several vLLM replicas of a test model behind vLLM's router (docs/scale-out.md), for the
-real-server tier (tests/e2e/test_router.py) and the policy bench
-(tests/bench/router_policies.py).
+policy bench (tests/bench/router_policies.py), and the load and metric helpers the deploy
+tier's router tests use.
 
 Each replica is the stack's own vLLM service (roles/r1_native's filter: same argv, API key,
 served name, tool-call flags) on another loopback port, its own process; the router's
