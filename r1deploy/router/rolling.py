@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
+
+from r1deploy.top import figures
 
 IN_FLIGHT = ("vllm:num_requests_running", "vllm:num_requests_waiting")
 
@@ -39,14 +40,13 @@ class Timeouts:
 
 
 def in_flight(client: httpx.Client, replica: Replica) -> int:
-    """Requests running or queued on the replica (its own /metrics, no key needed)."""
+    """Requests running or queued on the replica (its own /metrics, no key needed), read
+    with `r1deploy top`'s parser."""
     text = client.get(f"{replica.url}/metrics", timeout=10).raise_for_status().text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in IN_FLIGHT:
-                total += sample.value
-    return int(total)
+    scrape = figures.parse(text, time.time())
+    if not scrape.ok:
+        raise ValueError(scrape.error)
+    return int(sum(figures.total(scrape, name) or 0 for name in IN_FLIGHT))
 
 
 def _healthy(client: httpx.Client, url: str) -> bool:
@@ -103,7 +103,7 @@ def rolling_restart(
             drained = _wait(
                 f"{name} drained", lambda r=replica: in_flight(client, r) == 0, t.drain_s, t.poll_s
             )
-        except (TimeoutError, httpx.HTTPError) as exc:
+        except (TimeoutError, ValueError, httpx.HTTPError) as exc:
             log(f"{name}: still busy ({exc}); restarting it anyway")
             drained = t.drain_s
         log(f"{name}: out of rotation, drained in {drained:.1f} s; restarting")
@@ -113,10 +113,10 @@ def rolling_restart(
                 f"{name} healthy", lambda r=replica: _healthy(client, r.url), t.ready_s, t.poll_s
             )
         except TimeoutError as exc:
-            raise RollingError(_left_out(name, str(exc))) from None
+            raise RollingError(_left_out(name, replica.service, str(exc))) from None
         log(f"{name}: healthy {ready:.0f} s after the restart; smoke on its own URL")
         if not smoke(replica.url):
-            raise RollingError(_left_out(name, "it failed its smoke (above)"))
+            raise RollingError(_left_out(name, replica.service, "it failed its smoke (above)"))
         # The router checks it before it adds it (this call returns once it is healthy).
         client.post(
             f"{router_url}/add_worker", params={"url": replica.url}, timeout=t.rejoin_s
@@ -129,14 +129,14 @@ def rolling_restart(
                 t.poll_s,
             )
         except TimeoutError as exc:
-            raise RollingError(_left_out(name, str(exc))) from None
+            raise RollingError(_left_out(name, replica.service, str(exc))) from None
         known = router_workers(client, router_url)
         log(f"{name}: back in rotation")
 
 
-def _left_out(name: str, why: str) -> str:
+def _left_out(name: str, service: str, why: str) -> str:
     return (
         f"{name}: {why}. It is out of the router's rotation; the other replicas serve. "
-        f"Fix: see its log (make logs SERVICE={name.split()[0]}), then make rolling-restart "
-        f"SERVICE={name.split()[0]}: it puts the replica back once it passes its smoke."
+        f"Fix: see its log (make logs SERVICE={service}), then make rolling-restart "
+        f"SERVICE={service}: it puts the replica back once it passes its smoke."
     )
